@@ -1,0 +1,114 @@
+import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
+import { ConversationNotFoundError, InvalidRequestError } from '../src/errors.js'
+import { etagOf, noneMatchHits, preconditionsFrom } from '../src/http/preconditions.js'
+import {
+  AppendMessagesBodySchema, AppendResultSchema, ConversationSchema, ConversationParamsSchema, CreateConversationBodySchema, ErrorBodySchema,
+  PatchConversationBodySchema, PreconditionHeadersSchema, ReadHeadersSchema, ReplaceConversationBodySchema, ReplaceHeadersSchema
+} from '../src/schemas.js'
+import { z } from 'zod'
+
+const tags = ['conversations']
+const errors = {
+  400: ErrorBodySchema, 401: ErrorBodySchema, 404: ErrorBodySchema, 409: ErrorBodySchema, 412: ErrorBodySchema, 413: ErrorBodySchema, 503: ErrorBodySchema
+}
+
+const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
+  const store = fastify.conversationStore
+  // PATCH bodies may be labelled as what they are: JSON merge patches.
+  fastify.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' },
+    fastify.getDefaultJsonParser('error', 'error'))
+
+  fastify.post('/conversations', {
+    schema: {
+      tags,
+      summary: 'Create a conversation',
+      body: CreateConversationBodySchema,
+      response: { 201: ConversationSchema, ...errors }
+    }
+  }, async (request, reply) => {
+    const { id = crypto.randomUUID(), ...fields } = request.body
+    const conversation = await store.create(id, fields)
+    return reply.code(201)
+      .header('location', `/v1/conversations/${encodeURIComponent(id)}`)
+      .header('etag', etagOf(conversation.version))
+      .send(conversation)
+  })
+
+  fastify.get('/conversations/:id', {
+    schema: {
+      tags,
+      summary: 'Read a conversation',
+      params: ConversationParamsSchema,
+      headers: ReadHeadersSchema,
+      response: { 200: ConversationSchema, 304: z.null().meta({ description: 'Not modified' }), ...errors }
+    }
+  }, async (request, reply) => {
+    const conversation = await store.get(request.params.id)
+    if (conversation === undefined) throw new ConversationNotFoundError(request.params.id)
+    reply.header('etag', etagOf(conversation.version))
+    if (noneMatchHits(request.headers['if-none-match'], conversation.version)) return reply.code(304).send(null)
+    return conversation
+  })
+
+  fastify.put('/conversations/:id', {
+    schema: {
+      tags,
+      summary: 'Create or replace a conversation, messages included',
+      params: ConversationParamsSchema,
+      headers: ReplaceHeadersSchema,
+      body: ReplaceConversationBodySchema,
+      response: { 200: ConversationSchema, 201: ConversationSchema, ...errors }
+    }
+  }, async (request, reply) => {
+    const { id, ...fields } = request.body
+    if (id !== undefined && id !== request.params.id) {
+      throw new InvalidRequestError('body/id must equal the id in the path')
+    }
+    const { conversation, created } = await store.put(request.params.id, fields, preconditionsFrom(request.headers))
+    if (created) reply.code(201).header('location', `/v1/conversations/${encodeURIComponent(conversation.id)}`)
+    return reply.header('etag', etagOf(conversation.version)).send(conversation)
+  })
+
+  fastify.patch('/conversations/:id', {
+    schema: {
+      tags,
+      summary: 'Change fields with a JSON merge patch (RFC 7396)',
+      params: ConversationParamsSchema,
+      headers: PreconditionHeadersSchema,
+      body: PatchConversationBodySchema,
+      response: { 200: ConversationSchema, ...errors }
+    }
+  }, async (request, reply) => {
+    const conversation = await store.patch(request.params.id, request.body, preconditionsFrom(request.headers))
+    return reply.header('etag', etagOf(conversation.version)).send(conversation)
+  })
+
+  fastify.delete('/conversations/:id', {
+    schema: {
+      tags,
+      summary: 'Delete a conversation and its workflow state',
+      params: ConversationParamsSchema,
+      headers: PreconditionHeadersSchema,
+      response: { 204: z.null().meta({ description: 'Deleted' }), ...errors }
+    }
+  }, async (request, reply) => {
+    await store.delete(request.params.id, preconditionsFrom(request.headers))
+    return reply.code(204).send(null)
+  })
+
+  fastify.post('/conversations/:id/messages', {
+    schema: {
+      tags,
+      summary: 'Append messages; ids already present are skipped, so retries are safe',
+      params: ConversationParamsSchema,
+      headers: PreconditionHeadersSchema,
+      body: AppendMessagesBodySchema,
+      response: { 200: AppendResultSchema, 201: AppendResultSchema, ...errors }
+    }
+  }, async (request, reply) => {
+    const result = await store.appendMessages(request.params.id, request.body.messages, preconditionsFrom(request.headers))
+    return reply.code(result.appended > 0 ? 201 : 200).header('etag', etagOf(result.version)).send(result)
+  })
+}
+
+export default conversationRoutes

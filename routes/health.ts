@@ -1,0 +1,48 @@
+import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { z } from 'zod'
+import { name, version } from '../src/package-info.js'
+
+const tags = ['health']
+const Health = z.object({
+  status: z.enum(['ok', 'unavailable']),
+  backend: z.enum(['memory', 'redis']),
+  store: z.looseObject({ status: z.enum(['up', 'down']), latencyMs: z.number().optional() })
+}).meta({ id: 'Health' })
+
+const healthRoutes: FastifyPluginAsyncZod = async (fastify) => {
+  const store = fastify.conversationStore
+  const { healthTimeoutMs } = fastify.config
+
+  // Azure's "Always On" pings `/`.
+  fastify.get('/', {
+    schema: { tags, summary: 'Name and version', response: { 200: z.object({ name: z.string(), version: z.string() }) } }
+  }, async () => ({ name, version }))
+
+  fastify.get('/health/live', {
+    schema: { tags, summary: 'Liveness: answers while the process runs', response: { 200: z.object({ status: z.literal('ok') }) } }
+  }, async () => ({ status: 'ok' as const }))
+
+  fastify.get('/health', {
+    schema: { tags, summary: 'Readiness: checks that the store answers', response: { 200: Health, 503: Health } }
+  }, async (request, reply) => {
+    const timeout = new AbortController()
+    try {
+      // The probe has its own short deadline, so it never waits on a stuck store.
+      const health = await Promise.race([
+        store.ping(),
+        sleep(healthTimeoutMs, undefined, { signal: timeout.signal }).then(() => {
+          throw new Error(`no answer within ${healthTimeoutMs} ms`)
+        })
+      ])
+      return { status: 'ok' as const, backend: store.backend, store: { status: 'up' as const, ...health } }
+    } catch (error) {
+      request.log.warn({ err: error }, '[STORE] health check failed')
+      return reply.code(503).send({ status: 'unavailable', backend: store.backend, store: { status: 'down' } })
+    } finally {
+      timeout.abort()
+    }
+  })
+}
+
+export default healthRoutes

@@ -1,0 +1,52 @@
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from '@fastify/type-provider-zod'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import authPlugin from '../plugins/auth.js'
+import configPlugin from '../plugins/config.js'
+import conversationStorePlugin from '../plugins/conversation-store.js'
+import docsPlugin from '../plugins/docs.js'
+import errorsPlugin from '../plugins/errors.js'
+import conversationRoutes from '../routes/conversations.js'
+import healthRoutes from '../routes/health.js'
+import userConversationRoutes from '../routes/user-conversations.js'
+import workflowStateRoutes from '../routes/workflow-state.js'
+import type { Config } from './config.js'
+import { loggerOptions } from './logging.js'
+import type { ConversationStore } from './store/types.js'
+
+export interface AppOptions {
+  /** Overrides the logger settings derived from the config (tests pass `false`). */
+  logger?: FastifyServerOptions['logger']
+  /** A store to use instead of the one the config selects. */
+  store?: ConversationStore
+}
+
+/** Builds the service: plugins first, then the routes that use them. */
+export async function buildApp (config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? loggerOptions(config.logLevel),
+    bodyLimit: config.bodyLimit,
+    // Lets the orchestrator finish in-flight requests while new ones go elsewhere.
+    return503OnClosing: true,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error'
+  }).withTypeProvider<ZodTypeProvider>()
+
+  app.setValidatorCompiler(validatorCompiler)
+  app.setSerializerCompiler(serializerCompiler)
+
+  await app.register(configPlugin, { config })
+  await app.register(errorsPlugin)
+  await app.register(authPlugin)
+  await app.register(docsPlugin)
+  await app.register(conversationStorePlugin, options.store === undefined ? {} : { store: options.store })
+
+  await app.register(healthRoutes)
+  await app.register(async (v1) => {
+    v1.addHook('onRequest', v1.requireApiKey)
+    await v1.register(conversationRoutes)
+    await v1.register(workflowStateRoutes)
+    await v1.register(userConversationRoutes)
+  }, { prefix: '/v1' })
+
+  return app
+}

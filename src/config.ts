@@ -1,0 +1,77 @@
+import { z } from 'zod'
+
+const flag = z.enum(['true', 'false']).default('false').transform((value) => value === 'true')
+const integer = (fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max).default(fallback)
+
+// Every setting the service reads, with its default. Parsed once at start-up.
+const EnvSchema = z.object({
+  NODE_ENV: z.string().default('development'),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  PORT: integer(8080, 0, 65535),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  BODY_LIMIT: integer(1024 * 1024, 1024),
+  REDIS_URL: z.string().optional(),
+  REDIS_TTL: integer(86400, 1),
+  MAX_MESSAGES_PER_CONVERSATION: integer(10000, 1),
+  MEMORY_MAX_CONVERSATIONS: integer(10000, 1),
+  HEALTH_TIMEOUT_MS: integer(1000, 1),
+  SHUTDOWN_TIMEOUT_MS: integer(4500, 1),
+  RETRY_AFTER_SECONDS: integer(1, 0),
+  API_KEYS: z.string().optional(),
+  AUTH_DISABLED: flag
+})
+
+export interface Config {
+  host: string
+  port: number
+  logLevel: string
+  production: boolean
+  bodyLimit: number
+  ttlSeconds: number
+  maxMessagesPerConversation: number
+  memoryMaxConversations: number
+  healthTimeoutMs: number
+  shutdownTimeoutMs: number
+  retryAfterSeconds: number
+  /** Bearer tokens accepted on /v1; empty when authentication is disabled. */
+  apiKeys: string[]
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/** Parses the environment; throws a ConfigError whose message names the variable. */
+export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
+  // An empty variable counts as unset, as it does in most deployment tools.
+  const set = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''))
+  const parsed = EnvSchema.safeParse(set)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0] as z.core.$ZodIssue
+    throw new ConfigError(`Invalid configuration: ${issue.path.join('.')}: ${issue.message}`)
+  }
+  const settings = parsed.data
+  const apiKeys = (settings.API_KEYS ?? '').split(',').map((key) => key.trim()).filter((key) => key !== '')
+  const production = settings.NODE_ENV === 'production'
+  if (production && apiKeys.length === 0 && !settings.AUTH_DISABLED) {
+    throw new ConfigError('Invalid configuration: API_KEYS: required when NODE_ENV=production (or set AUTH_DISABLED=true)')
+  }
+  if (settings.REDIS_URL !== undefined) {
+    throw new ConfigError('Invalid configuration: REDIS_URL: the Redis backend is not available in this version; unset it to use memory')
+  }
+  return {
+    host: settings.HOST,
+    port: settings.PORT,
+    logLevel: settings.LOG_LEVEL,
+    production,
+    bodyLimit: settings.BODY_LIMIT,
+    ttlSeconds: settings.REDIS_TTL,
+    maxMessagesPerConversation: settings.MAX_MESSAGES_PER_CONVERSATION,
+    memoryMaxConversations: settings.MEMORY_MAX_CONVERSATIONS,
+    healthTimeoutMs: settings.HEALTH_TIMEOUT_MS,
+    shutdownTimeoutMs: settings.SHUTDOWN_TIMEOUT_MS,
+    retryAfterSeconds: settings.RETRY_AFTER_SECONDS,
+    apiKeys: settings.AUTH_DISABLED ? [] : apiKeys
+  }
+}

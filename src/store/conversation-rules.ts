@@ -1,0 +1,135 @@
+import { randomUUID } from 'node:crypto'
+import { PreconditionFailedError, TooManyMessagesError, UserMismatchError } from '../errors.js'
+import type {
+  Conversation, ConversationFields, ConversationSummary, Message, MessageInput, PatchConversationBody,
+  WorkflowState, WorkflowStateBody
+} from '../schemas.js'
+import type { Preconditions } from './types.js'
+
+// The rules every backend applies in the same way, kept free of I/O so that both
+// backends share them and tests can check them directly.
+
+export interface StoreLimits {
+  ttlSeconds: number
+  maxMessagesPerConversation: number
+}
+
+/** Throws PRECONDITION_FAILED unless the current version satisfies the headers. */
+export function checkPreconditions (currentVersion: number | undefined, preconditions: Preconditions): void {
+  const { ifMatch, ifNoneMatch } = preconditions
+  if (ifNoneMatch === true && currentVersion !== undefined) throw new PreconditionFailedError()
+  if (ifMatch === undefined) return
+  const matches = currentVersion !== undefined && (ifMatch === '*' || ifMatch.includes(currentVersion))
+  if (!matches) throw new PreconditionFailedError()
+}
+
+/** The write time: never earlier than the previous write, so updatedAt never goes backwards. */
+export function writeTime (nowMs: number, previousUpdatedAt?: string): number {
+  return previousUpdatedAt === undefined ? nowMs : Math.max(nowMs, Date.parse(previousUpdatedAt))
+}
+
+export function expiryOf (writeMs: number, limits: StoreLimits): string {
+  return new Date(writeMs + limits.ttlSeconds * 1000).toISOString()
+}
+
+export function toMessage (input: MessageInput, nowIso: string): Message {
+  const { createdAt, id, ...rest } = input
+  return {
+    id: id ?? randomUUID(),
+    ...rest,
+    createdAt: createdAt === undefined ? nowIso : new Date(createdAt).toISOString()
+  }
+}
+
+export function assertMessageLimit (count: number, limits: StoreLimits): void {
+  if (count > limits.maxMessagesPerConversation) throw new TooManyMessagesError(limits.maxMessagesPerConversation)
+}
+
+/**
+ * Builds the stored conversation for a create or a full replacement. A replacement keeps
+ * `createdAt`, bumps `version` and may not change `userId`.
+ */
+export function buildConversation (
+  id: string, fields: ConversationFields, writeMs: number, limits: StoreLimits, previous?: Conversation
+): Conversation {
+  if (previous !== undefined && previous.userId !== fields.userId) throw new UserMismatchError()
+  assertMessageLimit(fields.messages.length, limits)
+  const nowIso = new Date(writeMs).toISOString()
+  return {
+    ...fields,
+    id,
+    messages: fields.messages.map((message) => toMessage(message, nowIso)),
+    createdAt: previous?.createdAt ?? nowIso,
+    updatedAt: nowIso,
+    expiresAt: expiryOf(writeMs, limits),
+    version: (previous?.version ?? 0) + 1
+  }
+}
+
+type JsonObject = Record<string, unknown>
+
+function isObject (value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** RFC 7396 JSON merge patch: null removes a member, objects merge recursively. */
+export function mergePatch (target: unknown, patch: unknown): unknown {
+  if (!isObject(patch)) return patch
+  const result: JsonObject = isObject(target) ? { ...target } : {}
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete result[key]
+    else if (value !== undefined) result[key] = mergePatch(result[key], value)
+  }
+  return result
+}
+
+export function patchConversation (
+  current: Conversation, patch: PatchConversationBody, writeMs: number, limits: StoreLimits
+): Conversation {
+  const patched = mergePatch(current, patch) as Conversation
+  return {
+    ...patched,
+    updatedAt: new Date(writeMs).toISOString(),
+    expiresAt: expiryOf(writeMs, limits),
+    version: current.version + 1
+  }
+}
+
+/** Splits an append into the messages to add and the count skipped as already present. */
+export function newMessages (
+  existingIds: { has: (id: string) => boolean }, inputs: MessageInput[], nowIso: string
+): { added: Message[], skipped: number } {
+  const added: Message[] = []
+  const seen = new Set<string>()
+  for (const input of inputs) {
+    const message = toMessage(input, nowIso)
+    if (existingIds.has(message.id) || seen.has(message.id)) continue
+    seen.add(message.id)
+    added.push(message)
+  }
+  return { added, skipped: inputs.length - added.length }
+}
+
+export function toSummary (conversation: Conversation): ConversationSummary {
+  const { messages, ...rest } = conversation
+  return { ...rest, messageCount: messages.length }
+}
+
+/** Sort order of every list: updatedAt descending, then id descending. */
+export function compareListOrder (a: { updatedAt: number, id: string }, b: { updatedAt: number, id: string }): number {
+  if (a.updatedAt !== b.updatedAt) return b.updatedAt - a.updatedAt
+  if (a.id === b.id) return 0
+  return a.id < b.id ? 1 : -1
+}
+
+export function buildWorkflowState (
+  conversationId: string, body: WorkflowStateBody, writeMs: number, limits: StoreLimits, previous?: WorkflowState
+): WorkflowState {
+  return {
+    ...body,
+    conversationId,
+    version: (previous?.version ?? 0) + 1,
+    updatedAt: new Date(writeMs).toISOString(),
+    expiresAt: expiryOf(writeMs, limits)
+  }
+}

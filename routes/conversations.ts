@@ -2,15 +2,12 @@ import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { ConversationNotFoundError, InvalidRequestError } from '../src/errors.js'
 import { etagOf, noneMatchHits, preconditionsFrom } from '../src/http/preconditions.js'
 import {
-  AppendMessagesBodySchema, AppendResultSchema, ConversationSchema, ConversationParamsSchema, CreateConversationBodySchema, ErrorBodySchema,
+  AppendMessagesBodySchema, AppendResultSchema, ConversationSchema, ConversationParamsSchema, CreateConversationBodySchema, errorResponses,
   PatchConversationBodySchema, PreconditionHeadersSchema, ReadHeadersSchema, ReplaceConversationBodySchema, ReplaceHeadersSchema
 } from '../src/schemas.js'
 import { z } from 'zod'
 
 const tags = ['conversations']
-const errors = {
-  400: ErrorBodySchema, 401: ErrorBodySchema, 404: ErrorBodySchema, 409: ErrorBodySchema, 412: ErrorBodySchema, 413: ErrorBodySchema, 503: ErrorBodySchema
-}
 
 const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
   const store = fastify.conversationStore
@@ -23,7 +20,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       tags,
       summary: 'Create a conversation',
       body: CreateConversationBodySchema,
-      response: { 201: ConversationSchema, ...errors }
+      response: { 201: ConversationSchema, ...errorResponses(400, 401, 409, 413, 503) }
     }
   }, async (request, reply) => {
     const { id = crypto.randomUUID(), ...fields } = request.body
@@ -40,7 +37,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       summary: 'Read a conversation',
       params: ConversationParamsSchema,
       headers: ReadHeadersSchema,
-      response: { 200: ConversationSchema, 304: z.null().meta({ description: 'Not modified' }), ...errors }
+      response: { 200: ConversationSchema, 304: z.null().meta({ description: 'Not modified' }), ...errorResponses(400, 401, 404, 503) }
     }
   }, async (request, reply) => {
     const conversation = await store.get(request.params.id)
@@ -57,7 +54,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       params: ConversationParamsSchema,
       headers: ReplaceHeadersSchema,
       body: ReplaceConversationBodySchema,
-      response: { 200: ConversationSchema, 201: ConversationSchema, ...errors }
+      response: { 200: ConversationSchema, 201: ConversationSchema, ...errorResponses(400, 401, 409, 412, 413, 503) }
     }
   }, async (request, reply) => {
     const { id, ...fields } = request.body
@@ -76,7 +73,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       params: ConversationParamsSchema,
       headers: PreconditionHeadersSchema,
       body: PatchConversationBodySchema,
-      response: { 200: ConversationSchema, ...errors }
+      response: { 200: ConversationSchema, ...errorResponses(400, 401, 404, 412, 413, 503) }
     }
   }, async (request, reply) => {
     const conversation = await store.patch(request.params.id, request.body, preconditionsFrom(request.headers))
@@ -89,7 +86,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       summary: 'Delete a conversation and its workflow state',
       params: ConversationParamsSchema,
       headers: PreconditionHeadersSchema,
-      response: { 204: z.null().meta({ description: 'Deleted' }), ...errors }
+      response: { 204: z.null().meta({ description: 'Deleted' }), ...errorResponses(400, 401, 404, 412, 503) }
     }
   }, async (request, reply) => {
     await store.delete(request.params.id, preconditionsFrom(request.headers))
@@ -103,7 +100,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       params: ConversationParamsSchema,
       headers: PreconditionHeadersSchema,
       body: AppendMessagesBodySchema,
-      response: { 200: AppendResultSchema, 201: AppendResultSchema, ...errors }
+      response: { 200: AppendResultSchema, 201: AppendResultSchema, ...errorResponses(400, 401, 404, 412, 413, 503) }
     }
   }, async (request, reply) => {
     const result = await store.appendMessages(request.params.id, request.body.messages, preconditionsFrom(request.headers))

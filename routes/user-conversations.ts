@@ -1,10 +1,9 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { decodeCursor, encodeCursor } from '../src/http/cursor.js'
-import { ConversationPageSchema, DeleteUserResultSchema, ErrorBodySchema, ListQuerySchema, UserParamsSchema } from '../src/schemas.js'
+import { ConversationPageSchema, DeleteUserResultSchema, errorResponses, ListQuerySchema, UserParamsSchema } from '../src/schemas.js'
 import type { ListOptions } from '../src/store/types.js'
 
 const tags = ['users']
-const errors = { 400: ErrorBodySchema, 401: ErrorBodySchema, 503: ErrorBodySchema }
 
 const userConversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
   const store = fastify.conversationStore
@@ -15,7 +14,7 @@ const userConversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       summary: "List a user's conversations, most recently updated first",
       params: UserParamsSchema,
       querystring: ListQuerySchema,
-      response: { 200: ConversationPageSchema, ...errors }
+      response: { 200: ConversationPageSchema, ...errorResponses(400, 401, 503) }
     }
   }, async (request) => {
     const { limit, view, cursor, tenantId } = request.query
@@ -31,7 +30,7 @@ const userConversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       tags,
       summary: "Delete all of a user's conversations",
       params: UserParamsSchema,
-      response: { 200: DeleteUserResultSchema, ...errors }
+      response: { 200: DeleteUserResultSchema, ...errorResponses(400, 401, 503) }
     }
   }, async (request) => ({ deleted: await store.deleteByUser(request.params.userId) }))
 }

@@ -1,10 +1,9 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { z } from 'zod'
 import { etagOf, preconditionsFrom } from '../src/http/preconditions.js'
-import { ConversationParamsSchema, ErrorBodySchema, PreconditionHeadersSchema, ReplaceHeadersSchema, WorkflowStateSchema, WorkflowStateBodySchema } from '../src/schemas.js'
+import { ConversationParamsSchema, errorResponses, PreconditionHeadersSchema, ReplaceHeadersSchema, WorkflowStateSchema, WorkflowStateBodySchema } from '../src/schemas.js'
 
 const tags = ['workflow state']
-const errors = { 400: ErrorBodySchema, 401: ErrorBodySchema, 404: ErrorBodySchema, 412: ErrorBodySchema, 503: ErrorBodySchema }
 
 const workflowStateRoutes: FastifyPluginAsyncZod = async (fastify) => {
   const store = fastify.conversationStore
@@ -14,7 +13,7 @@ const workflowStateRoutes: FastifyPluginAsyncZod = async (fastify) => {
       tags,
       summary: "Read a conversation's workflow state",
       params: ConversationParamsSchema,
-      response: { 200: WorkflowStateSchema, ...errors }
+      response: { 200: WorkflowStateSchema, ...errorResponses(400, 401, 404, 503) }
     }
   }, async (request, reply) => {
     const state = await store.getWorkflowState(request.params.id)
@@ -28,7 +27,7 @@ const workflowStateRoutes: FastifyPluginAsyncZod = async (fastify) => {
       params: ConversationParamsSchema,
       headers: ReplaceHeadersSchema,
       body: WorkflowStateBodySchema,
-      response: { 200: WorkflowStateSchema, 201: WorkflowStateSchema, ...errors }
+      response: { 200: WorkflowStateSchema, 201: WorkflowStateSchema, ...errorResponses(400, 401, 404, 412, 413, 503) }
     }
   }, async (request, reply) => {
     const { state, created } = await store.putWorkflowState(request.params.id, request.body, preconditionsFrom(request.headers))
@@ -41,7 +40,7 @@ const workflowStateRoutes: FastifyPluginAsyncZod = async (fastify) => {
       summary: "Delete a conversation's workflow state",
       params: ConversationParamsSchema,
       headers: PreconditionHeadersSchema,
-      response: { 204: z.null().meta({ description: 'Deleted' }), ...errors }
+      response: { 204: z.null().meta({ description: 'Deleted' }), ...errorResponses(400, 401, 404, 412, 503) }
     }
   }, async (request, reply) => {
     await store.deleteWorkflowState(request.params.id, preconditionsFrom(request.headers))

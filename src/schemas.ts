@@ -42,7 +42,7 @@ export const MessageSchema = z.strictObject({
   cardId: z.string().optional(),
   metadata: JsonObject.optional(),
   createdAt: z.string()
-}).meta({ id: 'MessageSchema' })
+}).meta({ id: 'Message' })
 
 function uniqueMessageIds (messages: Array<{ id?: string | undefined }>): boolean {
   const ids = messages.flatMap((message) => message.id === undefined ? [] : [message.id])
@@ -103,16 +103,16 @@ const conversationFields = {
 }
 
 export const ConversationSchema = z.strictObject({ ...conversationFields, messages: z.array(MessageSchema) })
-  .meta({ id: 'ConversationSchema' })
+  .meta({ id: 'Conversation' })
 export const ConversationSummarySchema = z.strictObject({ ...conversationFields, messageCount: z.number().int().min(0) })
-  .meta({ id: 'ConversationSummarySchema' })
+  .meta({ id: 'ConversationSummary' })
 
 export const AppendResultSchema = z.strictObject({
   appended: z.number().int().min(0),
   skipped: z.number().int().min(0),
   version: z.number().int().min(1),
   messageCount: z.number().int().min(0)
-}).meta({ id: 'AppendResultSchema' })
+}).meta({ id: 'AppendResult' })
 
 export const ListQuerySchema = z.strictObject({
   limit: z.coerce.number().int().min(1).max(200).default(50),
@@ -124,7 +124,7 @@ export const ListQuerySchema = z.strictObject({
 export const ConversationPageSchema = z.strictObject({
   items: z.array(z.union([ConversationSchema, ConversationSummarySchema])),
   nextCursor: z.string().nullable()
-}).meta({ id: 'ConversationPageSchema' })
+}).meta({ id: 'ConversationPage' })
 
 export const DeleteUserResultSchema = z.strictObject({ deleted: z.number().int().min(0) })
 
@@ -140,14 +140,14 @@ const workflowStateFields = {
   choices: z.array(z.string()).optional()
 }
 
-export const WorkflowStateBodySchema = z.strictObject(workflowStateFields).meta({ id: 'WorkflowStateBodySchema' })
+export const WorkflowStateBodySchema = z.strictObject(workflowStateFields).meta({ id: 'WorkflowStateBody' })
 export const WorkflowStateSchema = z.strictObject({
   ...workflowStateFields,
   conversationId: ConversationIdSchema,
   version: z.number().int().min(1),
   updatedAt: z.string(),
   expiresAt: z.string()
-}).meta({ id: 'WorkflowStateSchema' })
+}).meta({ id: 'WorkflowState' })
 
 export const ConversationParamsSchema = z.strictObject({ id: ConversationIdSchema })
 export const UserParamsSchema = z.strictObject({ userId: UserIdSchema })
@@ -185,3 +185,8 @@ export type AppendResult = z.output<typeof AppendResultSchema>
 export type ListQuery = z.output<typeof ListQuerySchema>
 export type WorkflowStateBody = z.output<typeof WorkflowStateBodySchema>
 export type WorkflowState = z.output<typeof WorkflowStateSchema>
+
+/** Response schemas for the error statuses a route can answer with. */
+export function errorResponses<const S extends number> (...statuses: S[]): Record<S, typeof ErrorBodySchema> {
+  return Object.fromEntries(statuses.map((status) => [status, ErrorBodySchema])) as Record<S, typeof ErrorBodySchema>
+}

@@ -93,20 +93,21 @@ export class MemoryConversationStore implements ConversationStore {
     const writeMs = writeTime(this.#clock(), entry.conversation.updatedAt)
     const { added, skipped } = newMessages(entry.messageIds, inputs, new Date(writeMs).toISOString())
     const current = entry.conversation
-    if (added.length > 0) {
-      assertMessageLimit(current.messages.length + added.length, this.#limits)
-      // Appending in place keeps the cost independent of the conversation's length.
-      current.messages.push(...added)
-      for (const message of added) entry.messageIds.add(message.id)
-      this.#store({
-        ...current,
-        updatedAt: new Date(writeMs).toISOString(),
-        expiresAt: expiryOf(writeMs, this.#limits),
-        version: current.version + 1
-      }, entry)
+    if (added.length === 0) {
+      return { appended: 0, skipped, version: current.version, messageCount: current.messages.length }
     }
-    const { version, messages } = entry.conversation
-    return { appended: added.length, skipped, version, messageCount: messages.length }
+    assertMessageLimit(current.messages.length + added.length, this.#limits)
+    // Appending in place keeps the cost independent of the conversation's length.
+    current.messages.push(...added)
+    for (const message of added) entry.messageIds.add(message.id)
+    const updated = {
+      ...current,
+      updatedAt: new Date(writeMs).toISOString(),
+      expiresAt: expiryOf(writeMs, this.#limits),
+      version: current.version + 1
+    }
+    this.#store(updated, entry)
+    return { appended: added.length, skipped, version: updated.version, messageCount: updated.messages.length }
   }
 
   async listByUser (userId: string, options: ListOptions): Promise<ConversationPage> {

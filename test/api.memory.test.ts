@@ -1,0 +1,4 @@
+import { apiSuite } from './helpers/api-suite.js'
+import { memoryBackend } from './helpers/backends.js'
+
+apiSuite(memoryBackend)

@@ -1,0 +1,159 @@
+import t from 'tap'
+import { StoreUnavailableError, CorruptRecordError } from '../src/errors.js'
+import { MemoryConversationStore } from '../src/store/memory-store.js'
+import type { Conversation } from '../src/schemas.js'
+import { build } from './helpers/build.js'
+
+const limits = { ttlSeconds: 60, maxMessagesPerConversation: 100 }
+
+/** A memory store whose reads fail the way the test says. */
+class FailingStore extends MemoryConversationStore {
+  constructor (private readonly failure: () => Promise<never>) {
+    super({ maxConversations: 10, limits })
+  }
+
+  override async get (): Promise<Conversation | undefined> { return await this.failure() }
+  override async ping (): Promise<never> { return await this.failure() }
+}
+
+t.test('GET / names the service for Always On', async (t) => {
+  const app = await build(t)
+  const response = await app.inject({ method: 'GET', url: '/' })
+  t.equal(response.statusCode, 200)
+  t.match(response.json(), { name: 'conversation-store', version: /^\d+\.\d+\.\d+/ })
+})
+
+t.test('health', async (t) => {
+  t.test('/health reports the store up', async (t) => {
+    const app = await build(t)
+    const response = await app.inject({ method: 'GET', url: '/health' })
+    t.equal(response.statusCode, 200)
+    t.match(response.json(), { status: 'ok', backend: 'memory', store: { status: 'up', latencyMs: 0 } })
+    t.same((await app.inject({ method: 'GET', url: '/health/live' })).json(), { status: 'ok' })
+  })
+
+  t.test('/health answers 503 within its own timeout when the store hangs', async (t) => {
+    const store = new FailingStore(() => new Promise<never>(() => {}))
+    const app = await build(t, { HEALTH_TIMEOUT_MS: '50' }, { store })
+    const started = Date.now()
+    const response = await app.inject({ method: 'GET', url: '/health' })
+    t.equal(response.statusCode, 503)
+    t.same(response.json(), { status: 'unavailable', backend: 'memory', store: { status: 'down' } })
+    t.ok(Date.now() - started < 5000, 'does not wait on the store')
+    t.equal((await app.inject({ method: 'GET', url: '/health/live' })).statusCode, 200, 'liveness is independent')
+  })
+
+  t.test('/health answers 503 when the store fails', async (t) => {
+    const app = await build(t, {}, { store: new FailingStore(() => Promise.reject(new StoreUnavailableError())) })
+    t.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 503)
+  })
+})
+
+t.test('errors', async (t) => {
+  t.test('a store outage is 503 STORE_UNAVAILABLE with Retry-After', async (t) => {
+    const app = await build(t, { RETRY_AFTER_SECONDS: '3' }, { store: new FailingStore(() => Promise.reject(new StoreUnavailableError())) })
+    const response = await app.inject({ method: 'GET', url: '/v1/conversations/a' })
+    t.equal(response.statusCode, 503)
+    t.equal(response.headers['retry-after'], '3')
+    t.match(response.json(), { statusCode: 503, code: 'STORE_UNAVAILABLE', error: 'Service Unavailable' })
+  })
+
+  t.test('a bug is 500 with no detail', async (t) => {
+    const app = await build(t, {}, { store: new FailingStore(() => Promise.reject(new TypeError('secret internals at /srv/app.js:1'))) })
+    const response = await app.inject({ method: 'GET', url: '/v1/conversations/a' })
+    t.equal(response.statusCode, 500)
+    t.same(response.json(), { statusCode: 500, code: 'INTERNAL_SERVER_ERROR', error: 'Internal Server Error', message: 'Internal Server Error' })
+    t.notOk(response.headers['retry-after'])
+  })
+
+  t.test('a corrupt record is 500 CORRUPT_RECORD', async (t) => {
+    const app = await build(t, {}, { store: new FailingStore(() => Promise.reject(new CorruptRecordError('a'))) })
+    const response = await app.inject({ method: 'GET', url: '/v1/conversations/a' })
+    t.equal(response.statusCode, 500)
+    t.equal(response.json().code, 'CORRUPT_RECORD')
+  })
+
+  t.test('an unknown route is a JSON 404', async (t) => {
+    const app = await build(t)
+    const response = await app.inject({ method: 'GET', url: '/v2/nothing?x=1' })
+    t.equal(response.statusCode, 404)
+    t.same(response.json(), { statusCode: 404, code: 'FST_ERR_NOT_FOUND', error: 'Not Found', message: 'Route GET /v2/nothing not found' })
+  })
+})
+
+t.test('logs carry no stack traces or credentials', async (t) => {
+  const lines: string[] = []
+  const { Writable } = await import('node:stream')
+  const stream = new Writable({ write (chunk, _encoding, done) { lines.push(String(chunk)); done() } })
+  const store = new FailingStore(() => Promise.reject(new TypeError('boom')))
+  const { loggerOptions } = await import('../src/logging.js')
+  const app = await build(t, { API_KEYS: 'topsecret' }, { store, logger: { ...loggerOptions('info'), stream } })
+  await app.inject({ method: 'GET', url: '/v1/conversations/a', headers: { authorization: 'Bearer topsecret' } })
+  const log = lines.join('')
+  t.match(log, /"type":"TypeError","message":"boom"/)
+  t.notMatch(log, /stack/)
+  t.notMatch(log, /topsecret/)
+})
+
+t.test('the app logger serializes errors without stacks', async (t) => {
+  const { serializeError, loggerOptions } = await import('../src/logging.js')
+  t.same(serializeError(Object.assign(new Error('m'), { code: 'C', statusCode: 503 })), { type: 'Error', message: 'm', code: 'C', statusCode: 503 })
+  t.same(serializeError('text'), { type: 'string', message: 'text' })
+  t.match(loggerOptions('warn'), { level: 'warn' })
+})
+
+t.test('API keys', async (t) => {
+  const app = await build(t, { API_KEYS: 'alpha,beta' })
+  const get = (headers: Record<string, string>) => app.inject({ method: 'GET', url: '/v1/users/u1/conversations', headers })
+
+  for (const [name, headers] of [
+    ['no Authorization header', {}],
+    ['a wrong key', { authorization: 'Bearer gamma' }],
+    ['a key prefix', { authorization: 'Bearer alph' }],
+    ['another scheme', { authorization: 'Basic alpha' }]
+  ] as const) {
+    t.test(`rejects ${name} with 401`, async (t) => {
+      const response = await get(headers)
+      t.equal(response.statusCode, 401)
+      t.equal(response.headers['www-authenticate'], 'Bearer')
+      t.match(response.json(), { statusCode: 401, code: 'UNAUTHORIZED' })
+    })
+  }
+
+  t.test('accepts every configured key', async (t) => {
+    t.equal((await get({ authorization: 'Bearer alpha' })).statusCode, 200)
+    t.equal((await get({ authorization: 'bearer beta' })).statusCode, 200)
+  })
+
+  t.test('leaves health, root and docs open', async (t) => {
+    for (const url of ['/', '/health', '/health/live', '/openapi.json', '/docs/']) {
+      t.equal((await app.inject({ method: 'GET', url })).statusCode, 200, url)
+    }
+  })
+
+  t.test('a 401 changes nothing', async (t) => {
+    const response = await app.inject({ method: 'POST', url: '/v1/conversations', payload: { id: 'c1', userId: 'u1' } })
+    t.equal(response.statusCode, 401)
+    const read = await app.inject({ method: 'GET', url: '/v1/conversations/c1', headers: { authorization: 'Bearer alpha' } })
+    t.equal(read.statusCode, 404)
+  })
+})
+
+t.test('the OpenAPI document describes every route, status and the error body', async (t) => {
+  const app = await build(t)
+  const document = (await app.inject({ method: 'GET', url: '/openapi.json' })).json()
+  t.equal(document.openapi, '3.1.0')
+  const routes = Object.entries(document.paths as Record<string, Record<string, { responses: Record<string, unknown> }>>)
+    .flatMap(([path, methods]) => Object.entries(methods).map(([method, operation]) => [`${method.toUpperCase()} ${path}`, Object.keys(operation.responses)] as const))
+  const byRoute = Object.fromEntries(routes)
+  t.same(Object.keys(byRoute).sort(), [
+    'DELETE /v1/conversations/{id}', 'DELETE /v1/conversations/{id}/workflow-state', 'DELETE /v1/users/{userId}/conversations',
+    'GET /', 'GET /health', 'GET /health/live', 'GET /v1/conversations/{id}', 'GET /v1/conversations/{id}/workflow-state',
+    'GET /v1/users/{userId}/conversations', 'PATCH /v1/conversations/{id}', 'POST /v1/conversations',
+    'POST /v1/conversations/{id}/messages', 'PUT /v1/conversations/{id}', 'PUT /v1/conversations/{id}/workflow-state'
+  ])
+  t.same(byRoute['PUT /v1/conversations/{id}'], ['200', '201', '400', '401', '409', '412', '413', '503'])
+  t.same(byRoute['GET /v1/conversations/{id}'], ['200', '304', '400', '401', '404', '503'])
+  t.match(document.components.schemas.Error, { required: ['statusCode', 'code', 'error', 'message'] })
+  t.ok('Conversation' in document.components.schemas, 'the Conversation schema is a component')
+})

@@ -1,0 +1,66 @@
+import t from 'tap'
+import { loadConfig } from '../src/config.js'
+
+t.test('defaults suit a developer machine', async (t) => {
+  t.match(loadConfig({}), {
+    host: '0.0.0.0',
+    port: 8080,
+    logLevel: 'info',
+    production: false,
+    bodyLimit: 1048576,
+    ttlSeconds: 86400,
+    maxMessagesPerConversation: 10000,
+    memoryMaxConversations: 10000,
+    healthTimeoutMs: 1000,
+    apiKeys: []
+  })
+})
+
+t.test('reads every setting from the environment', async (t) => {
+  const config = loadConfig({
+    HOST: '127.0.0.1',
+    PORT: '3000',
+    LOG_LEVEL: 'warn',
+    BODY_LIMIT: '4096',
+    REDIS_TTL: '60',
+    API_KEYS: ' a, b ,,',
+    MAX_MESSAGES_PER_CONVERSATION: '5',
+    MEMORY_MAX_CONVERSATIONS: '7',
+    HEALTH_TIMEOUT_MS: '250'
+  })
+  t.match(config, {
+    host: '127.0.0.1',
+    port: 3000,
+    logLevel: 'warn',
+    bodyLimit: 4096,
+    ttlSeconds: 60,
+    apiKeys: ['a', 'b'],
+    maxMessagesPerConversation: 5,
+    memoryMaxConversations: 7,
+    healthTimeoutMs: 250
+  })
+})
+
+t.test('an empty variable counts as unset', async (t) => {
+  t.equal(loadConfig({ PORT: '' }).port, 8080)
+})
+
+for (const [name, value] of [['PORT', 'eighty'], ['PORT', '70000'], ['REDIS_TTL', '0'], ['LOG_LEVEL', 'loud'], ['AUTH_DISABLED', 'yes'], ['BODY_LIMIT', '1.5']]) {
+  t.test(`a bad ${name} fails with one line naming it`, async (t) => {
+    t.throws(() => loadConfig({ [name as string]: value as string }), {
+      name: 'ConfigError',
+      message: new RegExp(`^Invalid configuration: ${name as string}: [^\\n]+$`)
+    })
+  })
+}
+
+t.test('production refuses to start without API keys', async (t) => {
+  t.throws(() => loadConfig({ NODE_ENV: 'production' }), { message: /API_KEYS/ })
+  t.equal(loadConfig({ NODE_ENV: 'production', API_KEYS: 'k' }).production, true)
+  t.same(loadConfig({ NODE_ENV: 'production', AUTH_DISABLED: 'true' }).apiKeys, [])
+  t.same(loadConfig({ API_KEYS: 'k', AUTH_DISABLED: 'true' }).apiKeys, [], 'AUTH_DISABLED wins')
+})
+
+t.test('REDIS_URL is refused until the Redis backend exists, rather than silently ignored', async (t) => {
+  t.throws(() => loadConfig({ REDIS_URL: 'rediss://example:6380' }), { message: /^Invalid configuration: REDIS_URL/ })
+})

@@ -19,7 +19,7 @@ async function main (): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  // A bad setting gets one clear line; anything else is a start-up failure worth its stack.
+  // One clear line, without a stack: it may name paths or settings that do not belong in logs.
   process.stderr.write(error instanceof ConfigError ? `${error.message}\n` : `Start-up failed: ${String(error)}\n`)
   process.exit(1)
 })

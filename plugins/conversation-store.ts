@@ -1,5 +1,7 @@
 import fp from 'fastify-plugin'
+import type { Redis } from 'ioredis'
 import { MemoryConversationStore } from '../src/store/memory-store.js'
+import { RedisConversationStore } from '../src/store/redis-store.js'
 import type { ConversationStore } from '../src/store/types.js'
 
 declare module 'fastify' {
@@ -13,14 +15,24 @@ export interface ConversationStoreOptions {
   store?: ConversationStore
 }
 
-/** Decorates the instance with the configured `ConversationStore` and closes it on shutdown. */
+/**
+ * Decorates the instance with the configured `ConversationStore`: Redis when REDIS_URL is
+ * set (the redis-connection plugin is then registered first), memory otherwise.
+ */
 export default fp<ConversationStoreOptions>(async (fastify, options) => {
-  const { config } = fastify
-  const store = options.store ?? new MemoryConversationStore({
-    maxConversations: config.memoryMaxConversations,
-    limits: { ttlSeconds: config.ttlSeconds, maxMessagesPerConversation: config.maxMessagesPerConversation }
-  })
+  const { config, log } = fastify
+  const limits = { ttlSeconds: config.ttlSeconds, maxMessagesPerConversation: config.maxMessagesPerConversation }
+  const store = options.store ?? (config.redis === undefined
+    ? new MemoryConversationStore({ maxConversations: config.memoryMaxConversations, limits })
+    : new RedisConversationStore({
+      client: fastify.redis as unknown as Redis,
+      keyPrefix: config.redis.keyPrefix,
+      timeoutMs: config.redis.timeoutMs,
+      limits,
+      onCorruptRecord: (id, reason) => { log.error({ conversationId: id, reason }, '[STORE] corrupt record skipped') }
+    }))
   fastify.decorate('conversationStore', store)
   fastify.addHook('onClose', async () => { await store.close() })
-  fastify.log.info({ backend: store.backend }, `[STORE] using the ${store.backend} backend`)
+  log.info({ backend: store.backend }, `[STORE] using the ${store.backend} backend`)
+  if (config.redisPlaintext) log.warn('[STORE] REDIS_ALLOW_PLAINTEXT=true: Redis traffic is not encrypted; for local development only')
 }, { name: 'conversation-store', dependencies: ['config'] })

@@ -5,6 +5,7 @@ import configPlugin from '../plugins/config.js'
 import conversationStorePlugin from '../plugins/conversation-store.js'
 import docsPlugin from '../plugins/docs.js'
 import errorsPlugin from '../plugins/errors.js'
+import redisPlugin from '../plugins/redis.js'
 import conversationRoutes from '../routes/conversations.js'
 import healthRoutes from '../routes/health.js'
 import userConversationRoutes from '../routes/user-conversations.js'
@@ -38,6 +39,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   await app.register(errorsPlugin)
   await app.register(authPlugin)
   await app.register(docsPlugin)
+  if (config.redis !== undefined && options.store === undefined) await app.register(redisPlugin, { config: config.redis })
   await app.register(conversationStorePlugin, options.store === undefined ? {} : { store: options.store })
 
   await app.register(healthRoutes)

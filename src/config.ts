@@ -19,8 +19,24 @@ const EnvSchema = z.object({
   SHUTDOWN_TIMEOUT_MS: integer(4500, 1),
   RETRY_AFTER_SECONDS: integer(1, 0),
   API_KEYS: z.string().optional(),
-  AUTH_DISABLED: flag
+  AUTH_DISABLED: flag,
+  REDIS_ALLOW_PLAINTEXT: flag,
+  REDIS_TLS_CA_FILE: z.string().optional(),
+  REDIS_TIMEOUT: integer(5000, 50),
+  // Braces would turn the prefix into a Redis Cluster hash tag of its own.
+  REDIS_KEY_PREFIX: z.string().regex(/^[^{}\s]*$/, 'must not contain braces or whitespace').default('cs:'),
+  REDIS_KEEPALIVE_MS: integer(60000, 1000)
 })
+
+export interface RedisConfig {
+  /** Contains credentials: never log it. */
+  url: string
+  tls: boolean
+  caFile?: string
+  timeoutMs: number
+  keyPrefix: string
+  keepAliveMs: number
+}
 
 export interface Config {
   host: string
@@ -36,6 +52,10 @@ export interface Config {
   retryAfterSeconds: number
   /** Bearer tokens accepted on /v1; empty when authentication is disabled. */
   apiKeys: string[]
+  /** Set when REDIS_URL is; the memory backend is used otherwise. */
+  redis?: RedisConfig
+  /** Set when a redis:// URL was allowed, so that start-up can warn about it. */
+  redisPlaintext: boolean
 }
 
 export class ConfigError extends Error {
@@ -57,9 +77,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   if (production && apiKeys.length === 0 && !settings.AUTH_DISABLED) {
     throw new ConfigError('Invalid configuration: API_KEYS: required when NODE_ENV=production (or set AUTH_DISABLED=true)')
   }
-  if (settings.REDIS_URL !== undefined) {
-    throw new ConfigError('Invalid configuration: REDIS_URL: the Redis backend is not available in this version; unset it to use memory')
-  }
+  const redis = settings.REDIS_URL === undefined ? undefined : redisConfig(settings.REDIS_URL, settings)
   return {
     host: settings.HOST,
     port: settings.PORT,
@@ -72,6 +90,32 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     healthTimeoutMs: settings.HEALTH_TIMEOUT_MS,
     shutdownTimeoutMs: settings.SHUTDOWN_TIMEOUT_MS,
     retryAfterSeconds: settings.RETRY_AFTER_SECONDS,
-    apiKeys: settings.AUTH_DISABLED ? [] : apiKeys
+    apiKeys: settings.AUTH_DISABLED ? [] : apiKeys,
+    ...(redis === undefined ? {} : { redis }),
+    redisPlaintext: redis !== undefined && !redis.tls
+  }
+}
+
+function redisConfig (url: string, settings: z.output<typeof EnvSchema>): RedisConfig {
+  // The messages name the variable but never repeat the URL, which may hold a password.
+  let protocol: string
+  try {
+    protocol = new URL(url).protocol
+  } catch {
+    throw new ConfigError('Invalid configuration: REDIS_URL: not a valid URL')
+  }
+  if (protocol !== 'rediss:' && protocol !== 'redis:') {
+    throw new ConfigError('Invalid configuration: REDIS_URL: must start with rediss:// (TLS)')
+  }
+  if (protocol === 'redis:' && !settings.REDIS_ALLOW_PLAINTEXT) {
+    throw new ConfigError('Invalid configuration: REDIS_URL: redis:// is plaintext; use rediss://, or set REDIS_ALLOW_PLAINTEXT=true for local development')
+  }
+  return {
+    url,
+    tls: protocol === 'rediss:',
+    ...(settings.REDIS_TLS_CA_FILE === undefined ? {} : { caFile: settings.REDIS_TLS_CA_FILE }),
+    timeoutMs: settings.REDIS_TIMEOUT,
+    keyPrefix: settings.REDIS_KEY_PREFIX,
+    keepAliveMs: settings.REDIS_KEEPALIVE_MS
   }
 }

@@ -1,0 +1,191 @@
+// Lua scripts that make each conversation write atomic inside Redis. Every script touches
+// only the keys of one conversation (one hash slot, see redis-keys.ts), so they run
+// unchanged on Redis Cluster. Timestamps are milliseconds since the epoch.
+//
+// Scripts answer { status, ... }: 'OK' or one of 'EXISTS', 'NOT_FOUND', 'WORKFLOW_NOT_FOUND',
+// 'PRECONDITION', 'USER_MISMATCH', 'TOO_MANY', 'CONFLICT'.
+
+const helpers = `
+local function matches (ifMatch, version)
+  if ifMatch == '' then return true end
+  if not version then return false end
+  if ifMatch == '*' then return true end
+  for tag in string.gmatch(ifMatch, '[^,]+') do
+    if tonumber(tag) == version then return true end
+  end
+  return false
+end
+
+-- updatedAt never goes backwards, whatever the caller's clock says.
+local function writeTime (now, previous)
+  if previous and tonumber(previous) > now then return tonumber(previous) end
+  return now
+end
+
+-- Every write to a conversation refreshes the TTL of everything it owns.
+local function refresh (doc, msgs, ids, wf, expiresAt)
+  redis.call('PEXPIREAT', doc, expiresAt)
+  redis.call('PEXPIREAT', msgs, expiresAt)
+  redis.call('PEXPIREAT', ids, expiresAt)
+  if redis.call('EXISTS', wf) == 1 then
+    redis.call('HSET', wf, 'expiresAt', expiresAt)
+    redis.call('PEXPIREAT', wf, expiresAt)
+  end
+end
+
+-- Appends ids and messages in chunks: unpack() has a limit on its arguments.
+local function push (msgs, ids, idList, jsonList)
+  for first = 1, #idList, 1000 do
+    local last = math.min(first + 999, #idList)
+    redis.call('SADD', ids, unpack(idList, first, last))
+    redis.call('RPUSH', msgs, unpack(jsonList, first, last))
+  end
+end
+`
+
+/** KEYS doc, msgs, ids, wf. ARGV mode, now, ttlMs, ifMatch, ifNoneMatch, userId, body, n, ids…, messages…. */
+export const writeConversation = `${helpers}
+local doc, msgs, ids, wf = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local now, ttl, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[8])
+local current = redis.call('HMGET', doc, 'version', 'userId', 'updatedAt', 'createdAt')
+local version = tonumber(current[1])
+if version and ARGV[1] == 'create' then return {'EXISTS'} end
+if version and ARGV[5] == '1' then return {'PRECONDITION'} end
+if not matches(ARGV[4], version) then return {'PRECONDITION'} end
+if version and current[2] ~= ARGV[6] then return {'USER_MISMATCH'} end
+local updatedAt = writeTime(now, current[3])
+local expiresAt = updatedAt + ttl
+local createdAt = current[4] or tostring(now)
+redis.call('DEL', msgs, ids)
+-- A new conversation never inherits state left under its id.
+if not version then redis.call('DEL', wf) end
+local idList, jsonList = {}, {}
+for i = 1, n do
+  idList[i] = ARGV[8 + i]
+  jsonList[i] = ARGV[8 + n + i]
+end
+push(msgs, ids, idList, jsonList)
+redis.call('HSET', doc, 'body', ARGV[7], 'userId', ARGV[6], 'createdAt', createdAt, 'updatedAt', updatedAt,
+  'expiresAt', expiresAt, 'version', (version or 0) + 1, 'count', n)
+refresh(doc, msgs, ids, wf, expiresAt)
+return {'OK', (version or 0) + 1, updatedAt, expiresAt, tonumber(createdAt), version and 0 or 1}
+`
+
+/** KEYS doc, msgs, ids, wf. ARGV expectedVersion, now, ttlMs, body. Compare-and-set of the body. */
+export const replaceBody = `${helpers}
+local doc, msgs, ids, wf = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local current = redis.call('HMGET', doc, 'version', 'updatedAt')
+local version = tonumber(current[1])
+if not version then return {'NOT_FOUND'} end
+if version ~= tonumber(ARGV[1]) then return {'CONFLICT'} end
+local updatedAt = writeTime(tonumber(ARGV[2]), current[2])
+local expiresAt = updatedAt + tonumber(ARGV[3])
+redis.call('HSET', doc, 'body', ARGV[4], 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1)
+refresh(doc, msgs, ids, wf, expiresAt)
+return {'OK', version + 1, updatedAt, expiresAt}
+`
+
+/** KEYS doc, msgs, ids, wf. ARGV now, ttlMs, ifMatch, maxMessages, n, ids…, messages…. */
+export const appendMessages = `${helpers}
+local doc, msgs, ids, wf = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
+local current = redis.call('HMGET', doc, 'version', 'updatedAt', 'count')
+local version = tonumber(current[1])
+if not version then return {'NOT_FOUND'} end
+if not matches(ARGV[3], version) then return {'PRECONDITION'} end
+local count = tonumber(current[3])
+local seen, idList, jsonList = {}, {}, {}
+for i = 1, n do
+  local id = ARGV[5 + i]
+  if not seen[id] and redis.call('SISMEMBER', ids, id) == 0 then
+    idList[#idList + 1] = id
+    jsonList[#jsonList + 1] = ARGV[5 + n + i]
+  end
+  seen[id] = true
+end
+local added = #idList
+if added == 0 then return {'OK', 0, n, version, count, tonumber(current[2])} end
+if count + added > tonumber(ARGV[4]) then return {'TOO_MANY'} end
+local updatedAt = writeTime(now, current[2])
+local expiresAt = updatedAt + ttl
+push(msgs, ids, idList, jsonList)
+redis.call('HSET', doc, 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1, 'count', count + added)
+refresh(doc, msgs, ids, wf, expiresAt)
+return {'OK', added, n - added, version + 1, count + added, updatedAt}
+`
+
+/** KEYS doc, msgs, ids, wf. ARGV ifMatch, userId ('' for any owner). */
+export const deleteConversation = `${helpers}
+local current = redis.call('HMGET', KEYS[1], 'version', 'userId', 'updatedAt')
+local version = tonumber(current[1])
+if not version or (ARGV[2] ~= '' and current[2] ~= ARGV[2]) then return {'NOT_FOUND'} end
+if not matches(ARGV[1], version) then return {'PRECONDITION'} end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return {'OK', current[2], tonumber(current[3])}
+`
+
+/** KEYS doc, msgs. ARGV withMessages ('1' or ''). One consistent snapshot of a conversation. */
+export const readConversation = `
+local fields = redis.call('HMGET', KEYS[1], 'body', 'userId', 'createdAt', 'updatedAt', 'expiresAt', 'version', 'count')
+if not fields[6] then return {'NOT_FOUND'} end
+local messages = {}
+if ARGV[1] == '1' then messages = redis.call('LRANGE', KEYS[2], 0, -1) end
+return {'OK', fields[1], fields[2], fields[3], fields[4], fields[5], fields[6], fields[7], messages}
+`
+
+/** KEYS doc, wf. */
+export const readWorkflowState = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
+local fields = redis.call('HMGET', KEYS[2], 'body', 'version', 'updatedAt', 'expiresAt')
+if not fields[2] then return {'WORKFLOW_NOT_FOUND'} end
+return {'OK', fields[1], fields[2], fields[3], fields[4]}
+`
+
+/** KEYS doc, wf. ARGV now, ttlMs, ifMatch, ifNoneMatch, body. The conversation is left as it is. */
+export const writeWorkflowState = `${helpers}
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
+local current = redis.call('HMGET', KEYS[2], 'version', 'updatedAt')
+local version = tonumber(current[1])
+if version and ARGV[4] == '1' then return {'PRECONDITION'} end
+if not matches(ARGV[3], version) then return {'PRECONDITION'} end
+local updatedAt = writeTime(tonumber(ARGV[1]), current[2])
+local expiresAt = updatedAt + tonumber(ARGV[2])
+redis.call('HSET', KEYS[2], 'body', ARGV[5], 'version', (version or 0) + 1, 'updatedAt', updatedAt, 'expiresAt', expiresAt)
+redis.call('PEXPIREAT', KEYS[2], expiresAt)
+return {'OK', (version or 0) + 1, updatedAt, expiresAt, version and 0 or 1}
+`
+
+/** KEYS doc, wf. ARGV ifMatch. */
+export const deleteWorkflowState = `${helpers}
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
+local version = tonumber(redis.call('HGET', KEYS[2], 'version'))
+if not version then return {'WORKFLOW_NOT_FOUND'} end
+if not matches(ARGV[1], version) then return {'PRECONDITION'} end
+redis.call('DEL', KEYS[2])
+return {'OK'}
+`
+
+/**
+ * KEYS index. ARGV mode ('NX' or 'GT'), score, id, expiresAt. Adds or moves a user's index
+ * entry and keeps the index alive at least as long as the conversation.
+ */
+export const touchIndex = `
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+if redis.call('PEXPIRETIME', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIREAT', KEYS[1], ARGV[4]) end
+return 1
+`
+
+/**
+ * KEYS index. ARGV id, maxScore, id, maxScore…. Removes entries whose score is not newer
+ * than the one the caller saw, so an entry a concurrent write has just moved survives.
+ */
+export const removeIndexEntries = `
+local removed = 0
+for i = 1, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) <= tonumber(ARGV[i + 1]) then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return removed
+`

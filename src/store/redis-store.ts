@@ -1,0 +1,385 @@
+import type { Cluster, Redis } from 'ioredis'
+import {
+  ConversationExistsError, ConversationNotFoundError, CorruptRecordError, PreconditionFailedError,
+  TooManyMessagesError, UserMismatchError, WorkflowStateNotFoundError
+} from '../errors.js'
+import {
+  ConversationSchema, WorkflowStateSchema, type AppendResult, type Conversation, type ConversationFields,
+  type ConversationSummary, type Message, type MessageInput, type PatchConversationBody, type WorkflowState,
+  type WorkflowStateBody
+} from '../schemas.js'
+import { assertMessageLimit, mergePatch, toMessage, type StoreLimits } from './conversation-rules.js'
+import { conversationKeys, userIndexKey } from './redis-keys.js'
+import * as scripts from './redis-scripts.js'
+import { guardRedisCall } from './redis-errors.js'
+import type { ConversationPage, ConversationStore, ListCursor, ListOptions, Preconditions, PutResult, StoreHealth } from './types.js'
+
+type ScriptReply = [string, ...unknown[]]
+type Script = (...args: Array<string | number>) => Promise<ScriptReply>
+
+const SCRIPTS = {
+  csWriteConversation: { keys: 4, lua: scripts.writeConversation },
+  csReplaceBody: { keys: 4, lua: scripts.replaceBody },
+  csAppendMessages: { keys: 4, lua: scripts.appendMessages },
+  csDeleteConversation: { keys: 4, lua: scripts.deleteConversation },
+  csReadConversation: { keys: 2, lua: scripts.readConversation },
+  csReadWorkflowState: { keys: 2, lua: scripts.readWorkflowState },
+  csWriteWorkflowState: { keys: 2, lua: scripts.writeWorkflowState },
+  csDeleteWorkflowState: { keys: 2, lua: scripts.deleteWorkflowState },
+  csTouchIndex: { keys: 1, lua: scripts.touchIndex },
+  csRemoveIndexEntries: { keys: 1, lua: scripts.removeIndexEntries }
+} as const
+
+type ScriptName = keyof typeof SCRIPTS
+
+export interface RedisStoreOptions {
+  client: Redis | Cluster
+  keyPrefix: string
+  limits: StoreLimits
+  /** Every operation finishes or fails within this many milliseconds. */
+  timeoutMs: number
+  /** Logs records that fail validation; never given data beyond the id. */
+  onCorruptRecord?: (id: string, reason: string) => void
+  clock?: () => number
+}
+
+/** A conversation hash as the read script returns it. */
+type RawConversation = [body: string, userId: string, createdAt: string, updatedAt: string, expiresAt: string, version: string, count: string, messages: string[]]
+
+// How many times a PATCH retries its compare-and-set when other writes get in first.
+const PATCH_ATTEMPTS = 20
+
+/**
+ * The Redis backend. Each conversation write is one Lua script on the conversation's own
+ * hash slot; the per-user index lives in another slot and is kept in step without a
+ * cross-slot transaction (see `#create` and `listByUser` for why the order is safe).
+ */
+export class RedisConversationStore implements ConversationStore {
+  readonly backend = 'redis'
+  readonly #client: Redis | Cluster
+  readonly #prefix: string
+  readonly #limits: StoreLimits
+  readonly #timeoutMs: number
+  readonly #clock: () => number
+  readonly #onCorruptRecord: (id: string, reason: string) => void
+  // Index entries this much older than their conversation's absence are pruned; younger
+  // ones may belong to a create that is still in flight, so they are only skipped.
+  readonly #staleAfterMs: number
+
+  constructor (options: RedisStoreOptions) {
+    this.#client = options.client
+    this.#prefix = options.keyPrefix
+    this.#limits = options.limits
+    this.#timeoutMs = options.timeoutMs
+    this.#clock = options.clock ?? Date.now
+    this.#onCorruptRecord = options.onCorruptRecord ?? (() => {})
+    this.#staleAfterMs = Math.max(60_000, options.timeoutMs * 4)
+    for (const [name, { keys, lua }] of Object.entries(SCRIPTS)) {
+      if (!(name in this.#client)) this.#client.defineCommand(name, { numberOfKeys: keys, lua })
+    }
+  }
+
+  get #ttlMs (): number { return this.#limits.ttlSeconds * 1000 }
+
+  async create (id: string, fields: ConversationFields): Promise<Conversation> {
+    const { conversation } = await this.#write('create', id, fields, {})
+    return conversation
+  }
+
+  async get (id: string): Promise<Conversation | undefined> {
+    return await this.#guard(async () => {
+      const raw = await this.#read(id, true)
+      return raw === undefined ? undefined : this.#parse(id, raw, true)
+    })
+  }
+
+  async put (id: string, fields: ConversationFields, preconditions: Preconditions): Promise<PutResult> {
+    return await this.#write('put', id, fields, preconditions)
+  }
+
+  async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions): Promise<Conversation> {
+    return await this.#guard(async () => {
+      const keys = this.#keys(id)
+      // Optimistic concurrency: merge in Node, then compare-and-set on the version inside
+      // Redis. Merging in Lua would re-encode user JSON with cjson, which is lossy.
+      for (let attempt = 0; attempt < PATCH_ATTEMPTS; attempt++) {
+        const raw = await this.#read(id, false)
+        if (raw === undefined) throw new ConversationNotFoundError(id)
+        const current = this.#parse(id, raw, false)
+        checkVersion(current.version, preconditions)
+        const { id: _id, userId: _userId, createdAt: _c, updatedAt: _u, expiresAt: _e, version: _v, messages: _m, ...body } =
+          mergePatch(current, patch) as Conversation
+        const reply = await this.#script('csReplaceBody', keys, current.version, this.#clock(), this.#ttlMs, JSON.stringify(body))
+        if (reply[0] === 'CONFLICT') continue
+        if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
+        const [, version, updatedAt, expiresAt] = reply as [string, number, number, number]
+        await this.#touchIndex('GT', current.userId, id, updatedAt, expiresAt)
+        const stored = await this.#read(id, true)
+        if (stored === undefined) throw new ConversationNotFoundError(id)
+        return { ...this.#parse(id, stored, true), version, updatedAt: iso(updatedAt), expiresAt: iso(expiresAt) }
+      }
+      throw new PreconditionFailedError()
+    })
+  }
+
+  async delete (id: string, preconditions: Preconditions): Promise<void> {
+    await this.#guard(async () => {
+      const reply = await this.#script('csDeleteConversation', this.#keys(id), ifMatchArg(preconditions), '')
+      if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
+      if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
+      const [, userId, updatedAt] = reply as [string, string, number]
+      await this.#script('csRemoveIndexEntries', [userIndexKey(this.#prefix, userId)], id, updatedAt)
+    })
+  }
+
+  async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions): Promise<AppendResult> {
+    return await this.#guard(async () => {
+      // The script skips ids already stored or repeated in the batch.
+      const all = inputs.map((input) => toMessage(input, iso(this.#clock())))
+      const reply = await this.#script('csAppendMessages', this.#keys(id),
+        this.#clock(), this.#ttlMs, ifMatchArg(preconditions), this.#limits.maxMessagesPerConversation, all.length,
+        ...all.map((message) => message.id), ...all.map((message) => JSON.stringify(message)))
+      if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
+      if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
+      if (reply[0] === 'TOO_MANY') throw new TooManyMessagesError(this.#limits.maxMessagesPerConversation)
+      const [, appended, skipped, version, messageCount, updatedAt] = reply as [string, number, number, number, number, number]
+      if (appended > 0) {
+        const raw = await this.#read(id, false)
+        if (raw !== undefined) await this.#touchIndex('GT', raw[1], id, updatedAt, Number(raw[4]))
+      }
+      return { appended, skipped, version, messageCount }
+    })
+  }
+
+  async listByUser (userId: string, options: ListOptions): Promise<ConversationPage> {
+    return await this.#guard(async () => {
+      const index = userIndexKey(this.#prefix, userId)
+      const wanted = options.limit + 1 // one more tells whether a next page exists
+      const found: Array<{ item: { conversation: Conversation, messageCount: number }, position: ListCursor }> = []
+      const stale: Array<string | number> = []
+      const now = this.#clock()
+      const max = options.cursor === undefined ? '+inf' : String(options.cursor.updatedAt)
+      let offset = 0
+      while (found.length < wanted) {
+        const batch = wanted - found.length
+        const entries = await this.#client.zrange(index, max, '-inf', 'BYSCORE', 'REV', 'LIMIT', offset, batch, 'WITHSCORES') as string[]
+        offset += entries.length / 2
+        const positions: ListCursor[] = []
+        for (let i = 0; i < entries.length; i += 2) {
+          const position = { id: entries[i] as string, updatedAt: Number(entries[i + 1]) }
+          if (options.cursor === undefined || isAfter(position, options.cursor)) positions.push(position)
+        }
+        const raws = await Promise.all(positions.map(async (position) => await this.#read(position.id, options.view === 'full')))
+        positions.forEach((position, i) => {
+          const raw = raws[i]
+          if (raw === undefined || raw[1] !== userId) {
+            // A stale entry: its conversation expired, was deleted, or is being created.
+            if (now - position.updatedAt > this.#staleAfterMs) stale.push(position.id, position.updatedAt)
+            return
+          }
+          const item = this.#parseQuietly(position.id, raw, options.view === 'full')
+          if (item === undefined) return
+          if (options.tenantId !== undefined && item.conversation.tenantId !== options.tenantId) return
+          found.push({ item, position })
+        })
+        if (entries.length / 2 < batch) break
+      }
+      // Pruning is best effort: it only removes entries that did not move since we saw them.
+      if (stale.length > 0) await this.#script('csRemoveIndexEntries', [index], ...stale)
+      const page = found.slice(0, options.limit)
+      const last = page.at(-1)
+      return {
+        items: page.map(({ item }) => options.view === 'summary' ? summaryOf(item.conversation, item.messageCount) : item.conversation),
+        nextCursor: found.length > options.limit && last !== undefined ? last.position : null
+      }
+    })
+  }
+
+  async deleteByUser (userId: string): Promise<number> {
+    return await this.#guard(async () => {
+      const index = userIndexKey(this.#prefix, userId)
+      const seen = new Set<string>()
+      let deleted = 0
+      for (;;) {
+        const entries = await this.#client.zrange(index, '0', '499', 'WITHSCORES')
+        const fresh: Array<[string, string]> = []
+        for (let i = 0; i < entries.length; i += 2) {
+          const id = entries[i] as string
+          if (!seen.has(id)) fresh.push([id, entries[i + 1] as string])
+          seen.add(id)
+        }
+        if (fresh.length === 0) return deleted
+        const replies = await Promise.all(fresh.map(async ([id]) =>
+          await this.#script('csDeleteConversation', this.#keys(id), '', userId)))
+        deleted += replies.filter((reply) => reply[0] === 'OK').length
+        await this.#script('csRemoveIndexEntries', [index], ...fresh.flat())
+      }
+    })
+  }
+
+  async getWorkflowState (id: string): Promise<WorkflowState> {
+    return await this.#guard(async () => {
+      const keys = conversationKeys(this.#prefix, id)
+      const reply = await this.#script('csReadWorkflowState', [keys.doc, keys.workflow])
+      this.#throwForWorkflow(id, reply)
+      const [, body, version, updatedAt, expiresAt] = reply as [string, string, string, string, string]
+      return this.#workflowState(id, body, Number(version), Number(updatedAt), Number(expiresAt))
+    })
+  }
+
+  async putWorkflowState (id: string, state: WorkflowStateBody, preconditions: Preconditions): Promise<{ state: WorkflowState, created: boolean }> {
+    return await this.#guard(async () => {
+      const keys = conversationKeys(this.#prefix, id)
+      const body = JSON.stringify(state)
+      const reply = await this.#script('csWriteWorkflowState', [keys.doc, keys.workflow],
+        this.#clock(), this.#ttlMs, ifMatchArg(preconditions), preconditions.ifNoneMatch === true ? '1' : '', body)
+      this.#throwForWorkflow(id, reply)
+      const [, version, updatedAt, expiresAt, created] = reply as [string, number, number, number, number]
+      return { state: this.#workflowState(id, body, version, updatedAt, expiresAt), created: created === 1 }
+    })
+  }
+
+  async deleteWorkflowState (id: string, preconditions: Preconditions): Promise<void> {
+    await this.#guard(async () => {
+      const keys = conversationKeys(this.#prefix, id)
+      this.#throwForWorkflow(id, await this.#script('csDeleteWorkflowState', [keys.doc, keys.workflow], ifMatchArg(preconditions)))
+    })
+  }
+
+  async ping (): Promise<StoreHealth> {
+    return await this.#guard(async () => {
+      const started = performance.now()
+      await this.#client.ping()
+      return { latencyMs: Math.round((performance.now() - started) * 100) / 100, connection: this.#client.status }
+    })
+  }
+
+  async close (): Promise<void> {
+    // The client belongs to the redis plugin, which quits it.
+  }
+
+  async #write (mode: 'create' | 'put', id: string, fields: ConversationFields, preconditions: Preconditions): Promise<PutResult> {
+    return await this.#guard(async () => {
+      assertMessageLimit(fields.messages.length, this.#limits)
+      const now = this.#clock()
+      const { userId, messages: inputs, ...body } = fields
+      const messages = inputs.map((input) => toMessage(input, iso(now)))
+      // The index entry comes first: a crash after it leaves an entry that points at
+      // nothing (skipped, later pruned); the other order could hide a live conversation.
+      // NX leaves an existing entry where it is, so a rejected write moves nothing.
+      if (preconditions.ifMatch === undefined) await this.#touchIndex('NX', userId, id, now, now + this.#ttlMs)
+      const reply = await this.#script('csWriteConversation', this.#keys(id),
+        mode, now, this.#ttlMs, ifMatchArg(preconditions), preconditions.ifNoneMatch === true ? '1' : '', userId,
+        JSON.stringify(body), messages.length, ...messages.map((message) => message.id), ...messages.map((message) => JSON.stringify(message)))
+      if (reply[0] === 'EXISTS') throw new ConversationExistsError(id)
+      if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
+      if (reply[0] === 'USER_MISMATCH') throw new UserMismatchError()
+      const [, version, updatedAt, expiresAt, createdAt, created] = reply as [string, number, number, number, number, number]
+      await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
+      const conversation: Conversation = {
+        ...body, userId, id, messages, createdAt: iso(createdAt), updatedAt: iso(updatedAt), expiresAt: iso(expiresAt), version
+      }
+      return { conversation, created: created === 1 }
+    })
+  }
+
+  async #read (id: string, withMessages: boolean): Promise<RawConversation | undefined> {
+    const keys = conversationKeys(this.#prefix, id)
+    const reply = await this.#script('csReadConversation', [keys.doc, keys.messages], withMessages ? '1' : '')
+    return reply[0] === 'OK' ? reply.slice(1) as RawConversation : undefined
+  }
+
+  /** Validates a stored record with the schema; a bad one is CORRUPT_RECORD, never a crash. */
+  #parse (id: string, raw: RawConversation, withMessages: boolean): Conversation {
+    return this.#parseCounted(id, raw, withMessages).conversation
+  }
+
+  #parseCounted (id: string, raw: RawConversation, withMessages: boolean): { conversation: Conversation, messageCount: number } {
+    const [body, userId, createdAt, updatedAt, expiresAt, version, count, messages] = raw
+    try {
+      const candidate = {
+        ...JSON.parse(body) as object,
+        id,
+        userId,
+        createdAt: iso(Number(createdAt)),
+        updatedAt: iso(Number(updatedAt)),
+        expiresAt: iso(Number(expiresAt)),
+        version: Number(version),
+        messages: withMessages ? messages.map((message) => JSON.parse(message) as Message) : []
+      }
+      const parsed = ConversationSchema.safeParse(candidate)
+      if (!parsed.success) throw new Error(parsed.error.issues[0]?.message)
+      if (withMessages && messages.length !== Number(count)) throw new Error('message count does not match')
+      return { conversation: parsed.data, messageCount: Number(count) }
+    } catch (error) {
+      this.#onCorruptRecord(id, (error as Error).message)
+      throw new CorruptRecordError(id)
+    }
+  }
+
+  #parseQuietly (id: string, raw: RawConversation, withMessages: boolean): { conversation: Conversation, messageCount: number } | undefined {
+    try {
+      return this.#parseCounted(id, raw, withMessages)
+    } catch {
+      return undefined
+    }
+  }
+
+  #workflowState (id: string, body: string, version: number, updatedAt: number, expiresAt: number): WorkflowState {
+    const candidate = { ...JSON.parse(body) as object, conversationId: id, version, updatedAt: iso(updatedAt), expiresAt: iso(expiresAt) }
+    const parsed = WorkflowStateSchema.safeParse(candidate)
+    if (parsed.success) return parsed.data
+    this.#onCorruptRecord(id, `workflow state: ${parsed.error.issues[0]?.message ?? 'invalid'}`)
+    throw new CorruptRecordError(id)
+  }
+
+  #throwForWorkflow (id: string, reply: ScriptReply): void {
+    if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
+    if (reply[0] === 'WORKFLOW_NOT_FOUND') throw new WorkflowStateNotFoundError(id)
+    if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
+  }
+
+  async #touchIndex (mode: 'NX' | 'GT', userId: string, id: string, score: number, expiresAt: number): Promise<void> {
+    await this.#script('csTouchIndex', [userIndexKey(this.#prefix, userId)], mode, score, id, expiresAt)
+  }
+
+  /** The four keys a conversation script takes, in the order the scripts expect. */
+  #keys (id: string): string[] {
+    const keys = conversationKeys(this.#prefix, id)
+    return [keys.doc, keys.messages, keys.messageIds, keys.workflow]
+  }
+
+  async #script (name: ScriptName, keys: string[], ...args: Array<string | number>): Promise<ScriptReply> {
+    const command = (this.#client as unknown as Record<ScriptName, Script>)[name]
+    return await command.call(this.#client, ...keys, ...args)
+  }
+
+  /** Bounds the whole operation in time and turns Redis failures into 503s. */
+  async #guard<T> (operation: () => Promise<T>): Promise<T> {
+    return await guardRedisCall(this.#client, this.#timeoutMs, operation)
+  }
+}
+
+function iso (ms: number): string {
+  return new Date(ms).toISOString()
+}
+
+function ifMatchArg ({ ifMatch }: Preconditions): string {
+  if (ifMatch === undefined) return ''
+  return ifMatch === '*' ? '*' : ifMatch.join(',') || '-1'
+}
+
+function checkVersion (version: number, preconditions: Preconditions): void {
+  const { ifMatch } = preconditions
+  if (ifMatch !== undefined && ifMatch !== '*' && !ifMatch.includes(version)) throw new PreconditionFailedError()
+}
+
+/** True when `position` sorts strictly after `cursor` (updatedAt desc, id desc). */
+function isAfter (position: ListCursor, cursor: ListCursor): boolean {
+  return position.updatedAt < cursor.updatedAt || (position.updatedAt === cursor.updatedAt && position.id < cursor.id)
+}
+
+function summaryOf (conversation: Conversation, messageCount: number): ConversationSummary {
+  const { messages: _messages, ...rest } = conversation
+  return { ...rest, messageCount }
+}

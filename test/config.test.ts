@@ -61,6 +61,24 @@ t.test('production refuses to start without API keys', async (t) => {
   t.same(loadConfig({ API_KEYS: 'k', AUTH_DISABLED: 'true' }).apiKeys, [], 'AUTH_DISABLED wins')
 })
 
-t.test('REDIS_URL is refused until the Redis backend exists, rather than silently ignored', async (t) => {
-  t.throws(() => loadConfig({ REDIS_URL: 'rediss://example:6380' }), { message: /^Invalid configuration: REDIS_URL/ })
+t.test('the Redis backend requires TLS unless plaintext is allowed', async (t) => {
+  const secure = loadConfig({ REDIS_URL: 'rediss://:pw@cache.example:6380', REDIS_TLS_CA_FILE: '/ca.pem' })
+  t.match(secure.redis, { url: 'rediss://:pw@cache.example:6380', tls: true, caFile: '/ca.pem', timeoutMs: 5000, keyPrefix: 'cs:', keepAliveMs: 60000 })
+  t.equal(secure.redisPlaintext, false)
+  t.throws(() => loadConfig({ REDIS_URL: 'redis://:pw@localhost:6379' }), { message: /^Invalid configuration: REDIS_URL: redis:\/\/ is plaintext/ })
+  const plain = loadConfig({ REDIS_URL: 'redis://localhost:6379', REDIS_ALLOW_PLAINTEXT: 'true' })
+  t.match(plain, { redis: { tls: false }, redisPlaintext: true })
+  t.equal(loadConfig({}).redis, undefined)
+})
+
+t.test('a bad REDIS_URL is named without repeating it', async (t) => {
+  for (const url of ['http://:secret@host', 'not a url :secret']) {
+    const error = t.throws(() => loadConfig({ REDIS_URL: url })) as Error
+    t.match(error.message, /^Invalid configuration: REDIS_URL: /)
+    t.notMatch(error.message, /secret/)
+  }
+})
+
+t.test('REDIS_KEY_PREFIX may not contain braces, which would change hash slots', async (t) => {
+  t.throws(() => loadConfig({ REDIS_URL: 'rediss://h', REDIS_KEY_PREFIX: 'a{b}:' }), { message: /^Invalid configuration: REDIS_KEY_PREFIX/ })
 })

@@ -85,11 +85,14 @@ refresh(doc, msgs, ids, wf, expiresAt)
 return {'OK', version + 1, updatedAt, expiresAt}
 `
 
-/** KEYS doc, msgs, ids, wf. ARGV now, ttlMs, ifMatch, maxMessages, n, ids…, messages…. */
+/**
+ * KEYS doc, msgs, ids, wf. ARGV now, ttlMs, ifMatch, maxMessages, n, ids…, messages….
+ * Answers the owner and new times too, so the caller can move the index entry at once.
+ */
 export const appendMessages = `${helpers}
 local doc, msgs, ids, wf = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
-local current = redis.call('HMGET', doc, 'version', 'updatedAt', 'count')
+local current = redis.call('HMGET', doc, 'version', 'updatedAt', 'count', 'userId')
 local version = tonumber(current[1])
 if not version then return {'NOT_FOUND'} end
 if not matches(ARGV[3], version) then return {'PRECONDITION'} end
@@ -104,14 +107,14 @@ for i = 1, n do
   seen[id] = true
 end
 local added = #idList
-if added == 0 then return {'OK', 0, n, version, count, tonumber(current[2])} end
+if added == 0 then return {'OK', 0, n, version, count} end
 if count + added > tonumber(ARGV[4]) then return {'TOO_MANY'} end
 local updatedAt = writeTime(now, current[2])
 local expiresAt = updatedAt + ttl
 push(msgs, ids, idList, jsonList)
 redis.call('HSET', doc, 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1, 'count', count + added)
 refresh(doc, msgs, ids, wf, expiresAt)
-return {'OK', added, n - added, version + 1, count + added, updatedAt}
+return {'OK', added, n - added, version + 1, count + added, updatedAt, expiresAt, current[4]}
 `
 
 /** KEYS doc, msgs, ids, wf. ARGV ifMatch, userId ('' for any owner). */

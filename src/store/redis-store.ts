@@ -142,11 +142,9 @@ export class RedisConversationStore implements ConversationStore {
       if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
       if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
       if (reply[0] === 'TOO_MANY') throw new TooManyMessagesError(this.#limits.maxMessagesPerConversation)
-      const [, appended, skipped, version, messageCount, updatedAt] = reply as [string, number, number, number, number, number]
-      if (appended > 0) {
-        const raw = await this.#read(id, false)
-        if (raw !== undefined) await this.#touchIndex('GT', raw[1], id, updatedAt, Number(raw[4]))
-      }
+      const [, appended, skipped, version, messageCount, updatedAt, expiresAt, userId] =
+        reply as [string, number, number, number, number, number, number, string]
+      if (appended > 0) await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
       return { appended, skipped, version, messageCount }
     })
   }

@@ -1,0 +1,90 @@
+import fc from 'fast-check'
+import type { FastifyInstance } from 'fastify'
+import t from 'tap'
+import { buildApp } from '../src/app.js'
+import { loadConfig } from '../src/config.js'
+import { redisEnv } from './helpers/backends.js'
+import { startRedis } from './helpers/redis-server.js'
+
+// Model-based test: random sequences of operations run against the memory backend and the
+// Redis backend must give the same observable results (status codes and bodies, apart
+// from timestamps, which depend on when each backend ran).
+
+const server = await startRedis()
+t.teardown(() => server.close())
+
+const ids = ['a', 'b', 'c']
+const users = ['u1', 'u2']
+const messageIds = ['m1', 'm2', 'm3', 'm4']
+
+type Request = { method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, payload?: object, headers?: Record<string, string> }
+
+const ifMatch = fc.option(fc.integer({ min: 1, max: 4 }).map((version) => ({ 'if-match': `"${version}"` })), { nil: undefined })
+const id = fc.constantFrom(...ids)
+const user = fc.constantFrom(...users)
+const messages = fc.uniqueArray(fc.constantFrom(...messageIds), { minLength: 1, maxLength: 3 })
+  .map((list) => list.map((messageId) => ({ id: messageId, role: 'user', text: messageId })))
+
+const request: fc.Arbitrary<Request> = fc.oneof(
+  fc.record({ id, user }).map(({ id, user }) => ({ method: 'POST' as const, url: '/v1/conversations', payload: { id, userId: user } })),
+  fc.record({ id, user, title: fc.string({ maxLength: 5 }), messages, headers: ifMatch }).map(({ id, user, title, messages, headers }) =>
+    ({ method: 'PUT' as const, url: `/v1/conversations/${id}`, payload: { userId: user, title, messages }, headers: headers ?? {} })),
+  fc.record({ id, patch: fc.constantFrom({ title: 'x' }, { title: null }, { status: 'completed' }, { metadata: { k: 1 } }, { metadata: { k: null } }), headers: ifMatch })
+    .map(({ id, patch, headers }) => ({ method: 'PATCH' as const, url: `/v1/conversations/${id}`, payload: patch, headers: headers ?? {} })),
+  fc.record({ id, messages, headers: ifMatch }).map(({ id, messages, headers }) =>
+    ({ method: 'POST' as const, url: `/v1/conversations/${id}/messages`, payload: { messages }, headers: headers ?? {} })),
+  fc.record({ id, headers: ifMatch }).map(({ id, headers }) => ({ method: 'DELETE' as const, url: `/v1/conversations/${id}`, headers: headers ?? {} })),
+  id.map((id) => ({ method: 'GET' as const, url: `/v1/conversations/${id}` })),
+  fc.record({ user, view: fc.constantFrom('full', 'summary') }).map(({ user, view }) => ({ method: 'GET' as const, url: `/v1/users/${user}/conversations?view=${view}` })),
+  user.map((user) => ({ method: 'DELETE' as const, url: `/v1/users/${user}/conversations` })),
+  fc.record({ id, step: fc.constantFrom('s1', 's2') }).map(({ id, step }) =>
+    ({ method: 'PUT' as const, url: `/v1/conversations/${id}/workflow-state`, payload: { step, turnCount: 1, status: 'active' } })),
+  id.map((id) => ({ method: 'GET' as const, url: `/v1/conversations/${id}/workflow-state` }))
+)
+
+const TIMESTAMPS = new Set(['createdAt', 'updatedAt', 'expiresAt'])
+
+/** The observable result, without timestamps; lists are compared as sets (ties in time may order differently). */
+function observe (statusCode: number, body: string): unknown {
+  if (body === '') return { statusCode }
+  const parsed = JSON.parse(body, (key, value: unknown) => TIMESTAMPS.has(key) ? undefined : value) as Record<string, unknown>
+  if (Array.isArray(parsed.items)) {
+    parsed.items = (parsed.items as Array<{ id: string }>).sort((x, y) => x.id.localeCompare(y.id))
+  }
+  return { statusCode, body: parsed }
+}
+
+let run = 0
+async function fresh (env: Record<string, string>): Promise<FastifyInstance> {
+  const app = await buildApp(loadConfig({ ...env }), { logger: false })
+  await app.ready()
+  return app
+}
+
+t.test('memory and Redis give the same results for any sequence of operations', { timeout: 300_000 }, async (t) => {
+  // Every sequence starts from the same three conversations, so most operations hit one.
+  const setup: Request[] = ids.map((id, i) => ({
+    method: 'POST', url: '/v1/conversations', payload: { id, userId: users[i % 2], messages: [{ id: 'm1', role: 'user' }] }
+  }))
+  let succeeded = 0
+  await fc.assert(fc.asyncProperty(fc.array(request, { minLength: 1, maxLength: 30, size: 'max' }), async (random) => {
+    const requests = [...setup, ...random]
+    run++
+    const memory = await fresh({})
+    const redis = await fresh({ ...redisEnv(server), REDIS_KEY_PREFIX: `model-${process.pid}-${run}:` })
+    try {
+      for (const [step, req] of requests.entries()) {
+        const [fromMemory, fromRedis] = [await memory.inject(req), await redis.inject(req)]
+        const expected = observe(fromMemory.statusCode, fromMemory.body)
+        const actual = observe(fromRedis.statusCode, fromRedis.body)
+        if (fromMemory.statusCode < 300) succeeded++
+        if (JSON.stringify(actual) !== JSON.stringify(expected)) {
+          throw new Error(`step ${step} ${req.method} ${req.url}: memory ${JSON.stringify(expected)} but redis ${JSON.stringify(actual)}`)
+        }
+      }
+    } finally {
+      await Promise.all([memory.close(), redis.close()])
+    }
+  }), { numRuns: 60 })
+  t.ok(succeeded > 60 * 5, `60 random sequences agreed, ${succeeded} successful requests among them`)
+})

@@ -25,7 +25,10 @@ const EnvSchema = z.object({
   REDIS_TIMEOUT: integer(5000, 50),
   // Braces would turn the prefix into a Redis Cluster hash tag of its own.
   REDIS_KEY_PREFIX: z.string().regex(/^[^{}\s]*$/, 'must not contain braces or whitespace').default('cs:'),
-  REDIS_KEEPALIVE_MS: integer(60000, 1000)
+  REDIS_KEEPALIVE_MS: integer(60000, 1000),
+  REDIS_CLUSTER: flag,
+  REDIS_AUTH: z.enum(['password', 'entra']).default('password'),
+  REDIS_USERNAME: z.string().min(1).optional()
 })
 
 export interface RedisConfig {
@@ -36,6 +39,12 @@ export interface RedisConfig {
   timeoutMs: number
   keyPrefix: string
   keepAliveMs: number
+  /** Use a Redis Cluster client (Azure Managed Redis with the OSS clustering policy). */
+  cluster: boolean
+  /** `entra`: the password is a Microsoft Entra ID access token, refreshed before expiry. */
+  auth: 'password' | 'entra'
+  /** The Entra identity's object id, when `auth` is `entra`. */
+  username?: string
 }
 
 export interface Config {
@@ -110,12 +119,18 @@ function redisConfig (url: string, settings: z.output<typeof EnvSchema>): RedisC
   if (protocol === 'redis:' && !settings.REDIS_ALLOW_PLAINTEXT) {
     throw new ConfigError('Invalid configuration: REDIS_URL: redis:// is plaintext; use rediss://, or set REDIS_ALLOW_PLAINTEXT=true for local development')
   }
+  if (settings.REDIS_AUTH === 'entra' && settings.REDIS_USERNAME === undefined) {
+    throw new ConfigError("Invalid configuration: REDIS_USERNAME: required with REDIS_AUTH=entra (the identity's object id)")
+  }
   return {
     url,
     tls: protocol === 'rediss:',
     ...(settings.REDIS_TLS_CA_FILE === undefined ? {} : { caFile: settings.REDIS_TLS_CA_FILE }),
     timeoutMs: settings.REDIS_TIMEOUT,
     keyPrefix: settings.REDIS_KEY_PREFIX,
-    keepAliveMs: settings.REDIS_KEEPALIVE_MS
+    keepAliveMs: settings.REDIS_KEEPALIVE_MS,
+    cluster: settings.REDIS_CLUSTER,
+    auth: settings.REDIS_AUTH,
+    ...(settings.REDIS_USERNAME === undefined ? {} : { username: settings.REDIS_USERNAME })
   }
 }

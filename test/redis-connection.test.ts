@@ -12,23 +12,23 @@ t.test('reconnect backoff is exponential, capped at 10 s, jittered, and never gi
   t.equal(reconnectDelay(3, () => 1), 800)
   t.equal(reconnectDelay(50, () => 1), 10_000)
   t.equal(reconnectDelay(1_000_000, () => 0), 5_000)
-  const options = redisOptions({ url: 'rediss://h', tls: true, timeoutMs: 500, keyPrefix: 'p:', keepAliveMs: 1000 }, log)
+  const options = redisOptions({ url: 'rediss://h', tls: true, timeoutMs: 500, keyPrefix: 'p:', keepAliveMs: 1000, cluster: false, auth: 'password' as const }, log)
   const delay = options.retryStrategy?.(4)
   t.type(delay, 'number')
   t.equal(logged.length, 1, 'each attempt is logged')
 })
 
 t.test('READONLY (a failover) makes the client reconnect and resend; other errors do not', async (t) => {
-  const { reconnectOnError } = redisOptions({ url: 'redis://h', tls: false, timeoutMs: 500, keyPrefix: 'p:', keepAliveMs: 1000 }, log)
+  const { reconnectOnError } = redisOptions({ url: 'redis://h', tls: false, timeoutMs: 500, keyPrefix: 'p:', keepAliveMs: 1000, cluster: false, auth: 'password' as const }, log)
   t.equal(reconnectOnError?.(new Error("READONLY You can't write against a read only replica.")), 2)
   t.equal(reconnectOnError?.(new Error('ERR unknown command')), false)
 })
 
 t.test('options bound every command and verify certificates', async (t) => {
-  const options = redisOptions({ url: 'rediss://h', tls: true, timeoutMs: 700, keyPrefix: 'p:', keepAliveMs: 1000 }, log)
+  const options = redisOptions({ url: 'rediss://h', tls: true, timeoutMs: 700, keyPrefix: 'p:', keepAliveMs: 1000, cluster: false, auth: 'password' as const }, log)
   t.match(options, { commandTimeout: 700, connectTimeout: 700, maxRetriesPerRequest: 1, enableAutoPipelining: true, tls: {} })
   t.notOk((options.tls as { rejectUnauthorized?: boolean }).rejectUnauthorized === false)
-  t.notOk('tls' in redisOptions({ url: 'redis://h', tls: false, timeoutMs: 1, keyPrefix: '', keepAliveMs: 1000 }, log))
+  t.notOk('tls' in redisOptions({ url: 'redis://h', tls: false, timeoutMs: 1, keyPrefix: '', keepAliveMs: 1000, cluster: false, auth: 'password' as const }, log))
 })
 
 t.test('fatal start-up errors are the ones retrying cannot fix', async (t) => {

@@ -27,6 +27,7 @@ const SCRIPTS = {
   csWriteWorkflowState: { keys: 2, lua: scripts.writeWorkflowState },
   csDeleteWorkflowState: { keys: 2, lua: scripts.deleteWorkflowState },
   csTouchIndex: { keys: 1, lua: scripts.touchIndex },
+  csIndexEntriesAfter: { keys: 1, lua: scripts.indexEntriesAfter },
   csRemoveIndexEntries: { keys: 1, lua: scripts.removeIndexEntries }
 } as const
 
@@ -156,17 +157,13 @@ export class RedisConversationStore implements ConversationStore {
       const found: Array<{ item: { conversation: Conversation, messageCount: number }, position: ListCursor }> = []
       const stale: Array<string | number> = []
       const now = this.#clock()
-      const max = options.cursor === undefined ? '+inf' : String(options.cursor.updatedAt)
-      let offset = 0
-      while (found.length < wanted) {
+      let after = options.cursor
+      for (;;) {
         const batch = wanted - found.length
-        const entries = await this.#client.zrange(index, max, '-inf', 'BYSCORE', 'REV', 'LIMIT', offset, batch, 'WITHSCORES') as string[]
-        offset += entries.length / 2
+        const entries = await this.#script('csIndexEntriesAfter', [index],
+          after === undefined ? '+inf' : after.updatedAt, after === undefined ? '' : after.id, batch) as unknown as string[]
         const positions: ListCursor[] = []
-        for (let i = 0; i < entries.length; i += 2) {
-          const position = { id: entries[i] as string, updatedAt: Number(entries[i + 1]) }
-          if (options.cursor === undefined || isAfter(position, options.cursor)) positions.push(position)
-        }
+        for (let i = 0; i < entries.length; i += 2) positions.push({ id: entries[i] as string, updatedAt: Number(entries[i + 1]) })
         const raws = await Promise.all(positions.map(async (position) => await this.#read(position.id, options.view === 'full')))
         positions.forEach((position, i) => {
           const raw = raws[i]
@@ -180,7 +177,8 @@ export class RedisConversationStore implements ConversationStore {
           if (options.tenantId !== undefined && item.conversation.tenantId !== options.tenantId) return
           found.push({ item, position })
         })
-        if (entries.length / 2 < batch) break
+        after = positions.at(-1)
+        if (positions.length < batch || found.length >= wanted) break
       }
       // Pruning is best effort: it only removes entries that did not move since we saw them.
       if (stale.length > 0) await this.#script('csRemoveIndexEntries', [index], ...stale)
@@ -370,11 +368,6 @@ function ifMatchArg ({ ifMatch }: Preconditions): string {
 function checkVersion (version: number, preconditions: Preconditions): void {
   const { ifMatch } = preconditions
   if (ifMatch !== undefined && ifMatch !== '*' && !ifMatch.includes(version)) throw new PreconditionFailedError()
-}
-
-/** True when `position` sorts strictly after `cursor` (updatedAt desc, id desc). */
-function isAfter (position: ListCursor, cursor: ListCursor): boolean {
-  return position.updatedAt < cursor.updatedAt || (position.updatedAt === cursor.updatedAt && position.id < cursor.id)
 }
 
 function summaryOf (conversation: Conversation, messageCount: number): ConversationSummary {

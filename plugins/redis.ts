@@ -1,22 +1,38 @@
 import fastifyRedis, { type FastifyRedis } from '@fastify/redis'
 import type { FastifyBaseLogger } from 'fastify'
 import fp from 'fastify-plugin'
-import { Redis, type RedisOptions } from 'ioredis'
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import type { RedisConfig } from '../src/config.js'
+import { defaultAzureTokenSource, TokenRotation, type TokenSource } from '../src/store/entra-token.js'
+
+export type RedisClient = Redis | Cluster
+
+export interface RedisPluginOptions {
+  config: RedisConfig
+  /** Where Entra ID tokens come from (REDIS_AUTH=entra); DefaultAzureCredential by default. */
+  tokenSource?: TokenSource
+}
 
 // Failures that retrying cannot fix: stop start-up instead of retrying forever.
 const FATAL_CODES = new Set([
   'ENOTFOUND', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
   'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID'
 ])
-const FATAL_MESSAGES = /^(WRONGPASS|NOAUTH|ERR invalid password|ERR AUTH)/
+const AUTH_FAILURE = /^(WRONGPASS|NOAUTH|ERR invalid password|ERR AUTH)/
 
-export function isFatalConnectionError (error: Error & { code?: string }): boolean {
-  return (error.code !== undefined && FATAL_CODES.has(error.code)) || FATAL_MESSAGES.test(error.message)
+/**
+ * True for errors that retrying cannot fix. With Entra ID an auth failure is not fatal:
+ * a token may be late or rotating, and the service answers 503 until it works.
+ */
+export function isFatalConnectionError (error: Error & { code?: string, lastNodeError?: Error }, authIsFatal = true): boolean {
+  // A cluster client reports the node's own error as lastNodeError.
+  if (error.lastNodeError !== undefined) return isFatalConnectionError(error.lastNodeError, authIsFatal)
+  return (error.code !== undefined && FATAL_CODES.has(error.code)) || (authIsFatal && AUTH_FAILURE.test(error.message))
 }
 
-/** Capped exponential backoff with full jitter; it never gives up while the process lives. */
+/** Capped exponential backoff with jitter; it never gives up while the process lives. */
 export function reconnectDelay (attempt: number, random: () => number = Math.random): number {
   const cap = Math.min(10_000, 100 * 2 ** Math.min(attempt, 10))
   return Math.round(cap / 2 + random() * cap / 2)
@@ -37,20 +53,74 @@ export function redisOptions (config: RedisConfig, log: FastifyBaseLogger): Redi
     },
     // During a failover the old primary turns replica and answers READONLY: reconnect.
     reconnectOnError: (error) => error.message.startsWith('READONLY') ? 2 : false,
+    ...(config.username === undefined ? {} : { username: config.username }),
     ...(config.tls ? { tls: config.caFile === undefined ? {} : { ca: readFileSync(config.caFile) } } : {})
   }
+}
+
+/**
+ * A cluster client. Nodes announce themselves by IP, so TLS must check certificates against
+ * the configured host name: dnsLookup keeps names as they are, and servername is set.
+ */
+export function clusterOptions (config: RedisConfig, log: FastifyBaseLogger): ClusterOptions {
+  const url = new URL(config.url)
+  const { retryStrategy: _perNode, tls, ...nodeOptions } = redisOptions(config, log)
+  const servername = isIP(url.hostname) === 0 ? { servername: url.hostname } : {}
+  return {
+    redisOptions: {
+      ...nodeOptions,
+      ...(url.username === '' ? {} : { username: decodeURIComponent(url.username) }),
+      ...(url.password === '' ? {} : { password: decodeURIComponent(url.password) }),
+      ...(tls === undefined ? {} : { tls: { ...tls, ...servername } })
+    },
+    dnsLookup: (address, callback) => { callback(null, address) },
+    enableAutoPipelining: true,
+    slotsRefreshTimeout: config.timeoutMs,
+    clusterRetryStrategy: (attempt) => {
+      const delayMs = reconnectDelay(attempt)
+      log.warn({ attempt, delayMs }, '[STORE] Redis cluster unreachable; reconnecting')
+      return delayMs
+    }
+  }
+}
+
+function createClient (config: RedisConfig, log: FastifyBaseLogger, extra: RedisOptions): RedisClient {
+  if (!config.cluster) return new Redis(config.url, { ...redisOptions(config, log), ...extra })
+  const url = new URL(config.url)
+  const options = clusterOptions(config, log)
+  options.redisOptions = { ...options.redisOptions, ...extra }
+  return new Cluster([{ host: url.hostname, port: Number(url.port === '' ? 6379 : url.port) }], {
+    ...options, ...(extra.lazyConnect === true ? { lazyConnect: true } : {})
+  })
+}
+
+/** Every connection of the client: one, or one per cluster node. */
+function connectionsOf (client: RedisClient): Redis[] {
+  return client instanceof Cluster ? client.nodes('all') : [client]
+}
+
+/** Makes reconnects use the token, and re-authenticates the connections that are open. */
+async function applyToken (client: RedisClient, username: string, token: string): Promise<void> {
+  if (client instanceof Cluster) {
+    client.options.redisOptions = { ...client.options.redisOptions, username, password: token }
+  }
+  await Promise.all(connectionsOf(client).map(async (connection) => {
+    connection.options.username = username
+    connection.options.password = token
+    if (connection.status === 'ready') await connection.call('AUTH', username, token)
+  }))
 }
 
 /**
  * Waits for the first connection. Fatal misconfiguration rejects; an unreachable server
  * resolves false, so the service still starts, answers 503, and recovers by itself.
  */
-function firstConnection (client: Redis): Promise<boolean> {
+function firstConnection (client: RedisClient, authIsFatal: boolean): Promise<boolean> {
   return new Promise((resolve, reject) => {
     const onReady = (): void => { settle(); resolve(true) }
     const onError = (error: Error): void => {
       settle()
-      if (isFatalConnectionError(error)) reject(error)
+      if (isFatalConnectionError(error, authIsFatal)) reject(error)
       else resolve(false)
     }
     const settle = (): void => { client.off('ready', onReady).off('error', onError) }
@@ -58,32 +128,63 @@ function firstConnection (client: Redis): Promise<boolean> {
   })
 }
 
-export default fp<{ config: RedisConfig }>(async (fastify, { config }) => {
+export default fp<RedisPluginOptions>(async (fastify, { config, tokenSource }) => {
   const log = fastify.log
-  const client = new Redis(config.url, redisOptions(config, log))
+  const entra = config.auth === 'entra'
+  let rotation: TokenRotation | undefined
+  let client: RedisClient
+
+  if (entra) {
+    const username = config.username as string
+    let pending: string | undefined
+    rotation = new TokenRotation({
+      source: tokenSource ?? defaultAzureTokenSource(),
+      log,
+      retryDelay: reconnectDelay,
+      apply: async (token) => {
+        if (client === undefined) { pending = token; return }
+        await applyToken(client, username, token)
+        // Without a token at start-up the client waited; now it may connect.
+        if (client.status === 'wait') client.connect().catch(() => {})
+      }
+    })
+    await rotation.refresh()
+    // Without a token the client does not connect yet: requests get 503 until one comes.
+    client = createClient(config, log, pending === undefined ? { lazyConnect: true } : { username, password: pending })
+  } else {
+    client = createClient(config, log, {})
+  }
+
   // Errors are logged by message only: ioredis errors never carry the password.
   client.on('error', (error: Error) => { log.warn({ err: error }, '[STORE] Redis error') })
   client.on('ready', () => { log.info('[STORE] Redis connection ready') })
+  fastify.addHook('onClose', async () => { rotation?.stop() })
 
-  let ready: boolean
-  try {
-    ready = await firstConnection(client)
-  } catch (error) {
-    client.disconnect()
-    throw new Error(`Redis refused the connection: ${(error as Error).message}`)
+  let ready = false
+  if (client.status !== 'wait') {
+    try {
+      ready = await firstConnection(client, !entra)
+    } catch (error) {
+      client.disconnect()
+      throw new Error(`Redis refused the connection: ${(error as Error).message}`)
+    }
   }
 
   if (ready) {
-    await fastify.register(fastifyRedis, { client, closeClient: true })
+    await fastify.register(fastifyRedis, { client: client as Redis, closeClient: true })
   } else {
     // @fastify/redis waits for the first 'ready' before it registers, which would turn an
     // unreachable Redis into a start-up crash; so decorate the same way ourselves.
-    log.warn('[STORE] Redis is unreachable at start-up; answering 503 until it is back')
+    log.warn('[STORE] Redis is not reachable at start-up; answering 503 until it is')
     fastify.decorate('redis', client as unknown as FastifyRedis)
     fastify.addHook('onClose', async () => { await client.quit().catch(() => client.disconnect()) })
   }
 
   // Azure closes idle connections after 10 minutes and ioredis sends nothing on its own.
-  const keepAlive = setInterval(() => { client.ping().catch(() => {}) }, config.keepAliveMs).unref()
+  const keepAlive = setInterval(() => {
+    for (const connection of connectionsOf(client)) {
+      if (connection.status === 'ready') connection.ping().catch(() => {})
+    }
+  }, config.keepAliveMs).unref()
   fastify.addHook('onClose', async () => { clearInterval(keepAlive) })
 }, { name: 'redis-connection' })

@@ -12,6 +12,7 @@ import userConversationRoutes from '../routes/user-conversations.js'
 import workflowStateRoutes from '../routes/workflow-state.js'
 import type { Config } from './config.js'
 import { loggerOptions } from './logging.js'
+import type { TokenSource } from './store/entra-token.js'
 import type { ConversationStore } from './store/types.js'
 
 export interface AppOptions {
@@ -19,6 +20,8 @@ export interface AppOptions {
   logger?: FastifyServerOptions['logger']
   /** A store to use instead of the one the config selects. */
   store?: ConversationStore
+  /** Where Redis Entra ID tokens come from; tests inject one. */
+  redisTokenSource?: TokenSource
 }
 
 /** Builds the service: plugins first, then the routes that use them. */
@@ -39,7 +42,9 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   await app.register(errorsPlugin)
   await app.register(authPlugin)
   await app.register(docsPlugin)
-  if (config.redis !== undefined && options.store === undefined) await app.register(redisPlugin, { config: config.redis })
+  if (config.redis !== undefined && options.store === undefined) {
+    await app.register(redisPlugin, { config: config.redis, ...(options.redisTokenSource === undefined ? {} : { tokenSource: options.redisTokenSource }) })
+  }
   await app.register(conversationStorePlugin, options.store === undefined ? {} : { store: options.store })
 
   await app.register(healthRoutes)

@@ -11,8 +11,9 @@ const UNAVAILABLE_MESSAGES = [
   /^Failed to refresh slots cache/,
   /^(CLUSTERDOWN|TRYAGAIN|LOADING|READONLY|MASTERDOWN|BUSY|NOAUTH|WRONGPASS)\b/
 ]
-// A connection in these states is known to be down: fail fast instead of queueing.
-const DOWN_STATES = new Set(['reconnecting', 'close', 'end'])
+// A connection in these states is known to be down (or, in `wait`, still without
+// credentials): fail fast instead of queueing.
+const DOWN_STATES = new Set(['wait', 'reconnecting', 'close', 'end'])
 
 export function isRedisUnavailable (error: unknown): boolean {
   if (!(error instanceof Error)) return false

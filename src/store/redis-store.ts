@@ -1,4 +1,4 @@
-import type { Cluster, Redis } from 'ioredis'
+import { Cluster, type Redis } from 'ioredis'
 import {
   ConversationExistsError, ConversationNotFoundError, CorruptRecordError, PreconditionFailedError,
   TooManyMessagesError, UserMismatchError, WorkflowStateNotFoundError
@@ -245,8 +245,17 @@ export class RedisConversationStore implements ConversationStore {
   async ping (): Promise<StoreHealth> {
     return await this.#guard(async () => {
       const started = performance.now()
-      await this.#client.ping()
-      return { latencyMs: Math.round((performance.now() - started) * 100) / 100, connection: this.#client.status }
+      const health: StoreHealth = { latencyMs: 0, connection: this.#client.status }
+      if (this.#client instanceof Cluster) {
+        // A cluster can answer PING while it cannot serve every slot: ask for its state.
+        const info = await this.#client.cluster('INFO') as string
+        health.cluster = /cluster_state:(\w+)/.exec(info)?.[1] ?? 'unknown'
+        if (health.cluster !== 'ok') throw new Error(`CLUSTERDOWN cluster_state is ${String(health.cluster)}`)
+      } else {
+        await this.#client.ping()
+      }
+      health.latencyMs = Math.round((performance.now() - started) * 100) / 100
+      return health
     })
   }
 

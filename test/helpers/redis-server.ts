@@ -1,5 +1,7 @@
+import { spawn, type ChildProcess } from 'node:child_process'
 import { rmSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import type { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -8,8 +10,14 @@ import { freePort, killProcess, runCommand, serviceEnv, spawnProcess, waitForExi
 // Real, throw-away `redis-server` processes for tests, driven only through child_process
 // and `redis-cli` (no ioredis), so this harness has no coupling with the app code.
 // Every server binds 127.0.0.1 on its own free port, keeps its data in its own temporary
-// folder, persists nothing, and is killed when the test process exits at the latest.
-// Callers should still `t.teardown(() => server.close())`.
+// folder and persists nothing. Callers should `t.teardown(() => server.close())`; as a
+// last resort, servers still open when the test process exits are killed and their
+// folders removed:
+// - on a normal exit, by a process.on('exit') hook;
+// - on any other death (SIGTERM from tap's timeout, SIGKILL, a crash), by a tiny detached
+//   `sh` watchdog per server that waits for EOF on a pipe from this process.
+// An open server does not keep the test process alive (its handles are unref'd), so a
+// forgotten close() does not hang the test file until tap's timeout.
 
 export { freePort }
 
@@ -80,7 +88,12 @@ const outputLimit = 64 * 1024
 
 // Last resort against leaked processes and folders: whatever is still open when the test
 // process exits is killed and removed here (synchronously, as 'exit' requires).
-const openServers = new Set<{ proc: SpawnedProcess | undefined, dir: string }>()
+interface Tracked {
+  proc: SpawnedProcess | undefined
+  watchdog: ChildProcess | undefined
+  dir: string
+}
+const openServers = new Set<Tracked>()
 let exitHookInstalled = false
 
 function installExitHook (): void {
@@ -89,10 +102,34 @@ function installExitHook (): void {
   process.on('exit', () => {
     for (const server of openServers) {
       try { server.proc?.child.kill('SIGKILL') } catch {}
+      try { server.watchdog?.kill('SIGKILL') } catch {}
       try { rmSync(server.dir, { recursive: true, force: true }) } catch {}
     }
     openServers.clear()
   })
+}
+
+/**
+ * Starts a detached `sh` that kills `pid` and removes `dir` once its stdin reaches EOF, i.e.
+ * when this process is gone, however it ended (the pipe's write end is ours alone).
+ */
+function startWatchdog (pid: number, dir: string): ChildProcess {
+  const watchdog = spawn('sh', ['-c', 'read -r _; kill -9 "$1" 2>/dev/null; rm -rf "$2"', 'redis-watchdog', String(pid), dir], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
+    env: serviceEnv()
+  })
+  watchdog.on('error', () => {})
+  watchdog.unref()
+  ;(watchdog.stdin as Socket | null)?.unref()
+  return watchdog
+}
+
+/** Lets (or stops letting) the child and its output pipes keep the event loop alive. */
+function setRef (proc: SpawnedProcess, ref: boolean): void {
+  for (const handle of [proc.child, proc.child.stdout as Socket | null, proc.child.stderr as Socket | null]) {
+    if (ref) handle?.ref(); else handle?.unref()
+  }
 }
 
 function tail (text: string, lines = 20): string {
@@ -186,6 +223,7 @@ async function waitForPong (endpoint: RedisEndpoint, proc: SpawnedProcess, descr
   let last = 'no attempt made'
   while (Date.now() < deadline) {
     if (!isRunning(proc)) {
+      setRef(proc, true)
       await proc.exited
       const { code, signal } = proc.result ?? { code: null, signal: null }
       throw new Error(`redis-server exited (code ${code}, signal ${signal}) before answering PING\n${describe()}`)
@@ -231,7 +269,7 @@ async function waitForStopState (pid: number, stopped: boolean): Promise<void> {
 export async function startRedis (options: StartRedisOptions = {}): Promise<RedisServer> {
   const { tls = false, password } = options
   const dir = await mkdtemp(join(tmpdir(), 'redis-test-'))
-  const entry: { proc: SpawnedProcess | undefined, dir: string } = { proc: undefined, dir }
+  const entry: Tracked = { proc: undefined, watchdog: undefined, dir }
   openServers.add(entry)
   installExitHook()
 
@@ -258,6 +296,10 @@ export async function startRedis (options: StartRedisOptions = {}): Promise<Redi
   const launch = async (): Promise<void> => {
     const proc = spawnProcess('redis-server', args(), { cwd: dir, env: serviceEnv() })
     entry.proc = proc
+    if (proc.child.pid !== undefined) {
+      entry.watchdog = startWatchdog(proc.child.pid, dir)
+      setRef(proc, false)
+    }
     const append = (chunk: string): void => {
       output = (output + chunk).slice(-outputLimit)
     }
@@ -268,7 +310,13 @@ export async function startRedis (options: StartRedisOptions = {}): Promise<Redi
 
   const kill = async (): Promise<void> => {
     const proc = entry.proc
-    if (proc !== undefined) await killProcess(proc, 'SIGKILL')
+    if (proc !== undefined) {
+      // Keep the event loop alive until the exit is seen.
+      setRef(proc, true)
+      await killProcess(proc, 'SIGKILL')
+    }
+    entry.watchdog?.kill('SIGKILL')
+    entry.watchdog = undefined
     entry.proc = undefined
   }
 

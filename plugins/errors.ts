@@ -39,8 +39,10 @@ export default fp(async (fastify) => {
   // Logging only: onError cannot change the reply. 5xx are logged with their stack here,
   // in the server log, never in the response.
   fastify.addHook('onError', async (request, reply, error) => {
-    const statusCode = (error as FastifyError).statusCode ?? 500
-    if (statusCode >= 500) request.log.error({ err: error }, 'request failed')
-    else request.log.info({ code: (error as FastifyError).code, statusCode }, error.message)
+    const { statusCode = 500, code } = error as FastifyError
+    // A store outage is expected now and then and has its own [STORE] logs: warn, not error.
+    if (code === 'STORE_UNAVAILABLE') request.log.warn({ err: error }, 'request failed: store unavailable')
+    else if (statusCode >= 500) request.log.error({ err: error }, 'request failed')
+    else request.log.info({ code, statusCode }, error.message)
   })
 }, { name: 'errors', dependencies: ['config'] })

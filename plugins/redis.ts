@@ -64,7 +64,7 @@ export function redisOptions (config: RedisConfig, log: FastifyBaseLogger): Redi
  */
 export function clusterOptions (config: RedisConfig, log: FastifyBaseLogger): ClusterOptions {
   const url = new URL(config.url)
-  const { retryStrategy: _perNode, tls, ...nodeOptions } = redisOptions(config, log)
+  const { retryStrategy: _perNode, enableAutoPipelining: _pipelining, tls, ...nodeOptions } = redisOptions(config, log)
   const servername = isIP(url.hostname) === 0 ? { servername: url.hostname } : {}
   return {
     redisOptions: {
@@ -74,7 +74,10 @@ export function clusterOptions (config: RedisConfig, log: FastifyBaseLogger): Cl
       ...(tls === undefined ? {} : { tls: { ...tls, ...servername } })
     },
     dnsLookup: (address, callback) => { callback(null, address) },
-    enableAutoPipelining: true,
+    // Auto-pipelines group commands by node, not by slot; when slots move during a failover
+    // ioredis cannot redirect such a batch and hands MOVED to the caller. Single commands
+    // are redirected as they should be.
+    enableAutoPipelining: false,
     slotsRefreshTimeout: config.timeoutMs,
     clusterRetryStrategy: (attempt) => {
       const delayMs = reconnectDelay(attempt)
@@ -82,6 +85,29 @@ export function clusterOptions (config: RedisConfig, log: FastifyBaseLogger): Cl
       return delayMs
     }
   }
+}
+
+/**
+ * A cluster client does not report a seed node's TLS or auth failure, only that the slots
+ * could not be fetched; so one plain connection to the seed tells fatal from unreachable.
+ */
+async function probeClusterSeed (config: RedisConfig, log: FastifyBaseLogger, extra: RedisOptions, authIsFatal: boolean): Promise<void> {
+  const url = new URL(config.url)
+  const probe = new Redis({
+    ...clusterOptions(config, log).redisOptions,
+    ...extra,
+    host: url.hostname,
+    port: Number(url.port === '' ? 6379 : url.port),
+    lazyConnect: true,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0
+  })
+  const failure = await new Promise<Error | undefined>((resolve) => {
+    probe.once('error', resolve)
+    probe.connect().then(() => { resolve(undefined) }, resolve)
+  })
+  probe.disconnect()
+  if (failure !== undefined && isFatalConnectionError(failure, authIsFatal)) throw failure
 }
 
 function createClient (config: RedisConfig, log: FastifyBaseLogger, extra: RedisOptions): RedisClient {
@@ -128,47 +154,60 @@ function firstConnection (client: RedisClient, authIsFatal: boolean): Promise<bo
   })
 }
 
+/**
+ * Creates the client and waits for its first connection. Misconfiguration that retrying
+ * cannot fix rejects; an unreachable Redis gives `ready: false` and the client keeps trying.
+ */
+async function openClient (config: RedisConfig, log: FastifyBaseLogger, extra: RedisOptions, authIsFatal: boolean): Promise<{ client: RedisClient, ready: boolean }> {
+  const lazy = extra.lazyConnect === true
+  try {
+    if (config.cluster && !lazy) await probeClusterSeed(config, log, extra, authIsFatal)
+  } catch (error) {
+    throw new Error(`Redis refused the connection: ${(error as Error).message}`)
+  }
+  const client = createClient(config, log, extra)
+  // Errors are logged by message only: ioredis errors never carry the password.
+  client.on('error', (error: Error) => { log.warn({ err: error }, '[STORE] Redis error') })
+  client.on('ready', () => { log.info('[STORE] Redis connection ready') })
+  if (lazy) return { client, ready: false }
+  try {
+    return { client, ready: await firstConnection(client, authIsFatal) }
+  } catch (error) {
+    client.disconnect()
+    throw new Error(`Redis refused the connection: ${(error as Error).message}`)
+  }
+}
+
 export default fp<RedisPluginOptions>(async (fastify, { config, tokenSource }) => {
   const log = fastify.log
-  const entra = config.auth === 'entra'
+  // The token rotation starts before the client exists and updates it once it does.
+  const current: { client?: RedisClient } = {}
+  let credentials: RedisOptions = {}
   let rotation: TokenRotation | undefined
-  let client: RedisClient
 
-  if (entra) {
+  if (config.auth === 'entra') {
     const username = config.username as string
-    let pending: string | undefined
     rotation = new TokenRotation({
       source: tokenSource ?? defaultAzureTokenSource(),
       log,
       retryDelay: reconnectDelay,
       apply: async (token) => {
-        if (client === undefined) { pending = token; return }
+        credentials = { username, password: token }
+        const { client } = current
+        if (client === undefined) return
         await applyToken(client, username, token)
         // Without a token at start-up the client waited; now it may connect.
         if (client.status === 'wait') client.connect().catch(() => {})
       }
     })
+    fastify.addHook('onClose', async () => { rotation?.stop() })
     await rotation.refresh()
-    // Without a token the client does not connect yet: requests get 503 until one comes.
-    client = createClient(config, log, pending === undefined ? { lazyConnect: true } : { username, password: pending })
-  } else {
-    client = createClient(config, log, {})
   }
 
-  // Errors are logged by message only: ioredis errors never carry the password.
-  client.on('error', (error: Error) => { log.warn({ err: error }, '[STORE] Redis error') })
-  client.on('ready', () => { log.info('[STORE] Redis connection ready') })
-  fastify.addHook('onClose', async () => { rotation?.stop() })
-
-  let ready = false
-  if (client.status !== 'wait') {
-    try {
-      ready = await firstConnection(client, !entra)
-    } catch (error) {
-      client.disconnect()
-      throw new Error(`Redis refused the connection: ${(error as Error).message}`)
-    }
-  }
+  // With Entra ID but no token yet, the client waits: requests get 503 until one comes.
+  const waitForToken = rotation !== undefined && credentials.password === undefined
+  const { client, ready } = await openClient(config, log, waitForToken ? { lazyConnect: true } : credentials, rotation === undefined)
+  current.client = client
 
   if (ready) {
     await fastify.register(fastifyRedis, { client: client as Redis, closeClient: true })

@@ -46,6 +46,8 @@ t.test('exactly the Redis and connection failures count as unavailable', async (
     Object.assign(new Error('Reached the max retries per request limit'), { name: 'MaxRetriesPerRequestError' }),
     Object.assign(new Error('connect'), { code: 'ECONNREFUSED' }),
     new Error('CLUSTERDOWN The cluster is down'),
+    new Error('MOVED 6120 127.0.0.1:32911'),
+    new Error('Too many Cluster redirections. Last error: Error: Connection is closed.'),
     new Error('TRYAGAIN Multiple keys request during rehashing of slot'),
     new Error('LOADING Redis is loading the dataset in memory'),
     new Error('READONLY You can\'t write against a read only replica.'),

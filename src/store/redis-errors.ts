@@ -9,7 +9,11 @@ const UNAVAILABLE_MESSAGES = [
   /^Connection is closed/,
   /Stream isn't writeable/, // the offline queue is off or full
   /^Failed to refresh slots cache/,
-  /^(CLUSTERDOWN|TRYAGAIN|LOADING|READONLY|MASTERDOWN|BUSY|NOAUTH|WRONGPASS)\b/
+  /^(CLUSTERDOWN|TRYAGAIN|LOADING|READONLY|MASTERDOWN|BUSY|NOAUTH|WRONGPASS)\b/,
+  // Slots still moving after ioredis' redirections: a topology change, not a bug.
+  /^(MOVED|ASK) \d+ /,
+  /^Too many Cluster redirections/,
+  /^Cluster is (disconnected|disconnecting)/
 ]
 // A connection in these states is known to be down (or, in `wait`, still without
 // credentials): fail fast instead of queueing.

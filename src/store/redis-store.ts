@@ -247,10 +247,12 @@ export class RedisConversationStore implements ConversationStore {
       const started = performance.now()
       const health: StoreHealth = { latencyMs: 0, connection: this.#client.status }
       if (this.#client instanceof Cluster) {
-        // A cluster can answer PING while it cannot serve every slot: ask for its state.
+        // A cluster serves only when it says so and every master answers: a dead master's
+        // slots fail for a while before the cluster notices.
         const info = await this.#client.cluster('INFO') as string
         health.cluster = /cluster_state:(\w+)/.exec(info)?.[1] ?? 'unknown'
         if (health.cluster !== 'ok') throw new Error(`CLUSTERDOWN cluster_state is ${String(health.cluster)}`)
+        await Promise.all(this.#client.nodes('master').map(async (node) => await node.ping()))
       } else {
         await this.#client.ping()
       }

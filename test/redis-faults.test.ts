@@ -86,6 +86,23 @@ t.test('a killed Redis gives fast 503s; the service reconnects by itself after a
   t.equal(created.statusCode, 201, 'writes work again without a restart of the service')
 })
 
+t.test('requests in flight when Redis dies end with 503, not a hang', options, async (t) => {
+  const server = await startRedis()
+  t.teardown(() => server.close())
+  const app = await build(t, { ...redisEnv(server), ...FAST, REDIS_TIMEOUT: '2000' })
+  const { id } = await create(app, { userId: 'u1' })
+  await server.stop()
+  // These are sent and wait for an answer that never comes; then the connection dies.
+  const inFlight = Array.from({ length: 5 }, (_, i) => i % 2 === 0
+    ? app.inject({ method: 'GET', url: `/v1/conversations/${id as string}` })
+    : app.inject({ method: 'POST', url: `/v1/conversations/${id as string}/messages`, payload: { messages: [{ role: 'user' }] } }))
+  await sleep(200)
+  await server.kill()
+  for (const response of await Promise.all(inFlight)) assertUnavailable(t, response)
+  await server.restart()
+  await waitUntilHealthy(app)
+})
+
 t.test('an unreachable Redis at start-up does not stop the service; it recovers when Redis comes', options, async (t) => {
   const port = await freePort()
   const env = { ...FAST, REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_ALLOW_PLAINTEXT: 'true' }

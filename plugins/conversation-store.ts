@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
+import { instrumentStore } from '../src/store/instrumented-store.js'
 import { MemoryConversationStore } from '../src/store/memory-store.js'
 import { RedisConversationStore } from '../src/store/redis-store.js'
 import type { ConversationStore } from '../src/store/types.js'
@@ -31,7 +32,8 @@ export default fp<ConversationStoreOptions>(async (fastify, options) => {
       limits,
       onCorruptRecord: (id, reason) => { log.error({ conversationId: id, reason }, '[STORE] corrupt record skipped') }
     }))
-  fastify.decorate('conversationStore', store)
+  // Timed and counted when the metrics plugin is on; the backends stay unaware of it.
+  fastify.decorate('conversationStore', fastify.storeObserver === undefined ? store : instrumentStore(store, fastify.storeObserver))
   fastify.addHook('onClose', async () => { await store.close() })
   log.info({ backend: store.backend }, `[STORE] using the ${store.backend} backend`)
   if (config.redisPlaintext) log.warn('[STORE] REDIS_ALLOW_PLAINTEXT=true: Redis traffic is not encrypted; for local development only')

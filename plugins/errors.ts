@@ -24,8 +24,9 @@ export default fp(async (fastify) => {
     if (statusCode >= 400 && statusCode < 500) {
       return send(reply, statusCode, error.code ?? 'BAD_REQUEST', error.message)
     }
-    if (statusCode === 503 && error.code === 'STORE_UNAVAILABLE') {
-      reply.header('retry-after', String(retryAfterSeconds))
+    // The store is away, or the instance sheds load: both are worth a retry.
+    if (statusCode === 503 && (error.code === 'STORE_UNAVAILABLE' || error.code === 'FST_UNDER_PRESSURE')) {
+      if (!reply.hasHeader('retry-after')) reply.header('retry-after', String(retryAfterSeconds))
       return send(reply, 503, error.code, error.message)
     }
     if (error.code === 'CORRUPT_RECORD') return send(reply, 500, error.code, error.message)
@@ -41,7 +42,7 @@ export default fp(async (fastify) => {
   fastify.addHook('onError', async (request, reply, error) => {
     const { statusCode = 500, code } = error as FastifyError
     // A store outage is expected now and then and has its own [STORE] logs: warn, not error.
-    if (code === 'STORE_UNAVAILABLE') request.log.warn({ err: error }, 'request failed: store unavailable')
+    if (code === 'STORE_UNAVAILABLE' || code === 'FST_UNDER_PRESSURE') request.log.warn({ err: error }, 'request refused: try again later')
     else if (statusCode >= 500) request.log.error({ err: error }, 'request failed')
     else request.log.info({ code, statusCode }, error.message)
   })

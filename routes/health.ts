@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { z } from 'zod'
+import { keepServing } from '../plugins/load-shedding.js'
 import { name, version } from '../src/package-info.js'
 
 const tags = ['health']
@@ -20,6 +21,8 @@ const healthRoutes: FastifyPluginAsyncZod = async (fastify) => {
   }, async () => ({ name, version }))
 
   fastify.get('/health/live', {
+    // Liveness answers even while the instance sheds load: it is busy, not dead.
+    config: { pressureHandler: keepServing },
     schema: { tags, summary: 'Liveness: answers while the process runs', response: { 200: z.object({ status: z.literal('ok') }) } }
   }, async () => ({ status: 'ok' as const }))
 

@@ -5,12 +5,16 @@ import configPlugin from '../plugins/config.js'
 import conversationStorePlugin from '../plugins/conversation-store.js'
 import docsPlugin from '../plugins/docs.js'
 import errorsPlugin from '../plugins/errors.js'
+import loadSheddingPlugin from '../plugins/load-shedding.js'
+import metricsPlugin from '../plugins/metrics.js'
 import redisPlugin from '../plugins/redis.js'
+import requestIdPlugin from '../plugins/request-id.js'
 import conversationRoutes from '../routes/conversations.js'
 import healthRoutes from '../routes/health.js'
 import userConversationRoutes from '../routes/user-conversations.js'
 import workflowStateRoutes from '../routes/workflow-state.js'
 import type { Config } from './config.js'
+import { requestIdOf } from './http/request-id.js'
 import { loggerOptions } from './logging.js'
 import type { TokenSource } from './store/entra-token.js'
 import type { ConversationStore } from './store/types.js'
@@ -31,6 +35,9 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     bodyLimit: config.bodyLimit,
     // Lets the orchestrator finish in-flight requests while new ones go elsewhere.
     return503OnClosing: true,
+    // Every log line of a request carries its id: the caller's, or a new one.
+    genReqId: requestIdOf,
+    requestIdLogLabel: 'requestId',
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error'
   }).withTypeProvider<ZodTypeProvider>()
@@ -40,6 +47,9 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
 
   await app.register(configPlugin, { config })
   await app.register(errorsPlugin)
+  await app.register(requestIdPlugin)
+  await app.register(loadSheddingPlugin)
+  await app.register(metricsPlugin)
   await app.register(authPlugin)
   await app.register(docsPlugin)
   if (config.redis !== undefined && options.store === undefined) {

@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8'
 import { z } from 'zod'
 
 const flag = z.enum(['true', 'false']).default('false').transform((value) => value === 'true')
@@ -20,6 +21,9 @@ const EnvSchema = z.object({
   RETRY_AFTER_SECONDS: integer(1, 0),
   API_KEYS: z.string().optional(),
   AUTH_DISABLED: flag,
+  METRICS_ENABLED: z.enum(['true', 'false']).default('true').transform((value) => value === 'true'),
+  MAX_EVENT_LOOP_DELAY_MS: integer(1000, 0),
+  MAX_HEAP_USED_BYTES: integer(0, 0),
   REDIS_ALLOW_PLAINTEXT: flag,
   REDIS_TLS_CA_FILE: z.string().optional(),
   REDIS_TIMEOUT: integer(5000, 50),
@@ -61,6 +65,10 @@ export interface Config {
   retryAfterSeconds: number
   /** Bearer tokens accepted on /v1; empty when authentication is disabled. */
   apiKeys: string[]
+  metricsEnabled: boolean
+  /** Load shedding thresholds; 0 turns a check off. */
+  maxEventLoopDelayMs: number
+  maxHeapUsedBytes: number
   /** Set when REDIS_URL is; the memory backend is used otherwise. */
   redis?: RedisConfig
   /** Set when a redis:// URL was allowed, so that start-up can warn about it. */
@@ -99,6 +107,10 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     healthTimeoutMs: settings.HEALTH_TIMEOUT_MS,
     shutdownTimeoutMs: settings.SHUTDOWN_TIMEOUT_MS,
     retryAfterSeconds: settings.RETRY_AFTER_SECONDS,
+    metricsEnabled: settings.METRICS_ENABLED,
+    maxEventLoopDelayMs: settings.MAX_EVENT_LOOP_DELAY_MS,
+    // By default, shed load before V8 runs out of heap.
+    maxHeapUsedBytes: settings.MAX_HEAP_USED_BYTES === 0 ? Math.floor(getHeapStatistics().heap_size_limit * 0.9) : settings.MAX_HEAP_USED_BYTES,
     apiKeys: settings.AUTH_DISABLED ? [] : apiKeys,
     ...(redis === undefined ? {} : { redis }),
     redisPlaintext: redis !== undefined && !redis.tls

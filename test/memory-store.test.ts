@@ -9,13 +9,12 @@ t.test('evicts the least recently used conversation and drops it from its user l
   for (const id of ['a', 'b', 'c']) await store.create(id, fields('u1'))
   await store.get('a') // a is now the most recently used
   await store.create('d', fields('u2'))
-  t.equal(store.size, 3)
-  t.equal(store.evictions, 1)
+  t.same(store.stats(), { conversations: 3, evictions: 1 })
   t.equal(await store.get('b'), undefined)
   const page = await store.listByUser('u1', { limit: 10, view: 'summary' })
   t.same(page.items.map((item) => item.id).sort(), ['a', 'c'])
   await store.close()
-  t.equal(store.size, 0)
+  t.equal(store.stats().conversations, 0)
 })
 
 t.test('updatedAt never goes backwards when the wall clock does', async (t) => {
@@ -42,7 +41,7 @@ t.test('expiry follows the injected clock', async (t) => {
   now += 1
   t.equal(await store.get('a'), undefined)
   t.same(await store.listByUser('u1', { limit: 10, view: 'full' }), { items: [], nextCursor: null })
-  t.equal(store.size, 0, 'an expired conversation is removed when seen')
+  t.equal(store.stats().conversations, 0, 'an expired conversation is removed when seen')
 })
 
 t.test('returned conversations are copies', async (t) => {

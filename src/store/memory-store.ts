@@ -7,7 +7,7 @@ import {
   assertMessageLimit, buildConversation, buildWorkflowState, checkPreconditions, compareListOrder,
   expiryOf, newMessages, patchConversation, toSummary, writeTime, type StoreLimits
 } from './conversation-rules.js'
-import type { ConversationPage, ConversationStore, ListOptions, Preconditions, PutResult, StoreHealth } from './types.js'
+import type { ConversationPage, ConversationStore, ListOptions, Preconditions, PutResult, StoreHealth, StoreStats } from './types.js'
 
 export interface MemoryStoreOptions {
   maxConversations: number
@@ -51,8 +51,9 @@ export class MemoryConversationStore implements ConversationStore {
     })
   }
 
-  get size (): number { return this.#entries.size }
-  get evictions (): number { return this.#evictions }
+  stats (): StoreStats {
+    return { conversations: this.#entries.size, evictions: this.#evictions }
+  }
 
   async create (id: string, fields: ConversationFields): Promise<Conversation> {
     if (this.#live(id) !== undefined) throw new ConversationExistsError(id)

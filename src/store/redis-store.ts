@@ -12,7 +12,7 @@ import { assertMessageLimit, mergePatch, toMessage, type StoreLimits } from './c
 import { conversationKeys, userIndexKey } from './redis-keys.js'
 import * as scripts from './redis-scripts.js'
 import { guardRedisCall } from './redis-errors.js'
-import type { ConversationPage, ConversationStore, ListCursor, ListOptions, Preconditions, PutResult, StoreHealth } from './types.js'
+import type { ConversationPage, ConversationStore, ListCursor, ListOptions, Preconditions, PutResult, StoreHealth, StoreStats } from './types.js'
 
 type ScriptReply = [string, ...unknown[]]
 type Script = (...args: Array<string | number>) => Promise<ScriptReply>
@@ -259,6 +259,10 @@ export class RedisConversationStore implements ConversationStore {
       health.latencyMs = Math.round((performance.now() - started) * 100) / 100
       return health
     })
+  }
+
+  stats (): StoreStats {
+    return { connection: this.#client.status }
   }
 
   async close (): Promise<void> {

@@ -34,6 +34,13 @@ export interface PutResult {
   created: boolean
 }
 
+/** Figures for the metrics; each backend reports what it has. */
+export interface StoreStats {
+  conversations?: number
+  evictions?: number
+  connection?: string
+}
+
 export interface StoreHealth {
   latencyMs: number
   [detail: string]: unknown
@@ -58,5 +65,6 @@ export interface ConversationStore {
   putWorkflowState (id: string, state: WorkflowStateBody, preconditions: Preconditions): Promise<{ state: WorkflowState, created: boolean }>
   deleteWorkflowState (id: string, preconditions: Preconditions): Promise<void>
   ping (): Promise<StoreHealth>
+  stats (): StoreStats
   close (): Promise<void>
 }

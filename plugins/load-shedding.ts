@@ -1,0 +1,20 @@
+import underPressure from '@fastify/under-pressure'
+import fp from 'fastify-plugin'
+
+/**
+ * Answers 503 with Retry-After while the event loop lags or the heap is nearly full, so an
+ * overloaded instance sheds work instead of timing everything out. Routes opt out with
+ * `config: { pressureHandler: keepServing }` (liveness must keep answering).
+ */
+export default fp(async (fastify) => {
+  const { maxEventLoopDelayMs, maxHeapUsedBytes, retryAfterSeconds } = fastify.config
+  await fastify.register(underPressure, {
+    maxEventLoopDelay: maxEventLoopDelayMs,
+    maxHeapUsedBytes,
+    retryAfter: Math.max(1, retryAfterSeconds),
+    message: 'The service is overloaded; retry later'
+  })
+}, { name: 'load-shedding', dependencies: ['config'] })
+
+/** A pressure handler that lets the request through. */
+export function keepServing (): void {}

@@ -26,11 +26,17 @@ export default fp(async (fastify) => {
 
   const requests = new Counter({ name: 'http_requests_total', help: 'HTTP requests answered', labelNames, registers })
   const requestDuration = new Histogram({
-    name: 'http_request_duration_seconds', help: 'Time to answer HTTP requests', labelNames, registers,
+    name: 'http_request_duration_seconds',
+    help: 'Time to answer HTTP requests',
+    labelNames,
+    registers,
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
   })
   const storeDuration = new Histogram({
-    name: 'store_operation_duration_seconds', help: 'Time of conversation store operations', labelNames: ['operation', 'backend'], registers,
+    name: 'store_operation_duration_seconds',
+    help: 'Time of conversation store operations',
+    labelNames: ['operation', 'backend'],
+    registers,
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5]
   })
   const storeErrors = new Counter({ name: 'store_errors_total', help: 'Store operations that failed, by kind', labelNames: ['operation', 'backend', 'kind'], registers })
@@ -38,7 +44,10 @@ export default fp(async (fastify) => {
   const store = (): typeof fastify.conversationStore => fastify.conversationStore
   /* eslint-disable no-new -- these gauges are read through the registry */
   new Gauge({
-    name: 'redis_connection_state', help: '1 for the current state of the Redis connection', labelNames: ['state'], registers,
+    name: 'redis_connection_state',
+    help: '1 for the current state of the Redis connection',
+    labelNames: ['state'],
+    registers,
     collect () {
       const { connection } = store().stats()
       if (connection === undefined) return
@@ -46,11 +55,15 @@ export default fp(async (fastify) => {
     }
   })
   new Gauge({
-    name: 'memory_store_conversations', help: 'Conversations held by the memory backend', registers,
+    name: 'memory_store_conversations',
+    help: 'Conversations held by the memory backend',
+    registers,
     collect () { this.set(store().stats().conversations ?? 0) }
   })
   new Gauge({
-    name: 'memory_store_evictions', help: 'Conversations the memory backend evicted since start', registers,
+    name: 'memory_store_evictions',
+    help: 'Conversations the memory backend evicted since start',
+    registers,
     collect () { this.set(store().stats().evictions ?? 0) }
   })
   /* eslint-enable no-new */

@@ -1,0 +1,140 @@
+import { spawn, execFile } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { promisify } from 'node:util'
+
+// Starting and stopping the processes a benchmark run needs, all on 127.0.0.1.
+
+const run = promisify(execFile)
+const started = new Set()
+
+process.on('exit', () => { for (const child of started) child.kill('SIGKILL') })
+
+export async function freePort () {
+  const server = createServer()
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address()
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+function startProcess (command, args, options = {}) {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options })
+  let output = ''
+  child.stdout.on('data', (chunk) => { output += chunk })
+  child.stderr.on('data', (chunk) => { output += chunk })
+  started.add(child)
+  child.once('exit', () => started.delete(child))
+  return { child, output: () => output.slice(-2000) }
+}
+
+export async function stopProcess ({ child }) {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  await Promise.race([exited, sleep(5000).then(() => child.kill('SIGKILL'))])
+  await exited
+}
+
+async function waitFor (check, what, proc) {
+  for (let i = 0; i < 200; i++) {
+    if (await check().catch(() => false)) return
+    if (proc !== undefined && proc.child.exitCode !== null) break
+    await sleep(50)
+  }
+  throw new Error(`${what} did not start${proc === undefined ? '' : `:\n${proc.output()}`}`)
+}
+
+/** Peak resident memory of a process, in bytes (VmHWM). */
+export async function peakRss (pid) {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)[1]) * 1024
+}
+
+export async function currentRss (pid) {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)[1]) * 1024
+}
+
+/** A TLS CA and a server certificate for 127.0.0.1, made with openssl. */
+async function certificates (dir) {
+  const file = (name) => join(dir, name)
+  await writeFile(file('san.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n')
+  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=bench-ca', '-keyout', file('ca.key'), '-out', file('ca.crt')])
+  await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', file('server.key'), '-out', file('server.csr')])
+  await run('openssl', ['x509', '-req', '-in', file('server.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial', '-days', '1', '-extfile', file('san.cnf'), '-out', file('server.crt')])
+  return { ca: file('ca.crt'), cert: file('server.crt'), key: file('server.key') }
+}
+
+/** A redis-server without persistence, plain or TLS. */
+export async function startRedis ({ tls = false } = {}) {
+  const dir = await mkdtemp(join(tmpdir(), 'bench-redis-'))
+  const port = await freePort()
+  const common = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]
+  let args = ['--port', String(port), ...common]
+  let caFile
+  if (tls) {
+    const files = await certificates(dir)
+    caFile = files.ca
+    args = ['--port', '0', '--tls-port', String(port), '--tls-cert-file', files.cert, '--tls-key-file', files.key,
+      '--tls-ca-cert-file', files.ca, '--tls-auth-clients', 'no', ...common]
+  }
+  const proc = startProcess('redis-server', args)
+  const cli = ['-h', '127.0.0.1', '-p', String(port), ...(tls ? ['--tls', '--cacert', caFile] : [])]
+  await waitFor(async () => (await run('redis-cli', [...cli, 'ping'])).stdout.includes('PONG'), 'redis-server', proc)
+  return {
+    port,
+    caFile,
+    url: `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
+    cli,
+    stop: async () => { await stopProcess(proc); await rm(dir, { recursive: true, force: true }) }
+  }
+}
+
+async function answers (url) {
+  const response = await fetch(url)
+  return response.ok
+}
+
+/** The compiled service, as production runs it. */
+export async function startService (env) {
+  const port = await freePort()
+  const proc = startProcess(process.execPath, ['dist/src/server.js'], {
+    env: {
+      PATH: process.env.PATH,
+      NODE_ENV: 'production',
+      LOG_LEVEL: 'warn',
+      AUTH_DISABLED: 'true',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      ...env
+    }
+  })
+  const url = `http://127.0.0.1:${port}`
+  await waitFor(() => answers(`${url}/health`), 'the service', proc)
+  return { url, pid: proc.child.pid, stop: () => stopProcess(proc) }
+}
+
+/** A bare Fastify route that returns fixed bytes: the framework's ceiling. */
+export async function startCeiling (body) {
+  const port = await freePort()
+  const proc = startProcess(process.execPath, ['bench/ceiling-server.js'], {
+    env: { PATH: process.env.PATH, NODE_ENV: 'production', PORT: String(port), BODY: body }
+  })
+  const url = `http://127.0.0.1:${port}`
+  await waitFor(() => answers(url), 'the ceiling server', proc)
+  return { url, stop: () => stopProcess(proc) }
+}
+
+/** redis-benchmark's GET of a 4 KB value: the Redis ceiling, in requests per second. */
+export async function redisCeiling (redis, connections, seconds) {
+  const requests = String(Math.max(20_000, seconds * 40_000))
+  const { stdout } = await run('redis-benchmark', [...redis.cli, '-t', 'get', '-d', '4096', '-c', String(connections), '-n', requests, '--csv'])
+  const line = stdout.split('\n').find((row) => row.startsWith('"GET"'))
+  const cells = line.split(',').map((cell) => Number(cell.replaceAll('"', '')))
+  // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+  return { rps: cells[1], p50: cells[4], p99: cells[6], p999: null, errors: 0 }
+}

@@ -3,13 +3,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { z } from 'zod'
 import { keepServing } from '../plugins/load-shedding.js'
 import { name, version } from '../src/package-info.js'
+import { HealthSchema } from '../src/schemas.js'
 
 const tags = ['health']
-const Health = z.object({
-  status: z.enum(['ok', 'unavailable']),
-  backend: z.enum(['memory', 'redis']),
-  store: z.looseObject({ status: z.enum(['up', 'down']), latencyMs: z.number().optional() })
-}).meta({ id: 'Health' })
 
 const healthRoutes: FastifyPluginAsyncZod = async (fastify) => {
   const store = fastify.conversationStore
@@ -27,7 +23,7 @@ const healthRoutes: FastifyPluginAsyncZod = async (fastify) => {
   }, async () => ({ status: 'ok' as const }))
 
   fastify.get('/health', {
-    schema: { tags, summary: 'Readiness: checks that the store answers', response: { 200: Health, 503: Health } }
+    schema: { tags, summary: 'Readiness: checks that the store answers', response: { 200: HealthSchema, 503: HealthSchema } }
   }, async (request, reply) => {
     const timeout = new AbortController()
     try {

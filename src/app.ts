@@ -37,7 +37,6 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     return503OnClosing: true,
     // Every log line of a request carries its id: the caller's, or a new one.
     genReqId: requestIdOf,
-    requestIdLogLabel: 'requestId',
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error'
   }).withTypeProvider<ZodTypeProvider>()

@@ -3,9 +3,11 @@ import { z } from 'zod'
 import {
   AppendMessagesBodySchema, AppendResultSchema, ConversationPageSchema, ConversationSchema, ConversationSummarySchema,
   CreateConversationBodySchema, DeleteUserResultSchema, ErrorBodySchema, MessageInputSchema, PatchConversationBodySchema,
-  ReplaceConversationBodySchema, WorkflowStateBodySchema, WorkflowStateSchema,
-  type AppendResult, type Conversation, type ConversationSummary, type WorkflowState
+  HealthSchema, ReplaceConversationBodySchema, WorkflowStateBodySchema, WorkflowStateSchema,
+  type AppendResult, type Conversation, type ConversationSummary, type Health, type WorkflowState
 } from './schemas.js'
+
+export type { Health }
 
 // A typed client for conversation-store, imported as `conversation-store/client`.
 // It uses the schemas the routes use, so a response that does not match the contract is
@@ -50,13 +52,6 @@ export interface ConversationPage<T> {
   nextCursor: string | null
 }
 
-const HealthSchema = z.object({
-  status: z.enum(['ok', 'unavailable']),
-  backend: z.enum(['memory', 'redis']),
-  store: z.looseObject({ status: z.enum(['up', 'down']), latencyMs: z.number().optional() })
-})
-export type Health = z.output<typeof HealthSchema>
-
 // Narrower pages than the route's union, so that `view` decides the item type.
 const FullPageSchema = ConversationPageSchema.extend({ items: z.array(ConversationSchema) })
 const SummaryPageSchema = ConversationPageSchema.extend({ items: z.array(ConversationSummarySchema) })
@@ -99,7 +94,9 @@ export interface ClientOptions {
    * Retries 503 answers and network errors, only for requests that are safe to repeat:
    * GET, PUT, DELETE, and appends whose messages all carry an id. Never create or PATCH.
    * `attempts` counts tries (1 = no retry). The wait is `Retry-After` when sent, otherwise
-   * 100 ms doubling per try, and never more than `maxDelayMs` (default 10 s).
+   * 100 ms doubling per try, and never more than `maxDelayMs` (default 10 s). A 503 or a
+   * lost answer may come after the write landed, so a retried conditional write (`ifMatch`,
+   * `ifNoneMatch`) can end in 412, and a retried DELETE in 404: treat those as "maybe done".
    */
   retry?: { attempts: number, maxDelayMs?: number }
   /** Defaults to the global fetch; pass a wrapper to add timeouts, tracing, etc. */
@@ -129,7 +126,8 @@ interface Answer {
 export function createConversationStoreClient (options: ClientOptions) {
   const baseUrl = options.baseUrl.replace(/\/+$/, '')
   const fetchImpl = options.fetch ?? globalThis.fetch
-  const attempts = Math.max(1, options.retry?.attempts ?? 1)
+  // `|| 1` also turns NaN into a single try rather than an endless loop.
+  const attempts = Math.max(1, Math.floor(options.retry?.attempts ?? 1) || 1)
   const maxDelayMs = options.retry?.maxDelayMs ?? 10_000
   const conversationPath = (id: string) => `/v1/conversations/${encodeURIComponent(id)}`
 
@@ -151,7 +149,7 @@ export function createConversationStoreClient (options: ClientOptions) {
         // Reading the body is part of the exchange: a reset here is a network error too.
         text = await response.text()
       } catch (cause) {
-        const error = new ConversationStoreError(`${call.method} ${call.path} failed: ${String(cause)}`, { code: 'NETWORK_ERROR', cause })
+        const error = new ConversationStoreError(`${call.method} ${call.path} failed: ${reason(cause)}`, { code: 'NETWORK_ERROR', cause })
         if (!call.retryable || attempt >= attempts) throw error
         await sleep(Math.min(backoff(attempt), maxDelayMs))
         continue
@@ -169,7 +167,7 @@ export function createConversationStoreClient (options: ClientOptions) {
     return value === undefined || value === '*' ? value : `"${value}"`
   }
 
-  async function conversationCall (call: Omit<Call, 'expect'> & { expect?: number[] }): Promise<ConversationResult & { created: boolean }> {
+  async function conversationCall (call: Omit<Call, 'expect'>): Promise<ConversationResult & { created: boolean }> {
     const answer = await send({ expect: [200, 201], ...call })
     const conversation = parse(ConversationSchema, answer.body)
     return { conversation, created: answer.status === 201, ...versioned(answer.headers, conversation.version) }
@@ -297,6 +295,12 @@ export type ConversationStoreClient = ReturnType<typeof createConversationStoreC
 
 function backoff (attempt: number): number {
   return 100 * 2 ** (attempt - 1)
+}
+
+/** fetch rejects with a bare "fetch failed"; the useful part (ECONNREFUSED …) is its cause. */
+function reason (error: unknown): string {
+  const detail = error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : ''
+  return `${error instanceof Error ? error.message : String(error)}${detail}`
 }
 
 function parseJson (text: string): unknown {

@@ -166,6 +166,12 @@ export const ReadHeadersSchema = z.looseObject({
   'if-none-match': z.string().regex(ENTITY_TAGS).optional()
 })
 
+export const HealthSchema = z.object({
+  status: z.enum(['ok', 'unavailable']),
+  backend: z.enum(['memory', 'redis']),
+  store: z.looseObject({ status: z.enum(['up', 'down']), latencyMs: z.number().optional() })
+}).meta({ id: 'Health' })
+
 export const ErrorBodySchema = z.object({
   statusCode: z.number().int(),
   code: z.string(),
@@ -185,6 +191,7 @@ export type AppendResult = z.output<typeof AppendResultSchema>
 export type ListQuery = z.output<typeof ListQuerySchema>
 export type WorkflowStateBody = z.output<typeof WorkflowStateBodySchema>
 export type WorkflowState = z.output<typeof WorkflowStateSchema>
+export type Health = z.output<typeof HealthSchema>
 
 /** Response schemas for the error statuses a route can answer with. */
 export function errorResponses<const S extends number> (...statuses: S[]): Record<S, typeof ErrorBodySchema> {

@@ -102,7 +102,7 @@ t.test('request ids', async (t) => {
   t.test('the caller’s x-request-id is used, echoed and logged', async (t) => {
     const response = await app.inject({ method: 'GET', url: '/v1/conversations/none', headers: { 'x-request-id': 'caller-42' } })
     t.equal(response.headers['x-request-id'], 'caller-42')
-    const logged = lines.filter((line) => line.includes('"requestId":"caller-42"'))
+    const logged = lines.filter((line) => line.includes('"reqId":"caller-42"'))
     t.ok(logged.length >= 2, 'incoming, error and completion lines all carry it')
   })
 

@@ -1,0 +1,361 @@
+import type { AddressInfo } from 'node:net'
+import t from 'tap'
+import type { AppOptions } from '../src/app.js'
+import { ConversationStoreError, createConversationStoreClient, type ClientOptions } from '../src/client.js'
+import { StoreUnavailableError } from '../src/errors.js'
+import type { AppendResult, Conversation, ConversationFields, MessageInput, WorkflowState } from '../src/schemas.js'
+import { MemoryConversationStore } from '../src/store/memory-store.js'
+import type { Preconditions, StoreHealth } from '../src/store/types.js'
+import { build, type TestContext } from './helpers/build.js'
+
+// The client against a live server on 127.0.0.1, so that fetch, headers and encoding are real.
+
+async function serve (t: TestContext, env: Record<string, string> = {}, options: AppOptions = {}): Promise<string> {
+  const app = await build(t, env, options)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+}
+
+/** The ConversationStoreError a call rejects with. */
+async function failure (promise: Promise<unknown>): Promise<ConversationStoreError> {
+  try {
+    await promise
+  } catch (error) {
+    if (error instanceof ConversationStoreError) return error
+    throw error
+  }
+  throw new Error('expected a ConversationStoreError')
+}
+
+/** A fetch that records what it sent, for checking headers. */
+function recordingFetch (): { fetch: typeof fetch, requests: Array<{ method: string, url: string, headers: Headers }> } {
+  const requests: Array<{ method: string, url: string, headers: Headers }> = []
+  return {
+    requests,
+    fetch: async (input, init) => {
+      requests.push({ method: init?.method ?? 'GET', url: String(input), headers: new Headers(init?.headers) })
+      return await fetch(input, init)
+    }
+  }
+}
+
+const limits = { ttlSeconds: 60, maxMessagesPerConversation: 100 }
+
+/** A memory store whose operations fail with 503 for the first `failures[op]` calls. */
+class FlakyStore extends MemoryConversationStore {
+  readonly calls = { get: 0, create: 0, appendMessages: 0, ping: 0 }
+  constructor (private readonly failures: Partial<Record<keyof FlakyStore['calls'], number>>) {
+    super({ maxConversations: 100, limits })
+  }
+
+  #attempt (op: keyof FlakyStore['calls']): void {
+    this.calls[op]++
+    if (this.calls[op] <= (this.failures[op] ?? 0)) throw new StoreUnavailableError()
+  }
+
+  override async get (id: string): Promise<Conversation | undefined> {
+    this.#attempt('get')
+    return await super.get(id)
+  }
+
+  override async create (id: string, fields: ConversationFields): Promise<Conversation> {
+    this.#attempt('create')
+    return await super.create(id, fields)
+  }
+
+  override async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions): Promise<AppendResult> {
+    this.#attempt('appendMessages')
+    return await super.appendMessages(id, inputs, preconditions)
+  }
+
+  override async ping (): Promise<StoreHealth> {
+    this.#attempt('ping')
+    return await super.ping()
+  }
+}
+
+const message = (id: string, text = id): MessageInput => ({ id, role: 'user', kind: 'text', text })
+
+t.test('health', async (t) => {
+  const client = createConversationStoreClient({ baseUrl: await serve(t) })
+  t.match(await client.health(), { status: 'ok', backend: 'memory', store: { status: 'up' } })
+
+  const down = createConversationStoreClient({ baseUrl: await serve(t, {}, { store: new FlakyStore({ ping: 1 }) }) })
+  t.match(await down.health(), { status: 'unavailable', store: { status: 'down' } }, '503 still gives the health body')
+})
+
+t.test('conversations: create, read, 304, errors', async (t) => {
+  const { fetch, requests } = recordingFetch()
+  // A trailing slash on baseUrl is harmless.
+  const client = createConversationStoreClient({ baseUrl: `${await serve(t)}/`, fetch })
+
+  const created = await client.createConversation({ id: 'c1', userId: 'u1', title: 'Refund', messages: [{ role: 'user', text: 'hi' }] })
+  t.equal(created.etag, '"1"')
+  t.equal(created.version, 1)
+  t.match(created.conversation, { id: 'c1', userId: 'u1', tenantId: 'default', status: 'active', version: 1 })
+  t.equal(created.conversation.messages[0]?.kind, 'text', 'server defaults come back parsed')
+  t.equal(requests[0]?.headers.get('content-type'), 'application/json')
+  t.equal(requests[0]?.url.startsWith('http://127.0.0.1:'), true)
+  t.notMatch(requests[0]?.url ?? '', /\/\/v1/, 'no double slash')
+
+  const read = await client.getConversation('c1')
+  t.equal(read.notModified, false)
+  if (!read.notModified) t.same(read.conversation, created.conversation)
+  t.equal(read.etag, '"1"')
+
+  const cached = await client.getConversation('c1', { ifNoneMatch: 1 })
+  t.same(cached, { notModified: true, etag: '"1"', version: 1 })
+  t.equal(requests.at(-1)?.headers.get('if-none-match'), '"1"')
+  const stale = await client.getConversation('c1', { ifNoneMatch: 9 })
+  t.equal(stale.notModified, false, 'another version gives the body')
+
+  const generated = await client.createConversation({ userId: 'u1' })
+  t.match(generated.conversation.id, /^[0-9a-f-]{36}$/, 'the service picks an id')
+
+  t.match(await failure(client.getConversation('nope')), {
+    name: 'ConversationStoreError', statusCode: 404, code: 'CONVERSATION_NOT_FOUND', message: "Conversation 'nope' was not found"
+  })
+  t.match(await failure(client.createConversation({ id: 'c1', userId: 'u1' })), { statusCode: 409, code: 'CONVERSATION_EXISTS' })
+  const invalid = await failure(client.createConversation({ userId: 'has space' }))
+  t.match(invalid, { statusCode: 400, code: 'FST_ERR_VALIDATION', retryAfterSeconds: undefined })
+  t.ok(invalid instanceof Error)
+})
+
+t.test('path segments are URL-encoded', async (t) => {
+  const client = createConversationStoreClient({ baseUrl: await serve(t) })
+  // A user id may contain / ? # % & and non-ASCII: each would break an unencoded URL.
+  const userId = 'team/ä?x=1&y#z%41'
+  await client.createConversation({ id: 'a:b.c-d_e', userId })
+  const page = await client.listConversations(userId)
+  t.same(page.items.map((item) => item.id), ['a:b.c-d_e'])
+  t.equal(page.items[0]?.userId, userId)
+  const read = await client.getConversation('a:b.c-d_e')
+  t.equal(read.notModified, false)
+  t.match(await failure(client.getConversation('../health')), { statusCode: 400, code: 'FST_ERR_VALIDATION' }, 'no path traversal')
+  t.equal(await client.deleteUserConversations(userId), 1)
+})
+
+t.test('replace, patch, delete with preconditions', async (t) => {
+  const { fetch, requests } = recordingFetch()
+  const client = createConversationStoreClient({ baseUrl: await serve(t), fetch })
+
+  const first = await client.replaceConversation('p1', { userId: 'u1', title: 'one' }, { ifNoneMatch: '*' })
+  t.match(first, { created: true, etag: '"1"', version: 1, conversation: { id: 'p1', title: 'one' } })
+  t.equal(requests.at(-1)?.headers.get('if-none-match'), '*')
+  t.match(await failure(client.replaceConversation('p1', { userId: 'u1' }, { ifNoneMatch: '*' })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+
+  const second = await client.replaceConversation('p1', { userId: 'u1', title: 'two' }, { ifMatch: 1 })
+  t.match(second, { created: false, etag: '"2"', version: 2, conversation: { title: 'two' } })
+  t.equal(requests.at(-1)?.headers.get('if-match'), '"1"', 'a version is sent as a strong ETag')
+  t.match(await failure(client.replaceConversation('p1', { userId: 'u1' }, { ifMatch: 1 })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+  t.match(await failure(client.replaceConversation('p1', { userId: 'u2' })), { statusCode: 409, code: 'USER_MISMATCH' })
+  t.match(await failure(client.replaceConversation('p1', { id: 'other', userId: 'u1' })), { statusCode: 400, code: 'FST_ERR_VALIDATION' })
+
+  const patched = await client.patchConversation('p1', { title: null, metadata: { a: 1 } }, { ifMatch: 2 })
+  t.equal(requests.at(-1)?.headers.get('content-type'), 'application/merge-patch+json')
+  t.match(patched, { etag: '"3"', version: 3, conversation: { metadata: { a: 1 } } })
+  t.equal(patched.conversation.title, undefined, 'null removed the title')
+  t.match(await failure(client.patchConversation('p1', { title: 'x' }, { ifMatch: 2 })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+  t.match(await failure(client.patchConversation('missing', { title: 'x' })), { statusCode: 404, code: 'CONVERSATION_NOT_FOUND' })
+  t.equal((await client.patchConversation('p1', { title: 'any' }, { ifMatch: '*' })).version, 4)
+  t.equal(requests.at(-1)?.headers.get('if-match'), '*')
+
+  t.match(await failure(client.deleteConversation('p1', { ifMatch: 3 })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+  t.equal(await client.deleteConversation('p1', { ifMatch: 4 }), undefined)
+  t.match(await failure(client.deleteConversation('p1')), { statusCode: 404, code: 'CONVERSATION_NOT_FOUND' })
+})
+
+t.test('appendMessages', async (t) => {
+  const client = createConversationStoreClient({ baseUrl: await serve(t) })
+  await client.createConversation({ id: 'm1', userId: 'u1' })
+
+  const appended = await client.appendMessages('m1', [message('a'), message('b')], { ifMatch: 1 })
+  t.same(appended, { appended: 2, skipped: 0, version: 2, messageCount: 2, etag: '"2"' })
+  const again = await client.appendMessages('m1', [message('a'), message('b')])
+  t.same(again, { appended: 0, skipped: 2, version: 2, messageCount: 2, etag: '"2"' }, 'a repeat is skipped by id')
+  const anonymous = await client.appendMessages('m1', [{ role: 'assistant', text: 'no id' }])
+  t.match(anonymous, { appended: 1, version: 3, etag: '"3"' })
+  t.match(await failure(client.appendMessages('m1', [message('c')], { ifMatch: 2 })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+  t.match(await failure(client.appendMessages('missing', [message('c')])), { statusCode: 404, code: 'CONVERSATION_NOT_FOUND' })
+  t.match(await failure(client.appendMessages('m1', [])), { statusCode: 400, code: 'FST_ERR_VALIDATION' })
+})
+
+t.test('listing, paging and deleting a user', async (t) => {
+  const client = createConversationStoreClient({ baseUrl: await serve(t) })
+  for (const [index, id] of ['l1', 'l2', 'l3', 'l4', 'l5'].entries()) {
+    await client.createConversation({ id, userId: 'lister', tenantId: index % 2 === 0 ? 'even' : 'odd', messages: [message(`${id}-m`)] })
+  }
+
+  const firstPage = await client.listConversations('lister', { limit: 2 })
+  t.same(firstPage.items.map((item) => item.id), ['l5', 'l4'], 'most recent first')
+  t.type(firstPage.nextCursor, 'string')
+  t.equal(firstPage.items[0]?.messages.length, 1, 'the full view has messages')
+  const secondPage = await client.listConversations('lister', { limit: 2, cursor: firstPage.nextCursor ?? '' })
+  t.same(secondPage.items.map((item) => item.id), ['l3', 'l2'])
+
+  const summaries = await client.listConversations('lister', { view: 'summary', tenantId: 'even' })
+  t.same(summaries.items.map((item) => [item.id, item.messageCount]), [['l5', 1], ['l3', 1], ['l1', 1]])
+  t.equal(summaries.nextCursor, null)
+
+  const all: string[] = []
+  for await (const item of client.allConversations('lister', { limit: 2 })) all.push(item.id)
+  t.same(all, ['l5', 'l4', 'l3', 'l2', 'l1'], 'the iterator follows nextCursor across three pages')
+  const counts: number[] = []
+  for await (const item of client.allConversations('lister', { limit: 1, view: 'summary', tenantId: 'odd' })) counts.push(item.messageCount)
+  t.same(counts, [1, 1])
+  const empty: unknown[] = []
+  for await (const item of client.allConversations('nobody')) empty.push(item)
+  t.same(empty, [])
+
+  t.match(await failure(client.listConversations('lister', { cursor: 'not-a-cursor' })), { statusCode: 400, code: 'FST_ERR_VALIDATION' })
+  t.match(await failure(client.listConversations('lister', { limit: 0 })), { statusCode: 400, code: 'FST_ERR_VALIDATION' })
+
+  t.equal(await client.deleteUserConversations('lister'), 5)
+  t.equal(await client.deleteUserConversations('lister'), 0)
+  t.same(await client.listConversations('lister'), { items: [], nextCursor: null })
+})
+
+t.test('workflow state', async (t) => {
+  const client = createConversationStoreClient({ baseUrl: await serve(t) })
+  const state = { step: 'ask', turnCount: 0, status: 'active' } as const
+  t.match(await failure(client.getWorkflowState('w1')), { statusCode: 404, code: 'CONVERSATION_NOT_FOUND' })
+  await client.createConversation({ id: 'w1', userId: 'u1' })
+  t.match(await failure(client.getWorkflowState('w1')), { statusCode: 404, code: 'WORKFLOW_STATE_NOT_FOUND' })
+
+  const created = await client.putWorkflowState('w1', state, { ifNoneMatch: '*' })
+  t.match(created, { created: true, etag: '"1"', version: 1, state: { conversationId: 'w1', step: 'ask' } })
+  t.match(await failure(client.putWorkflowState('w1', state, { ifNoneMatch: '*' })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+  const replaced = await client.putWorkflowState('w1', { ...state, turnCount: 1 }, { ifMatch: 1 })
+  t.match(replaced, { created: false, etag: '"2"', version: 2, state: { turnCount: 1 } })
+  t.match(await failure(client.putWorkflowState('w1', state, { ifMatch: 1 })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+
+  const read = await client.getWorkflowState('w1')
+  const expected: WorkflowState = replaced.state
+  t.same(read, { state: expected, etag: '"2"', version: 2 })
+
+  t.match(await failure(client.deleteWorkflowState('w1', { ifMatch: 1 })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+  t.equal(await client.deleteWorkflowState('w1', { ifMatch: '*' }), undefined)
+  t.match(await failure(client.deleteWorkflowState('w1')), { statusCode: 404, code: 'WORKFLOW_STATE_NOT_FOUND' })
+})
+
+t.test('apiKey', async (t) => {
+  const baseUrl = await serve(t, { API_KEYS: 'k1' })
+  const anonymous = createConversationStoreClient({ baseUrl })
+  t.match(await failure(anonymous.listConversations('u1')), { statusCode: 401, code: 'UNAUTHORIZED' })
+  t.match(await failure(createConversationStoreClient({ baseUrl, apiKey: 'k2' }).listConversations('u1')), { statusCode: 401, code: 'UNAUTHORIZED' })
+  t.equal((await anonymous.health()).status, 'ok', '/health stays open')
+
+  const client = createConversationStoreClient({ baseUrl, apiKey: 'k1' })
+  t.equal((await client.createConversation({ id: 'k', userId: 'u1' })).version, 1)
+  t.equal((await client.listConversations('u1')).items.length, 1)
+})
+
+t.test('retry', async (t) => {
+  t.test('without retry, a 503 is STORE_UNAVAILABLE with retryAfterSeconds', async (t) => {
+    const store = new FlakyStore({ get: 1 })
+    const client = createConversationStoreClient({ baseUrl: await serve(t, { RETRY_AFTER_SECONDS: '1' }, { store }) })
+    const error = await failure(client.getConversation('x'))
+    t.match(error, { statusCode: 503, code: 'STORE_UNAVAILABLE', retryAfterSeconds: 1 })
+    t.equal(store.calls.get, 1, 'tried once')
+  })
+
+  t.test('a GET is retried after Retry-After', async (t) => {
+    const store = new FlakyStore({ get: 1 })
+    const client = createConversationStoreClient({ baseUrl: await serve(t, { RETRY_AFTER_SECONDS: '1' }, { store }), retry: { attempts: 3 } })
+    await client.createConversation({ id: 'r1', userId: 'u1' })
+    const started = Date.now()
+    const read = await client.getConversation('r1')
+    t.equal(read.notModified, false)
+    t.equal(store.calls.get, 2, 'failed once, then worked')
+    t.ok(Date.now() - started >= 950, 'waited the Retry-After second')
+  })
+
+  t.test('maxDelayMs caps the wait; attempts bounds the tries', async (t) => {
+    const store = new FlakyStore({ get: 4 })
+    const client = createConversationStoreClient({
+      baseUrl: await serve(t, { RETRY_AFTER_SECONDS: '1' }, { store }), retry: { attempts: 3, maxDelayMs: 20 }
+    })
+    const started = Date.now()
+    t.match(await failure(client.getConversation('r1')), { statusCode: 503, code: 'STORE_UNAVAILABLE', retryAfterSeconds: 1 })
+    t.equal(store.calls.get, 3, 'three tries in all')
+    t.ok(Date.now() - started < 900, 'did not wait a whole second')
+    t.match(await failure(client.getConversation('r1')), { code: 'CONVERSATION_NOT_FOUND' }, 'the fourth failure, then the store answers')
+    t.equal(store.calls.get, 5)
+  })
+
+  t.test('a 503 without Retry-After backs off on its own', async (t) => {
+    const answers = [new Response('{"statusCode":503,"code":"FST_UNDER_PRESSURE","error":"Service Unavailable","message":"busy"}', { status: 503 }), new Response(null, { status: 204 })]
+    const client = createConversationStoreClient({
+      baseUrl: 'http://127.0.0.1:1', fetch: async () => answers.shift() ?? Response.error(), retry: { attempts: 2 }
+    })
+    const started = Date.now()
+    t.equal(await client.deleteConversation('c'), undefined)
+    t.equal(answers.length, 0, 'asked twice')
+    t.ok(Date.now() - started >= 90, 'waited the first backoff step (100 ms)')
+  })
+
+  t.test('POST create is never retried', async (t) => {
+    const store = new FlakyStore({ create: 1 })
+    const client = createConversationStoreClient({ baseUrl: await serve(t, {}, { store }), retry: { attempts: 3, maxDelayMs: 10 } })
+    t.match(await failure(client.createConversation({ id: 'n1', userId: 'u1' })), { statusCode: 503, code: 'STORE_UNAVAILABLE' })
+    t.equal(store.calls.create, 1)
+  })
+
+  t.test('an append is retried only when every message has an id', async (t) => {
+    const store = new FlakyStore({ appendMessages: 1 })
+    const client = createConversationStoreClient({ baseUrl: await serve(t, { RETRY_AFTER_SECONDS: '0' }, { store }), retry: { attempts: 2 } })
+    await client.createConversation({ id: 'a1', userId: 'u1' })
+    t.match(await failure(client.appendMessages('a1', [message('x'), { role: 'user', text: 'no id' }])), { code: 'STORE_UNAVAILABLE' })
+    t.equal(store.calls.appendMessages, 1, 'not retried: a repeat could duplicate the message without an id')
+    store.calls.appendMessages = 0
+    t.match(await client.appendMessages('a1', [message('x'), message('y')]), { appended: 2 })
+    t.equal(store.calls.appendMessages, 2, 'retried')
+  })
+
+  t.test('network errors', async (t) => {
+    // A port that was just free: the connection is refused.
+    const app = await build(t)
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const baseUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+    await app.close()
+
+    let calls = 0
+    const counting: ClientOptions['fetch'] = async (input, init) => { calls++; return await fetch(input, init) }
+    const client = createConversationStoreClient({ baseUrl, fetch: counting, retry: { attempts: 3, maxDelayMs: 10 } })
+    const error = await failure(client.getConversation('c1'))
+    t.match(error, { code: 'NETWORK_ERROR', statusCode: undefined, retryAfterSeconds: undefined })
+    t.ok(error.cause instanceof Error, 'the fetch failure is the cause')
+    t.match(error.message, /^GET \/v1\/conversations\/c1 failed: fetch failed \(.*ECONNREFUSED/, 'the message says why')
+    t.equal(calls, 3, 'an idempotent GET is retried')
+
+    calls = 0
+    t.match(await failure(client.createConversation({ userId: 'u1' })), { code: 'NETWORK_ERROR' })
+    t.equal(calls, 1, 'a create is not')
+    calls = 0
+    t.match(await failure(client.patchConversation('c1', { title: 'x' })), { code: 'NETWORK_ERROR' })
+    t.equal(calls, 1, 'nor a PATCH')
+  })
+})
+
+t.test('answers that break the contract', async (t) => {
+  const answering = (body: string | null, init: ResponseInit): typeof fetch => async () => new Response(body, init)
+  const client = (body: string | null, init: ResponseInit) =>
+    createConversationStoreClient({ baseUrl: 'http://127.0.0.1:1', fetch: answering(body, init) })
+
+  t.match(await failure(client('<html>bad gateway</html>', { status: 502 }).getConversation('c')),
+    { statusCode: 502, code: 'HTTP_ERROR', message: 'HTTP 502' })
+  t.match(await failure(client('{"id":"c"}', { status: 200, headers: { etag: '"1"' } }).getConversation('c')),
+    { code: 'INVALID_RESPONSE', statusCode: undefined })
+  t.match(await failure(client(null, { status: 304 }).getConversation('c', { ifNoneMatch: 1 })),
+    { code: 'INVALID_RESPONSE' }, 'a 304 without an ETag')
+  t.match(await failure(client('{}', { status: 200 }).health()), { code: 'INVALID_RESPONSE' })
+
+  let calls = 0
+  // eslint-disable-next-line prefer-promise-reject-errors -- a fetch wrapper may reject with anything, not only an Error
+  const throwing: typeof fetch = async () => { calls++; return await Promise.reject('boom') }
+  const odd = createConversationStoreClient({ baseUrl: 'http://127.0.0.1:1', fetch: throwing, retry: { attempts: Number.NaN } })
+  t.match(await failure(odd.getConversation('c')), { code: 'NETWORK_ERROR', message: 'GET /v1/conversations/c failed: boom' })
+  t.equal(calls, 1, 'attempts: NaN means one try')
+  t.match(await failure(client('Service Unavailable', { status: 503, headers: { 'retry-after': 'soon' } }).health()),
+    { statusCode: 503, code: 'HTTP_ERROR', retryAfterSeconds: undefined })
+})

@@ -127,12 +127,15 @@ redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 return {'OK', current[2], tonumber(current[3])}
 `
 
-/** KEYS doc, msgs. ARGV withMessages ('1' or ''). One consistent snapshot of a conversation. */
+/**
+ * KEYS doc, msgs. ARGV withMessages ('1' or ''). One consistent snapshot of a conversation;
+ * the messages come as one JSON array, so the caller parses once rather than per message.
+ */
 export const readConversation = `
 local fields = redis.call('HMGET', KEYS[1], 'body', 'userId', 'createdAt', 'updatedAt', 'expiresAt', 'version', 'count')
 if not fields[6] then return {'NOT_FOUND'} end
-local messages = {}
-if ARGV[1] == '1' then messages = redis.call('LRANGE', KEYS[2], 0, -1) end
+local messages = '[]'
+if ARGV[1] == '1' then messages = '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']' end
 return {'OK', fields[1], fields[2], fields[3], fields[4], fields[5], fields[6], fields[7], messages}
 `
 

@@ -45,7 +45,7 @@ export interface RedisStoreOptions {
 }
 
 /** A conversation hash as the read script returns it. */
-type RawConversation = [body: string, userId: string, createdAt: string, updatedAt: string, expiresAt: string, version: string, count: string, messages: string[]]
+type RawConversation = [body: string, userId: string, createdAt: string, updatedAt: string, expiresAt: string, version: string, count: string, messages: string]
 
 // How many times a PATCH retries its compare-and-set when other writes get in first.
 const PATCH_ATTEMPTS = 20
@@ -316,11 +316,11 @@ export class RedisConversationStore implements ConversationStore {
         updatedAt: iso(Number(updatedAt)),
         expiresAt: iso(Number(expiresAt)),
         version: Number(version),
-        messages: withMessages ? messages.map((message) => JSON.parse(message) as Message) : []
+        messages: JSON.parse(messages) as Message[]
       }
       const parsed = ConversationSchema.safeParse(candidate)
       if (!parsed.success) throw new Error(parsed.error.issues[0]?.message)
-      if (withMessages && messages.length !== Number(count)) throw new Error('message count does not match')
+      if (withMessages && parsed.data.messages.length !== Number(count)) throw new Error('message count does not match')
       return { conversation: parsed.data, messageCount: Number(count) }
     } catch (error) {
       this.#onCorruptRecord(id, (error as Error).message)

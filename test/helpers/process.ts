@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
+import { delimiter } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 // Shared helpers for tests that run the service (or a tool) as a real child process.
@@ -38,6 +39,15 @@ const runnerVariables = /^(NODE_OPTIONS|NODE_V8_COVERAGE|TAP|TAP_.*|_TAPJS_.*)$/
 export function toolEnv (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !runnerVariables.test(key)))
   return { ...env, ...extra }
+}
+
+/**
+ * This process's PATH without the `node_modules/.bin` (and npm's node-gyp-bin) entries that
+ * `npm run` and `npx` put in front: a command run with it finds system tools only, never
+ * this repository's dev tools (so a missing `tsc` in a clean install is not hidden).
+ */
+export function systemPath (): string {
+  return (process.env.PATH ?? '').split(delimiter).filter((entry) => entry !== '' && !/[\\/]node_modules[\\/]/.test(`${entry}/`)).join(delimiter)
 }
 
 /**

@@ -23,7 +23,7 @@ const EnvSchema = z.object({
   AUTH_DISABLED: flag,
   METRICS_ENABLED: z.enum(['true', 'false']).default('true').transform((value) => value === 'true'),
   MAX_EVENT_LOOP_DELAY_MS: integer(1000, 0),
-  MAX_HEAP_USED_BYTES: integer(0, 0),
+  MAX_HEAP_USED_BYTES: z.coerce.number().int().min(0).optional(),
   REDIS_ALLOW_PLAINTEXT: flag,
   REDIS_TLS_CA_FILE: z.string().optional(),
   REDIS_TIMEOUT: integer(5000, 50),
@@ -110,7 +110,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     metricsEnabled: settings.METRICS_ENABLED,
     maxEventLoopDelayMs: settings.MAX_EVENT_LOOP_DELAY_MS,
     // By default, shed load before V8 runs out of heap.
-    maxHeapUsedBytes: settings.MAX_HEAP_USED_BYTES === 0 ? Math.floor(getHeapStatistics().heap_size_limit * 0.9) : settings.MAX_HEAP_USED_BYTES,
+    maxHeapUsedBytes: settings.MAX_HEAP_USED_BYTES ?? Math.floor(getHeapStatistics().heap_size_limit * 0.9),
     apiKeys: settings.AUTH_DISABLED ? [] : apiKeys,
     ...(redis === undefined ? {} : { redis }),
     redisPlaintext: redis !== undefined && !redis.tls

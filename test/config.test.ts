@@ -41,6 +41,14 @@ t.test('reads every setting from the environment', async (t) => {
   })
 })
 
+t.test('load shedding thresholds: heap defaults to 90% of the V8 limit, 0 turns a check off', async (t) => {
+  const defaults = loadConfig({})
+  t.equal(defaults.maxEventLoopDelayMs, 1000)
+  t.ok(defaults.maxHeapUsedBytes > 0)
+  t.match(loadConfig({ MAX_HEAP_USED_BYTES: '0', MAX_EVENT_LOOP_DELAY_MS: '0' }), { maxHeapUsedBytes: 0, maxEventLoopDelayMs: 0 })
+  t.equal(loadConfig({ METRICS_ENABLED: 'false' }).metricsEnabled, false)
+})
+
 t.test('an empty variable counts as unset', async (t) => {
   t.equal(loadConfig({ PORT: '' }).port, 8080)
 })

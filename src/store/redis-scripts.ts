@@ -128,14 +128,13 @@ return {'OK', current[2], tonumber(current[3])}
 `
 
 /**
- * KEYS doc, msgs. ARGV withMessages ('1' or ''). One consistent snapshot of a conversation;
- * the messages come as one JSON array, so the caller parses once rather than per message.
+ * KEYS doc, msgs. One consistent snapshot of a conversation with its messages; they come as
+ * one JSON array, so the caller parses once rather than per message.
  */
 export const readConversation = `
 local fields = redis.call('HMGET', KEYS[1], 'body', 'userId', 'createdAt', 'updatedAt', 'expiresAt', 'version', 'count')
 if not fields[6] then return {'NOT_FOUND'} end
-local messages = '[]'
-if ARGV[1] == '1' then messages = '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']' end
+local messages = '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']'
 return {'OK', fields[1], fields[2], fields[3], fields[4], fields[5], fields[6], fields[7], messages}
 `
 

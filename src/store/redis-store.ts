@@ -296,7 +296,13 @@ export class RedisConversationStore implements ConversationStore {
 
   async #read (id: string, withMessages: boolean): Promise<RawConversation | undefined> {
     const keys = conversationKeys(this.#prefix, id)
-    const reply = await this.#script('csReadConversation', [keys.doc, keys.messages], withMessages ? '1' : '')
+    if (!withMessages) {
+      // One hash holds everything but the messages, so a plain HMGET is a consistent
+      // snapshot, and far cheaper for Redis than a script (lists read 51 of these).
+      const fields = await this.#client.hmget(keys.doc, 'body', 'userId', 'createdAt', 'updatedAt', 'expiresAt', 'version', 'count')
+      return fields[5] === null ? undefined : [...fields, '[]'] as RawConversation
+    }
+    const reply = await this.#script('csReadConversation', [keys.doc, keys.messages], '1')
     return reply[0] === 'OK' ? reply.slice(1) as RawConversation : undefined
   }
 

@@ -4,6 +4,7 @@ import fp from 'fastify-plugin'
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
+import { rootCertificates } from 'node:tls'
 import type { RedisConfig } from '../src/config.js'
 import { defaultAzureTokenSource, TokenRotation, type TokenSource } from '../src/store/entra-token.js'
 
@@ -54,7 +55,8 @@ export function redisOptions (config: RedisConfig, log: FastifyBaseLogger): Redi
     // During a failover the old primary turns replica and answers READONLY: reconnect.
     reconnectOnError: (error) => error.message.startsWith('READONLY') ? 2 : false,
     ...(config.username === undefined ? {} : { username: config.username }),
-    ...(config.tls ? { tls: config.caFile === undefined ? {} : { ca: readFileSync(config.caFile) } } : {})
+    // A private CA is added to the public roots, not put in their place.
+    ...(config.tls ? { tls: config.caFile === undefined ? {} : { ca: [...rootCertificates, readFileSync(config.caFile, 'utf8')] } } : {})
   }
 }
 

@@ -3,6 +3,7 @@ import t from 'tap'
 import { create, unique } from './helpers/api-suite.js'
 import { build } from './helpers/build.js'
 import { startRedisCluster } from './helpers/redis-cluster.js'
+import { redisCli } from './helpers/redis-server.js'
 
 // Cluster mode beyond the shared suite: TLS with certificate checks against the configured
 // host name, the cluster state in /health, and a master failover under load.
@@ -89,4 +90,53 @@ t.test('a master dies under load: 503s during the failover, never a 500 or a han
   t.ok(healthSeen.has(503) && healthSeen.has(200), '/health reported both phases')
   const after = await app.inject({ method: 'POST', url: `/v1/conversations/${ids[0] as string}/messages`, payload: { messages: [{ role: 'user' }] } })
   t.equal(after.statusCode, 201)
+})
+
+t.test('Entra ID in cluster mode: every node is re-authenticated, and reconnects use the new token', { timeout: 120_000 }, async (t) => {
+  const cluster = await startRedisCluster()
+  t.teardown(() => cluster.close())
+  const USER = 'svc-object-id'
+  // ACL users are per node, as each Azure node checks the token itself.
+  const onEveryNode = async (...args: string[]): Promise<void> => {
+    for (const node of cluster.nodes) {
+      const result = await redisCli(node, args)
+      if (result.code !== 0 || /ERR/.test(result.stdout)) throw new Error(`${args.join(' ')} on ${node.port}: ${result.stdout}${result.stderr}`)
+    }
+  }
+  const authCount = async (): Promise<number> => {
+    let total = 0
+    for (const node of cluster.nodes) total += Number(/cmdstat_auth:calls=(\d+)/.exec((await redisCli(node, ['INFO', 'commandstats'])).stdout)?.[1] ?? 0)
+    return total
+  }
+  await onEveryNode('ACL', 'SETUSER', USER, 'reset', 'on', '>token-1', '~*', '&*', '+@all')
+  const source = { current: 'token-1', calls: 0, async getToken () { source.calls++; return { token: source.current, expiresOnTimestamp: Date.now() + 2000 } } }
+  const app = await build(t, { ...clusterEnv(cluster.url), REDIS_ALLOW_PLAINTEXT: 'true', REDIS_AUTH: 'entra', REDIS_USERNAME: USER }, { redisTokenSource: source })
+  const userId = unique('u')
+  const writeEverywhere = async (): Promise<boolean> => {
+    // Ten ids land in different slots, so every master is asked.
+    const statuses = await Promise.all(Array.from({ length: 10 }, async () =>
+      (await app.inject({ method: 'POST', url: '/v1/conversations', payload: { userId } })).statusCode))
+    return statuses.every((status) => status === 201)
+  }
+  const eventually = async (check: () => Promise<boolean>, what: string): Promise<void> => {
+    for (let i = 0; i < 100; i++) {
+      if (await check()) return
+      await sleep(100)
+    }
+    throw new Error(`timed out waiting for ${what}`)
+  }
+  t.ok(await writeEverywhere(), 'works with the first token')
+
+  await onEveryNode('ACL', 'SETUSER', USER, '>token-2')
+  source.current = 'token-2'
+  const calls = source.calls
+  const auths = await authCount()
+  await eventually(async () => source.calls > calls, 'the refresh')
+  // Every connection is re-authenticated: at least the three masters and the seed.
+  await eventually(async () => await authCount() >= auths + 3, 'AUTH on the open connections')
+  await onEveryNode('ACL', 'SETUSER', USER, '<token-1')
+  t.ok(await writeEverywhere(), 'works after the rotation')
+  await onEveryNode('CLIENT', 'KILL', 'USER', USER)
+  await eventually(writeEverywhere, 'writes after every node dropped its connections')
+  t.pass('every node accepted the new token on reconnect')
 })

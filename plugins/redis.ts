@@ -130,7 +130,12 @@ function connectionsOf (client: RedisClient): Redis[] {
 /** Makes reconnects use the token, and re-authenticates the connections that are open. */
 async function applyToken (client: RedisClient, username: string, token: string): Promise<void> {
   if (client instanceof Cluster) {
-    client.options.redisOptions = { ...client.options.redisOptions, username, password: token }
+    // New node connections are built from the connection pool's own copy of the options,
+    // which ioredis offers no public way to change; the cluster rotation test guards this.
+    const pool = (client as unknown as { connectionPool?: { redisOptions?: RedisOptions } }).connectionPool
+    for (const options of [client.options.redisOptions, pool?.redisOptions]) {
+      if (options !== undefined) Object.assign(options, { username, password: token })
+    }
   }
   await Promise.all(connectionsOf(client).map(async (connection) => {
     connection.options.username = username

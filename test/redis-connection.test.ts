@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import t from 'tap'
-import { isFatalConnectionError, reconnectDelay, redisOptions } from '../plugins/redis.js'
+import { isFatalConnectionError, reconnectDelay, redisOptions } from '../src/store/redis-connection.js'
 import { guardRedisCall, isRedisUnavailable } from '../src/store/redis-errors.js'
 
 const logged: unknown[] = []

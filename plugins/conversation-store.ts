@@ -37,4 +37,4 @@ export default fp<ConversationStoreOptions>(async (fastify, options) => {
   fastify.addHook('onClose', async () => { await store.close() })
   log.info({ backend: store.backend }, `[STORE] using the ${store.backend} backend`)
   if (config.redisPlaintext) log.warn('[STORE] REDIS_ALLOW_PLAINTEXT=true: Redis traffic is not encrypted; for local development only')
-}, { name: 'conversation-store', dependencies: ['config'] })
+}, { name: 'conversation-store', dependencies: ['config', 'metrics'] })

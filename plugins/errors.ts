@@ -37,8 +37,8 @@ export default fp(async (fastify) => {
     send(reply, 404, 'FST_ERR_NOT_FOUND', `Route ${request.method} ${request.url.split('?')[0] ?? ''} not found`)
   })
 
-  // Logging only: onError cannot change the reply. 5xx are logged with their stack here,
-  // in the server log, never in the response.
+  // Logging only: onError cannot change the reply. A 5xx is logged here with its detail
+  // (name, code, message, cause), which the response never carries.
   fastify.addHook('onError', async (request, reply, error) => {
     const { statusCode = 500, code } = error as FastifyError
     // A store outage is expected now and then and has its own [STORE] logs: warn, not error.

@@ -11,7 +11,7 @@ export default fp(async (fastify) => {
   await fastify.register(underPressure, {
     maxEventLoopDelay: maxEventLoopDelayMs,
     maxHeapUsedBytes,
-    retryAfter: Math.max(1, retryAfterSeconds),
+    retryAfter: retryAfterSeconds,
     message: 'The service is overloaded; retry later'
   })
 }, { name: 'load-shedding', dependencies: ['config'] })

@@ -20,7 +20,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       tags,
       summary: 'Create a conversation',
       body: CreateConversationBodySchema,
-      response: { 201: ConversationSchema, ...errorResponses(400, 401, 409, 413, 503) }
+      response: { 201: ConversationSchema, ...errorResponses(400, 401, 409, 413, 415, 503) }
     }
   }, async (request, reply) => {
     const { id = crypto.randomUUID(), ...fields } = request.body
@@ -37,7 +37,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       summary: 'Read a conversation',
       params: ConversationParamsSchema,
       headers: ReadHeadersSchema,
-      response: { 200: ConversationSchema, 304: z.null().meta({ description: 'Not modified' }), ...errorResponses(400, 401, 404, 503) }
+      response: { 200: ConversationSchema, 304: z.null().meta({ description: 'Not modified' }), ...errorResponses(400, 401, 404, 500, 503) }
     }
   }, async (request, reply) => {
     const conversation = await store.get(request.params.id)
@@ -54,7 +54,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       params: ConversationParamsSchema,
       headers: ReplaceHeadersSchema,
       body: ReplaceConversationBodySchema,
-      response: { 200: ConversationSchema, 201: ConversationSchema, ...errorResponses(400, 401, 409, 412, 413, 503) }
+      response: { 200: ConversationSchema, 201: ConversationSchema, ...errorResponses(400, 401, 409, 412, 413, 415, 503) }
     }
   }, async (request, reply) => {
     const { id, ...fields } = request.body
@@ -73,7 +73,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       params: ConversationParamsSchema,
       headers: PreconditionHeadersSchema,
       body: PatchConversationBodySchema,
-      response: { 200: ConversationSchema, ...errorResponses(400, 401, 404, 412, 413, 503) }
+      response: { 200: ConversationSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 500, 503) }
     }
   }, async (request, reply) => {
     const conversation = await store.patch(request.params.id, request.body, preconditionsFrom(request.headers))
@@ -100,7 +100,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       params: ConversationParamsSchema,
       headers: PreconditionHeadersSchema,
       body: AppendMessagesBodySchema,
-      response: { 200: AppendResultSchema, 201: AppendResultSchema, ...errorResponses(400, 401, 404, 412, 413, 503) }
+      response: { 200: AppendResultSchema, 201: AppendResultSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 503) }
     }
   }, async (request, reply) => {
     const result = await store.appendMessages(request.params.id, request.body.messages, preconditionsFrom(request.headers))

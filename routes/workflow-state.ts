@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { z } from 'zod'
-import { etagOf, preconditionsFrom } from '../src/http/preconditions.js'
-import { ConversationParamsSchema, errorResponses, PreconditionHeadersSchema, ReplaceHeadersSchema, WorkflowStateSchema, WorkflowStateBodySchema } from '../src/schemas.js'
+import { etagOf, noneMatchHits, preconditionsFrom } from '../src/http/preconditions.js'
+import { ConversationParamsSchema, errorResponses, PreconditionHeadersSchema, ReadHeadersSchema, ReplaceHeadersSchema, WorkflowStateSchema, WorkflowStateBodySchema } from '../src/schemas.js'
 
 const tags = ['workflow state']
 
@@ -13,11 +13,14 @@ const workflowStateRoutes: FastifyPluginAsyncZod = async (fastify) => {
       tags,
       summary: "Read a conversation's workflow state",
       params: ConversationParamsSchema,
-      response: { 200: WorkflowStateSchema, ...errorResponses(400, 401, 404, 503) }
+      headers: ReadHeadersSchema,
+      response: { 200: WorkflowStateSchema, 304: z.null().meta({ description: 'Not modified' }), ...errorResponses(400, 401, 404, 500, 503) }
     }
   }, async (request, reply) => {
     const state = await store.getWorkflowState(request.params.id)
-    return reply.header('etag', etagOf(state.version)).send(state)
+    reply.header('etag', etagOf(state.version))
+    if (noneMatchHits(request.headers['if-none-match'], state.version)) return reply.code(304).send(null)
+    return reply.send(state)
   })
 
   fastify.put('/conversations/:id/workflow-state', {
@@ -27,7 +30,7 @@ const workflowStateRoutes: FastifyPluginAsyncZod = async (fastify) => {
       params: ConversationParamsSchema,
       headers: ReplaceHeadersSchema,
       body: WorkflowStateBodySchema,
-      response: { 200: WorkflowStateSchema, 201: WorkflowStateSchema, ...errorResponses(400, 401, 404, 412, 413, 503) }
+      response: { 200: WorkflowStateSchema, 201: WorkflowStateSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 503) }
     }
   }, async (request, reply) => {
     const { state, created } = await store.putWorkflowState(request.params.id, request.body, preconditionsFrom(request.headers))

@@ -60,6 +60,8 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   await app.register(healthRoutes)
   await app.register(async (v1) => {
     v1.addHook('onRequest', v1.requireApiKey)
+    // The OpenAPI document says which routes want the bearer token.
+    if (config.apiKeys.length > 0) v1.addHook('onRoute', (route) => { route.schema = { ...route.schema, security: [{ bearer: [] }] } })
     await v1.register(conversationRoutes)
     await v1.register(workflowStateRoutes)
     await v1.register(userConversationRoutes)

@@ -99,6 +99,9 @@ t.test('the app logger serializes errors without stacks', async (t) => {
   const { serializeError, loggerOptions } = await import('../src/logging.js')
   t.same(serializeError(Object.assign(new Error('m'), { code: 'C', statusCode: 503 })), { type: 'Error', message: 'm', code: 'C', statusCode: 503 })
   t.same(serializeError('text'), { type: 'string', message: 'text' })
+  t.same(serializeError(new Error('outer', { cause: new Error('Command timed out') })), {
+    type: 'Error', message: 'outer', cause: { type: 'Error', message: 'Command timed out' }
+  })
   t.match(loggerOptions('warn'), { level: 'warn' })
 })
 
@@ -123,6 +126,12 @@ t.test('API keys', async (t) => {
   t.test('accepts every configured key', async (t) => {
     t.equal((await get({ authorization: 'Bearer alpha' })).statusCode, 200)
     t.equal((await get({ authorization: 'bearer beta' })).statusCode, 200)
+  })
+
+  t.test('the OpenAPI document asks for the bearer token on /v1 only', async (t) => {
+    const document = (await app.inject({ method: 'GET', url: '/openapi.json' })).json()
+    t.same(document.paths['/v1/conversations'].post.security, [{ bearer: [] }])
+    t.notOk(document.paths['/health'].get.security)
   })
 
   t.test('leaves health, root and docs open', async (t) => {
@@ -152,8 +161,9 @@ t.test('the OpenAPI document describes every route, status and the error body', 
     'GET /v1/users/{userId}/conversations', 'PATCH /v1/conversations/{id}', 'POST /v1/conversations',
     'POST /v1/conversations/{id}/messages', 'PUT /v1/conversations/{id}', 'PUT /v1/conversations/{id}/workflow-state'
   ])
-  t.same(byRoute['PUT /v1/conversations/{id}'], ['200', '201', '400', '401', '409', '412', '413', '503'])
-  t.same(byRoute['GET /v1/conversations/{id}'], ['200', '304', '400', '401', '404', '503'])
+  t.same(byRoute['PUT /v1/conversations/{id}'], ['200', '201', '400', '401', '409', '412', '413', '415', '503'])
+  t.same(byRoute['GET /v1/conversations/{id}'], ['200', '304', '400', '401', '404', '500', '503'])
+  t.same(byRoute['GET /v1/conversations/{id}/workflow-state'], ['200', '304', '400', '401', '404', '500', '503'])
   t.match(document.components.schemas.Error, { required: ['statusCode', 'code', 'error', 'message'] })
   t.ok('Conversation' in document.components.schemas, 'the Conversation schema is a component')
 })

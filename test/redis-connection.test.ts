@@ -47,6 +47,8 @@ t.test('exactly the Redis and connection failures count as unavailable', async (
     Object.assign(new Error('connect'), { code: 'ECONNREFUSED' }),
     new Error('CLUSTERDOWN The cluster is down'),
     new Error('MOVED 6120 127.0.0.1:32911'),
+    new Error("OOM command not allowed when used memory > 'maxmemory'."),
+    new Error('ERR max number of clients reached'),
     new Error('Too many Cluster redirections. Last error: Error: Connection is closed.'),
     new Error('TRYAGAIN Multiple keys request during rehashing of slot'),
     new Error('LOADING Redis is loading the dataset in memory'),

@@ -244,6 +244,22 @@ t.test('a list walk that needs several batches is not shifted by writes between 
   })
 })
 
+t.test('a list filtered to a rare tenant walks thousands of entries within the deadline', async (t) => {
+  const app = await build(t, { ...env, REDIS_TIMEOUT: '2000' })
+  const userId = unique('u')
+  const rare = await create(app, { userId, tenantId: 'rare' })
+  for (let batch = 0; batch < 20; batch++) {
+    await Promise.all(Array.from({ length: 100 }, async () => await create(app, { userId, tenantId: 'common' })))
+  }
+  // The rare one is the oldest of 2,001, so the walk reads the whole index to reach it.
+  for (const view of ['summary', 'full']) {
+    const response = await list(app, userId, `?tenantId=rare&limit=1&view=${view}`)
+    t.equal(response.statusCode, 200, view)
+    t.same(response.json().items.map((c: Json) => c.id), [rare.id])
+    t.equal(response.json().nextCursor, null)
+  }
+})
+
 t.test('the user index follows updatedAt through PATCH, append and PUT', async (t) => {
   const app = await build(t, env)
   const userId = unique('u')

@@ -110,9 +110,10 @@ export function newMessages (
   return { added, skipped: inputs.length - added.length }
 }
 
-export function toSummary (conversation: Conversation): ConversationSummary {
-  const { messages, ...rest } = conversation
-  return { ...rest, messageCount: messages.length }
+/** The summary view; a backend that keeps the count apart from the messages passes it. */
+export function toSummary (conversation: Conversation, messageCount = conversation.messages.length): ConversationSummary {
+  const { messages: _messages, ...rest } = conversation
+  return { ...rest, messageCount }
 }
 
 /** Sort order of every list: updatedAt descending, then id descending. */

@@ -8,7 +8,7 @@ export interface StoreObserver {
 }
 
 // Methods that are not store operations and need no timing.
-const UNTIMED = new Set(['stats', 'close', 'backend'])
+const UNTIMED = new Set(['stats', 'close'])
 
 /** What went wrong, for the metrics. Answers a client got wrong (4xx) are not store errors. */
 export function storeErrorKind (error: unknown): StoreErrorKind | undefined {

@@ -9,7 +9,8 @@ const UNAVAILABLE_MESSAGES = [
   /^Connection is closed/,
   /Stream isn't writeable/, // the offline queue is off or full
   /^Failed to refresh slots cache/,
-  /^(CLUSTERDOWN|TRYAGAIN|LOADING|READONLY|MASTERDOWN|BUSY|NOAUTH|WRONGPASS)\b/,
+  /^(CLUSTERDOWN|TRYAGAIN|LOADING|READONLY|MASTERDOWN|BUSY|NOAUTH|WRONGPASS|OOM)\b/,
+  /^ERR max number of clients reached/,
   // Slots still moving after ioredis' redirections: a topology change, not a bug.
   /^(MOVED|ASK) \d+ /,
   /^Too many Cluster redirections/,

@@ -71,10 +71,13 @@ refresh(doc, msgs, ids, wf, expiresAt)
 return {'OK', (version or 0) + 1, updatedAt, expiresAt, tonumber(createdAt), version and 0 or 1}
 `
 
-/** KEYS doc, msgs, ids, wf. ARGV expectedVersion, now, ttlMs, body. Compare-and-set of the body. */
+/**
+ * KEYS doc, msgs, ids, wf. ARGV expectedVersion, now, ttlMs, body. Compare-and-set of the
+ * body; answers the messages too, so the caller's answer matches the version it wrote.
+ */
 export const replaceBody = `${helpers}
 local doc, msgs, ids, wf = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local current = redis.call('HMGET', doc, 'version', 'updatedAt')
+local current = redis.call('HMGET', doc, 'version', 'updatedAt', 'count')
 local version = tonumber(current[1])
 if not version then return {'NOT_FOUND'} end
 if version ~= tonumber(ARGV[1]) then return {'CONFLICT'} end
@@ -82,7 +85,7 @@ local updatedAt = writeTime(tonumber(ARGV[2]), current[2])
 local expiresAt = updatedAt + tonumber(ARGV[3])
 redis.call('HSET', doc, 'body', ARGV[4], 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1)
 refresh(doc, msgs, ids, wf, expiresAt)
-return {'OK', version + 1, updatedAt, expiresAt}
+return {'OK', version + 1, updatedAt, expiresAt, current[3], '[' .. table.concat(redis.call('LRANGE', msgs, 0, -1), ',') .. ']'}
 `
 
 /**

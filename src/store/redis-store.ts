@@ -5,10 +5,10 @@ import {
 } from '../errors.js'
 import {
   ConversationSchema, WorkflowStateSchema, type AppendResult, type Conversation, type ConversationFields,
-  type ConversationSummary, type Message, type MessageInput, type PatchConversationBody, type WorkflowState,
+  type Message, type MessageInput, type PatchConversationBody, type WorkflowState,
   type WorkflowStateBody
 } from '../schemas.js'
-import { assertMessageLimit, mergePatch, toMessage, type StoreLimits } from './conversation-rules.js'
+import { assertMessageLimit, checkPreconditions, mergePatch, toMessage, toSummary, type StoreLimits } from './conversation-rules.js'
 import { conversationKeys, userIndexKey } from './redis-keys.js'
 import * as scripts from './redis-scripts.js'
 import { guardRedisCall } from './redis-errors.js'
@@ -46,9 +46,6 @@ export interface RedisStoreOptions {
 
 /** A conversation hash as the read script returns it. */
 type RawConversation = [body: string, userId: string, createdAt: string, updatedAt: string, expiresAt: string, version: string, count: string, messages: string]
-
-// How many times a PATCH retries its compare-and-set when other writes get in first.
-const PATCH_ATTEMPTS = 20
 
 /**
  * The Redis backend. Each conversation write is one Lua script on the conversation's own
@@ -102,24 +99,24 @@ export class RedisConversationStore implements ConversationStore {
     return await this.#guard(async () => {
       const keys = this.#keys(id)
       // Optimistic concurrency: merge in Node, then compare-and-set on the version inside
-      // Redis. Merging in Lua would re-encode user JSON with cjson, which is lossy.
-      for (let attempt = 0; attempt < PATCH_ATTEMPTS; attempt++) {
+      // Redis (merging in Lua would re-encode user JSON with cjson, which is lossy). Other
+      // writes can only delay it; the operation deadline bounds the retries.
+      const deadline = Date.now() + this.#timeoutMs
+      while (Date.now() < deadline) {
         const raw = await this.#read(id, false)
         if (raw === undefined) throw new ConversationNotFoundError(id)
         const current = this.#parse(id, raw, false)
-        checkVersion(current.version, preconditions)
-        const { id: _id, userId: _userId, createdAt: _c, updatedAt: _u, expiresAt: _e, version: _v, messages: _m, ...body } =
+        checkPreconditions(current.version, preconditions)
+        const { id: _id, userId, createdAt, updatedAt: _u, expiresAt: _e, version: _v, messages: _m, ...body } =
           mergePatch(current, patch) as Conversation
         const reply = await this.#script('csReplaceBody', keys, current.version, this.#clock(), this.#ttlMs, JSON.stringify(body))
         if (reply[0] === 'CONFLICT') continue
         if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
-        const [, version, updatedAt, expiresAt] = reply as [string, number, number, number]
-        await this.#touchIndex('GT', current.userId, id, updatedAt, expiresAt)
-        const stored = await this.#read(id, true)
-        if (stored === undefined) throw new ConversationNotFoundError(id)
-        return { ...this.#parse(id, stored, true), version, updatedAt: iso(updatedAt), expiresAt: iso(expiresAt) }
+        const [, version, updatedAt, expiresAt, count, messages] = reply as [string, number, number, number, string, string]
+        await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
+        return this.#parse(id, [JSON.stringify(body), userId, String(Date.parse(createdAt)), String(updatedAt), String(expiresAt), String(version), count, messages], true)
       }
-      throw new PreconditionFailedError()
+      throw new Error('Command timed out')
     })
   }
 
@@ -158,34 +155,52 @@ export class RedisConversationStore implements ConversationStore {
       const stale: Array<string | number> = []
       const now = this.#clock()
       let after = options.cursor
-      for (;;) {
-        const batch = wanted - found.length
+      // The first read asks for exactly what a page needs; when entries are skipped
+      // (another tenant, stale, corrupt) each further read asks for twice as many.
+      let batch = wanted
+      const deadline = Date.now() + this.#timeoutMs
+      while (found.length < wanted) {
+        if (Date.now() > deadline) throw new Error('Command timed out')
         const entries = await this.#script('csIndexEntriesAfter', [index],
           after === undefined ? '+inf' : after.updatedAt, after === undefined ? '' : after.id, batch) as unknown as string[]
         const positions: ListCursor[] = []
         for (let i = 0; i < entries.length; i += 2) positions.push({ id: entries[i] as string, updatedAt: Number(entries[i + 1]) })
-        const raws = await Promise.all(positions.map(async (position) => await this.#read(position.id, options.view === 'full')))
+        // Summaries first (one HMGET each): they decide what to keep without loading messages.
+        const raws = await Promise.all(positions.map(async (position) => await this.#read(position.id, false)))
+        const kept: Array<{ position: ListCursor, raw: RawConversation }> = []
         positions.forEach((position, i) => {
           const raw = raws[i]
           if (raw === undefined || raw[1] !== userId) {
             // A stale entry: its conversation expired, was deleted, or is being created.
             if (now - position.updatedAt > this.#staleAfterMs) stale.push(position.id, position.updatedAt)
-            return
+          } else if (options.tenantId === undefined || tenantOf(raw) === options.tenantId) {
+            kept.push({ position, raw })
           }
-          const item = this.#parseQuietly(position.id, raw, options.view === 'full')
-          if (item === undefined) return
-          if (options.tenantId !== undefined && item.conversation.tenantId !== options.tenantId) return
-          found.push({ item, position })
         })
+        // Take kept entries until the page is full; one that turns out corrupt, or gone
+        // by the time the full view reads it again with its messages, makes room for the next.
+        for (let next = 0; next < kept.length && found.length < wanted;) {
+          const chunk = kept.slice(next, next + wanted - found.length)
+          next += chunk.length
+          const records = options.view === 'full'
+            ? await Promise.all(chunk.map(async ({ position }) => await this.#read(position.id, true)))
+            : chunk.map(({ raw }) => raw)
+          chunk.forEach(({ position }, i) => {
+            const raw = records[i]
+            const item = raw === undefined ? undefined : this.#parseQuietly(position.id, raw, options.view === 'full')
+            if (item !== undefined) found.push({ item, position })
+          })
+        }
         after = positions.at(-1)
-        if (positions.length < batch || found.length >= wanted) break
+        if (positions.length < batch) break
+        batch = Math.min(batch * 2, 1000)
       }
       // Pruning is best effort: it only removes entries that did not move since we saw them.
       if (stale.length > 0) await this.#script('csRemoveIndexEntries', [index], ...stale)
       const page = found.slice(0, options.limit)
       const last = page.at(-1)
       return {
-        items: page.map(({ item }) => options.view === 'summary' ? summaryOf(item.conversation, item.messageCount) : item.conversation),
+        items: page.map(({ item }) => options.view === 'summary' ? toSummary(item.conversation, item.messageCount) : item.conversation),
         nextCursor: found.length > options.limit && last !== undefined ? last.position : null
       }
     })
@@ -302,7 +317,7 @@ export class RedisConversationStore implements ConversationStore {
       const fields = await this.#client.hmget(keys.doc, 'body', 'userId', 'createdAt', 'updatedAt', 'expiresAt', 'version', 'count')
       return fields[5] === null ? undefined : [...fields, '[]'] as RawConversation
     }
-    const reply = await this.#script('csReadConversation', [keys.doc, keys.messages], '1')
+    const reply = await this.#script('csReadConversation', [keys.doc, keys.messages])
     return reply[0] === 'OK' ? reply.slice(1) as RawConversation : undefined
   }
 
@@ -377,21 +392,21 @@ export class RedisConversationStore implements ConversationStore {
   }
 }
 
+/** The tenant of a stored record, or undefined when its body cannot be read. */
+function tenantOf (raw: RawConversation): string | undefined {
+  try {
+    return (JSON.parse(raw[0]) as { tenantId?: string }).tenantId
+  } catch {
+    return undefined
+  }
+}
+
 function iso (ms: number): string {
   return new Date(ms).toISOString()
 }
 
 function ifMatchArg ({ ifMatch }: Preconditions): string {
   if (ifMatch === undefined) return ''
+  // Only weak tags were sent: none can match, and no version is -1.
   return ifMatch === '*' ? '*' : ifMatch.join(',') || '-1'
-}
-
-function checkVersion (version: number, preconditions: Preconditions): void {
-  const { ifMatch } = preconditions
-  if (ifMatch !== undefined && ifMatch !== '*' && !ifMatch.includes(version)) throw new PreconditionFailedError()
-}
-
-function summaryOf (conversation: Conversation, messageCount: number): ConversationSummary {
-  const { messages: _messages, ...rest } = conversation
-  return { ...rest, messageCount }
 }

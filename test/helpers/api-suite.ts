@@ -621,6 +621,15 @@ export function apiSuite (backend: Backend): void {
       assertError(t, await app.inject({ method: 'DELETE', url: url(conversation.id) }), 404, 'WORKFLOW_STATE_NOT_FOUND')
     })
 
+    t.test('GET answers 304 when If-None-Match names the current version', async (t) => {
+      const { id } = await create(app, { userId: 'u1' })
+      await app.inject({ method: 'PUT', url: url(id), payload: state })
+      const notModified = await app.inject({ method: 'GET', url: url(id), headers: { 'if-none-match': '"1"' } })
+      t.equal(notModified.statusCode, 304)
+      t.equal(notModified.headers.etag, '"1"')
+      t.equal((await app.inject({ method: 'GET', url: url(id), headers: { 'if-none-match': '"2"' } })).statusCode, 200)
+    })
+
     t.test('does not change the conversation', async (t) => {
       const conversation = await create(app, { userId: 'u1' })
       await sleep(5)

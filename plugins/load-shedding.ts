@@ -11,7 +11,8 @@ export default fp(async (fastify) => {
   await fastify.register(underPressure, {
     maxEventLoopDelay: maxEventLoopDelayMs,
     maxHeapUsedBytes,
-    retryAfter: retryAfterSeconds,
+    // under-pressure treats 0 as unset (and sends 10), so 0 becomes 1 here.
+    retryAfter: Math.max(1, retryAfterSeconds),
     message: 'The service is overloaded; retry later'
   })
 }, { name: 'load-shedding', dependencies: ['config'] })

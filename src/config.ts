@@ -18,7 +18,7 @@ const EnvSchema = z.object({
   MEMORY_MAX_CONVERSATIONS: integer(10000, 1),
   HEALTH_TIMEOUT_MS: integer(1000, 1),
   SHUTDOWN_TIMEOUT_MS: integer(4500, 1),
-  RETRY_AFTER_SECONDS: integer(1, 1),
+  RETRY_AFTER_SECONDS: integer(1, 0),
   API_KEYS: z.string().optional(),
   AUTH_DISABLED: flag,
   METRICS_ENABLED: z.enum(['true', 'false']).default('true').transform((value) => value === 'true'),

@@ -31,15 +31,23 @@ export function isRedisUnavailable (error: unknown): boolean {
 /**
  * Runs one store operation (possibly several commands) within `timeoutMs`, and maps the
  * failures that mean Redis is away to STORE_UNAVAILABLE. Errors of our own pass through.
+ * Operations that loop check the signal, so they stop at the deadline too.
  */
-export async function guardRedisCall<T> (client: Redis | Cluster, timeoutMs: number, operation: () => Promise<T>): Promise<T> {
+export async function guardRedisCall<T> (
+  client: Redis | Cluster, timeoutMs: number, operation: (deadline: AbortSignal) => Promise<T>
+): Promise<T> {
   if (DOWN_STATES.has(client.status)) throw new StoreUnavailableError()
+  const controller = new AbortController()
   let timer: NodeJS.Timeout | undefined
   const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => { reject(new Error('Command timed out')) }, timeoutMs)
+    timer = setTimeout(() => {
+      const timedOut = new Error('Command timed out')
+      controller.abort(timedOut)
+      reject(timedOut)
+    }, timeoutMs)
   })
   try {
-    return await Promise.race([operation(), deadline])
+    return await Promise.race([operation(controller.signal), deadline])
   } catch (error) {
     if (isRedisUnavailable(error)) throw new StoreUnavailableError({ cause: error })
     throw error

@@ -44,6 +44,9 @@ export interface RedisStoreOptions {
   clock?: () => number
 }
 
+/** A validated record, with the message count the hash keeps beside the messages. */
+interface ParsedRecord { conversation: Conversation, messageCount: number }
+
 /** A conversation hash as the read script returns it. */
 type RawConversation = [body: string, userId: string, createdAt: string, updatedAt: string, expiresAt: string, version: string, count: string, messages: string]
 
@@ -96,13 +99,13 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions): Promise<Conversation> {
-    return await this.#guard(async () => {
+    return await this.#guard(async (deadline) => {
       const keys = this.#keys(id)
       // Optimistic concurrency: merge in Node, then compare-and-set on the version inside
       // Redis (merging in Lua would re-encode user JSON with cjson, which is lossy). Other
       // writes can only delay it; the operation deadline bounds the retries.
-      const deadline = Date.now() + this.#timeoutMs
-      while (Date.now() < deadline) {
+      for (;;) {
+        deadline.throwIfAborted()
         const raw = await this.#read(id, false)
         if (raw === undefined) throw new ConversationNotFoundError(id)
         const current = this.#parse(id, raw, false)
@@ -116,7 +119,6 @@ export class RedisConversationStore implements ConversationStore {
         await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
         return this.#parse(id, [JSON.stringify(body), userId, String(Date.parse(createdAt)), String(updatedAt), String(expiresAt), String(version), count, messages], true)
       }
-      throw new Error('Command timed out')
     })
   }
 
@@ -133,7 +135,8 @@ export class RedisConversationStore implements ConversationStore {
   async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions): Promise<AppendResult> {
     return await this.#guard(async () => {
       // The script skips ids already stored or repeated in the batch.
-      const all = inputs.map((input) => toMessage(input, iso(this.#clock())))
+      const nowIso = iso(this.#clock())
+      const all = inputs.map((input) => toMessage(input, nowIso))
       const reply = await this.#script('csAppendMessages', this.#keys(id),
         this.#clock(), this.#ttlMs, ifMatchArg(preconditions), this.#limits.maxMessagesPerConversation, all.length,
         ...all.map((message) => message.id), ...all.map((message) => JSON.stringify(message)))
@@ -148,48 +151,52 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   async listByUser (userId: string, options: ListOptions): Promise<ConversationPage> {
-    return await this.#guard(async () => {
+    return await this.#guard(async (deadline) => {
       const index = userIndexKey(this.#prefix, userId)
       const wanted = options.limit + 1 // one more tells whether a next page exists
-      const found: Array<{ item: { conversation: Conversation, messageCount: number }, position: ListCursor }> = []
+      const found: Array<{ item: ParsedRecord, position: ListCursor }> = []
       const stale: Array<string | number> = []
       const now = this.#clock()
       let after = options.cursor
       // The first read asks for exactly what a page needs; when entries are skipped
       // (another tenant, stale, corrupt) each further read asks for twice as many.
       let batch = wanted
-      const deadline = Date.now() + this.#timeoutMs
       while (found.length < wanted) {
-        if (Date.now() > deadline) throw new Error('Command timed out')
+        deadline.throwIfAborted()
         const entries = await this.#script('csIndexEntriesAfter', [index],
           after === undefined ? '+inf' : after.updatedAt, after === undefined ? '' : after.id, batch) as unknown as string[]
         const positions: ListCursor[] = []
         for (let i = 0; i < entries.length; i += 2) positions.push({ id: entries[i] as string, updatedAt: Number(entries[i + 1]) })
         // Summaries first (one HMGET each): they decide what to keep without loading messages.
         const raws = await Promise.all(positions.map(async (position) => await this.#read(position.id, false)))
-        const kept: Array<{ position: ListCursor, raw: RawConversation }> = []
+        const kept: Array<{ position: ListCursor, item: ParsedRecord }> = []
         positions.forEach((position, i) => {
           const raw = raws[i]
           if (raw === undefined || raw[1] !== userId) {
             // A stale entry: its conversation expired, was deleted, or is being created.
             if (now - position.updatedAt > this.#staleAfterMs) stale.push(position.id, position.updatedAt)
-          } else if (options.tenantId === undefined || tenantOf(raw) === options.tenantId) {
-            kept.push({ position, raw })
+            return
+          }
+          const item = this.#parseQuietly(position.id, raw, false)
+          if (item !== undefined && (options.tenantId === undefined || item.conversation.tenantId === options.tenantId)) {
+            kept.push({ position, item })
           }
         })
-        // Take kept entries until the page is full; one that turns out corrupt, or gone
-        // by the time the full view reads it again with its messages, makes room for the next.
-        for (let next = 0; next < kept.length && found.length < wanted;) {
-          const chunk = kept.slice(next, next + wanted - found.length)
-          next += chunk.length
-          const records = options.view === 'full'
-            ? await Promise.all(chunk.map(async ({ position }) => await this.#read(position.id, true)))
-            : chunk.map(({ raw }) => raw)
-          chunk.forEach(({ position }, i) => {
-            const raw = records[i]
-            const item = raw === undefined ? undefined : this.#parseQuietly(position.id, raw, options.view === 'full')
-            if (item !== undefined) found.push({ item, position })
-          })
+        if (options.view === 'summary') {
+          found.push(...kept.slice(0, wanted - found.length))
+        } else {
+          // The full view reads kept conversations again, atomically with their messages;
+          // one gone or corrupt by then makes room for the next.
+          for (let next = 0; next < kept.length && found.length < wanted;) {
+            const chunk = kept.slice(next, next + wanted - found.length)
+            next += chunk.length
+            const records = await Promise.all(chunk.map(async ({ position }) => await this.#read(position.id, true)))
+            chunk.forEach(({ position }, i) => {
+              const raw = records[i]
+              const item = raw === undefined ? undefined : this.#parseQuietly(position.id, raw, true)
+              if (item !== undefined) found.push({ item, position })
+            })
+          }
         }
         after = positions.at(-1)
         if (positions.length < batch) break
@@ -326,7 +333,7 @@ export class RedisConversationStore implements ConversationStore {
     return this.#parseCounted(id, raw, withMessages).conversation
   }
 
-  #parseCounted (id: string, raw: RawConversation, withMessages: boolean): { conversation: Conversation, messageCount: number } {
+  #parseCounted (id: string, raw: RawConversation, withMessages: boolean): ParsedRecord {
     const [body, userId, createdAt, updatedAt, expiresAt, version, count, messages] = raw
     try {
       const candidate = {
@@ -349,7 +356,7 @@ export class RedisConversationStore implements ConversationStore {
     }
   }
 
-  #parseQuietly (id: string, raw: RawConversation, withMessages: boolean): { conversation: Conversation, messageCount: number } | undefined {
+  #parseQuietly (id: string, raw: RawConversation, withMessages: boolean): ParsedRecord | undefined {
     try {
       return this.#parseCounted(id, raw, withMessages)
     } catch {
@@ -387,17 +394,8 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   /** Bounds the whole operation in time and turns Redis failures into 503s. */
-  async #guard<T> (operation: () => Promise<T>): Promise<T> {
+  async #guard<T> (operation: (deadline: AbortSignal) => Promise<T>): Promise<T> {
     return await guardRedisCall(this.#client, this.#timeoutMs, operation)
-  }
-}
-
-/** The tenant of a stored record, or undefined when its body cannot be read. */
-function tenantOf (raw: RawConversation): string | undefined {
-  try {
-    return (JSON.parse(raw[0]) as { tenantId?: string }).tenantId
-  } catch {
-    return undefined
   }
 }
 

@@ -24,7 +24,7 @@ export default fp<ConversationStoreOptions>(async (fastify, options) => {
   const { config, log } = fastify
   const limits = { ttlSeconds: config.ttlSeconds, maxMessagesPerConversation: config.maxMessagesPerConversation }
   const store = options.store ?? (config.redis === undefined
-    ? new MemoryConversationStore({ maxConversations: config.memoryMaxConversations, limits })
+    ? new MemoryConversationStore({ maxConversations: config.memoryMaxConversations, maxBytes: config.memoryMaxBytes, limits })
     : new RedisConversationStore({
       client: fastify.redis as unknown as Redis,
       keyPrefix: config.redis.keyPrefix,

@@ -1,4 +1,5 @@
 import underPressure from '@fastify/under-pressure'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 
 /**
@@ -11,7 +12,7 @@ export default fp(async (fastify) => {
   await fastify.register(underPressure, {
     maxEventLoopDelay: maxEventLoopDelayMs,
     maxHeapUsedBytes,
-    // under-pressure treats 0 as unset (and sends 10), so 0 becomes 1 here.
+    // under-pressure treats 0 as unset (and sends 10), so 0 becomes 1 here (and in shedWith).
     retryAfter: Math.max(1, retryAfterSeconds),
     message: 'The service is overloaded; retry later'
   })
@@ -19,3 +20,14 @@ export default fp(async (fastify) => {
 
 /** A pressure handler that lets the request through. */
 export function keepServing (): void {}
+
+/**
+ * A pressure handler that sheds the request with the route's own 503 body, for routes whose
+ * documented 503 is not the error body (the readiness probe).
+ */
+export function shedWith (retryAfterSeconds: number, body: () => unknown) {
+  return (_request: FastifyRequest, reply: FastifyReply): unknown => {
+    reply.code(503).header('retry-after', String(Math.max(1, retryAfterSeconds)))
+    return body()
+  }
+}

@@ -61,6 +61,12 @@ export default fp(async (fastify) => {
     collect () { this.set(store().stats().conversations ?? 0) }
   })
   new Gauge({
+    name: 'memory_store_bytes',
+    help: 'Stored size of the memory backend\'s conversations (bounded by MEMORY_MAX_BYTES)',
+    registers,
+    collect () { this.set(store().stats().bytes ?? 0) }
+  })
+  new Gauge({
     name: 'memory_store_evictions',
     help: 'Conversations the memory backend evicted since start',
     registers,

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { ConversationNotFoundError, InvalidRequestError } from '../src/errors.js'
-import { etagOf, noneMatchHits, preconditionsFrom } from '../src/http/preconditions.js'
+import { etagHeader, noneMatchHits, preconditionsFrom } from '../src/http/preconditions.js'
 import {
   AppendMessagesBodySchema, AppendResultSchema, ConversationSchema, ConversationParamsSchema, CreateConversationBodySchema, errorResponses,
   PatchConversationBodySchema, PreconditionHeadersSchema, ReadHeadersSchema, ReplaceConversationBodySchema, ReplaceHeadersSchema
@@ -20,14 +20,14 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       tags,
       summary: 'Create a conversation',
       body: CreateConversationBodySchema,
-      response: { 201: ConversationSchema, ...errorResponses(400, 401, 409, 413, 415, 503) }
+      response: { 201: ConversationSchema, ...errorResponses(400, 401, 409, 413, 415, 500, 503) }
     }
   }, async (request, reply) => {
     const { id = crypto.randomUUID(), ...fields } = request.body
     const conversation = await store.create(id, fields)
     return reply.code(201)
       .header('location', `/v1/conversations/${encodeURIComponent(id)}`)
-      .header('etag', etagOf(conversation.version))
+      .header('etag', etagHeader(conversation.etag))
       .send(conversation)
   })
 
@@ -42,8 +42,8 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
   }, async (request, reply) => {
     const conversation = await store.get(request.params.id)
     if (conversation === undefined) throw new ConversationNotFoundError(request.params.id)
-    reply.header('etag', etagOf(conversation.version))
-    if (noneMatchHits(request.headers['if-none-match'], conversation.version)) return reply.code(304).send(null)
+    reply.header('etag', etagHeader(conversation.etag))
+    if (noneMatchHits(request.headers['if-none-match'], conversation.etag)) return reply.code(304).send(null)
     return conversation
   })
 
@@ -54,7 +54,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       params: ConversationParamsSchema,
       headers: ReplaceHeadersSchema,
       body: ReplaceConversationBodySchema,
-      response: { 200: ConversationSchema, 201: ConversationSchema, ...errorResponses(400, 401, 409, 412, 413, 415, 503) }
+      response: { 200: ConversationSchema, 201: ConversationSchema, ...errorResponses(400, 401, 409, 412, 413, 415, 500, 503) }
     }
   }, async (request, reply) => {
     const { id, ...fields } = request.body
@@ -63,7 +63,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
     }
     const { conversation, created } = await store.put(request.params.id, fields, preconditionsFrom(request.headers))
     if (created) reply.code(201).header('location', `/v1/conversations/${encodeURIComponent(conversation.id)}`)
-    return reply.header('etag', etagOf(conversation.version)).send(conversation)
+    return reply.header('etag', etagHeader(conversation.etag)).send(conversation)
   })
 
   fastify.patch('/conversations/:id', {
@@ -77,7 +77,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
     }
   }, async (request, reply) => {
     const conversation = await store.patch(request.params.id, request.body, preconditionsFrom(request.headers))
-    return reply.header('etag', etagOf(conversation.version)).send(conversation)
+    return reply.header('etag', etagHeader(conversation.etag)).send(conversation)
   })
 
   fastify.delete('/conversations/:id', {
@@ -86,7 +86,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       summary: 'Delete a conversation and its workflow state',
       params: ConversationParamsSchema,
       headers: PreconditionHeadersSchema,
-      response: { 204: z.null().meta({ description: 'Deleted' }), ...errorResponses(400, 401, 404, 412, 503) }
+      response: { 204: z.null().meta({ description: 'Deleted' }), ...errorResponses(400, 401, 404, 412, 500, 503) }
     }
   }, async (request, reply) => {
     await store.delete(request.params.id, preconditionsFrom(request.headers))
@@ -100,11 +100,11 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       params: ConversationParamsSchema,
       headers: PreconditionHeadersSchema,
       body: AppendMessagesBodySchema,
-      response: { 200: AppendResultSchema, 201: AppendResultSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 503) }
+      response: { 200: AppendResultSchema, 201: AppendResultSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 500, 503) }
     }
   }, async (request, reply) => {
     const result = await store.appendMessages(request.params.id, request.body.messages, preconditionsFrom(request.headers))
-    return reply.code(result.appended > 0 ? 201 : 200).header('etag', etagOf(result.version)).send(result)
+    return reply.code(result.appended > 0 ? 201 : 200).header('etag', etagHeader(result.etag)).send(result)
   })
 }
 

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { z } from 'zod'
-import { keepServing } from '../plugins/load-shedding.js'
+import { keepServing, shedWith } from '../plugins/load-shedding.js'
 import { name, version } from '../src/package-info.js'
 import { HealthSchema } from '../src/schemas.js'
 
@@ -9,7 +9,7 @@ const tags = ['health']
 
 const healthRoutes: FastifyPluginAsyncZod = async (fastify) => {
   const store = fastify.conversationStore
-  const { healthTimeoutMs } = fastify.config
+  const { healthTimeoutMs, retryAfterSeconds } = fastify.config
 
   // Azure's "Always On" pings `/`.
   fastify.get('/', {
@@ -23,6 +23,8 @@ const healthRoutes: FastifyPluginAsyncZod = async (fastify) => {
   }, async () => ({ status: 'ok' as const }))
 
   fastify.get('/health', {
+    // A shedding instance is not ready; the probe hears it in its own documented shape.
+    config: { pressureHandler: shedWith(retryAfterSeconds, () => ({ status: 'unavailable', backend: store.backend, reason: 'overloaded' })) },
     schema: { tags, summary: 'Readiness: checks that the store answers', response: { 200: HealthSchema, 503: HealthSchema } }
   }, async (request, reply) => {
     const timeout = new AbortController()
@@ -37,7 +39,8 @@ const healthRoutes: FastifyPluginAsyncZod = async (fastify) => {
       return { status: 'ok' as const, backend: store.backend, store: { status: 'up' as const, ...health } }
     } catch (error) {
       request.log.warn({ err: error }, '[STORE] health check failed')
-      return reply.code(503).send({ status: 'unavailable', backend: store.backend, store: { status: 'down' } })
+      return reply.code(503).header('retry-after', String(Math.max(1, retryAfterSeconds)))
+        .send({ status: 'unavailable', backend: store.backend, reason: 'store', store: { status: 'down' } })
     } finally {
       timeout.abort()
     }

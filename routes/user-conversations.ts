@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { decodeCursor, encodeCursor } from '../src/http/cursor.js'
+import { serializePage } from '../src/http/page-serializer.js'
 import { ConversationPageSchema, DeleteUserResultSchema, errorResponses, ListQuerySchema, UserParamsSchema } from '../src/schemas.js'
 import type { ListOptions } from '../src/store/types.js'
 
@@ -14,15 +15,19 @@ const userConversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       summary: "List a user's conversations, most recently updated first",
       params: UserParamsSchema,
       querystring: ListQuerySchema,
-      response: { 200: ConversationPageSchema, ...errorResponses(400, 401, 503) }
+      response: { 200: ConversationPageSchema, ...errorResponses(400, 401, 500, 503) }
     }
-  }, async (request) => {
+  }, async (request, reply) => {
     const { limit, view, cursor, tenantId } = request.query
     const options: ListOptions = { limit, view }
     if (cursor !== undefined) options.cursor = decodeCursor(cursor)
     if (tenantId !== undefined) options.tenantId = tenantId
     const page = await store.listByUser(request.params.userId, options)
-    return { items: page.items, nextCursor: page.nextCursor === null ? null : encodeCursor(page.nextCursor) }
+    const body = serializePage(page.items, page.nextCursor === null ? null : encodeCursor(page.nextCursor), (conversationId, error) => {
+      request.log.error({ conversationId, reason: (error as Error).message }, '[STORE] record skipped: it cannot be serialised')
+    })
+    // Already JSON: Fastify sends a string with a JSON content type as it is.
+    return await reply.type('application/json; charset=utf-8').send(body as never)
   })
 
   fastify.delete('/users/:userId/conversations', {
@@ -30,7 +35,7 @@ const userConversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       tags,
       summary: "Delete all of a user's conversations",
       params: UserParamsSchema,
-      response: { 200: DeleteUserResultSchema, ...errorResponses(400, 401, 503) }
+      response: { 200: DeleteUserResultSchema, ...errorResponses(400, 401, 500, 503) }
     }
   }, async (request) => ({ deleted: await store.deleteByUser(request.params.userId) }))
 }

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { z } from 'zod'
-import { etagOf, noneMatchHits, preconditionsFrom } from '../src/http/preconditions.js'
+import { etagHeader, noneMatchHits, preconditionsFrom } from '../src/http/preconditions.js'
 import { ConversationParamsSchema, errorResponses, PreconditionHeadersSchema, ReadHeadersSchema, ReplaceHeadersSchema, WorkflowStateSchema, WorkflowStateBodySchema } from '../src/schemas.js'
 
 const tags = ['workflow state']
@@ -18,8 +18,8 @@ const workflowStateRoutes: FastifyPluginAsyncZod = async (fastify) => {
     }
   }, async (request, reply) => {
     const state = await store.getWorkflowState(request.params.id)
-    reply.header('etag', etagOf(state.version))
-    if (noneMatchHits(request.headers['if-none-match'], state.version)) return reply.code(304).send(null)
+    reply.header('etag', etagHeader(state.etag))
+    if (noneMatchHits(request.headers['if-none-match'], state.etag)) return reply.code(304).send(null)
     return reply.send(state)
   })
 
@@ -30,11 +30,11 @@ const workflowStateRoutes: FastifyPluginAsyncZod = async (fastify) => {
       params: ConversationParamsSchema,
       headers: ReplaceHeadersSchema,
       body: WorkflowStateBodySchema,
-      response: { 200: WorkflowStateSchema, 201: WorkflowStateSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 503) }
+      response: { 200: WorkflowStateSchema, 201: WorkflowStateSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 500, 503) }
     }
   }, async (request, reply) => {
     const { state, created } = await store.putWorkflowState(request.params.id, request.body, preconditionsFrom(request.headers))
-    return reply.code(created ? 201 : 200).header('etag', etagOf(state.version)).send(state)
+    return reply.code(created ? 201 : 200).header('etag', etagHeader(state.etag)).send(state)
   })
 
   fastify.delete('/conversations/:id/workflow-state', {
@@ -43,7 +43,7 @@ const workflowStateRoutes: FastifyPluginAsyncZod = async (fastify) => {
       summary: "Delete a conversation's workflow state",
       params: ConversationParamsSchema,
       headers: PreconditionHeadersSchema,
-      response: { 204: z.null().meta({ description: 'Deleted' }), ...errorResponses(400, 401, 404, 412, 503) }
+      response: { 204: z.null().meta({ description: 'Deleted' }), ...errorResponses(400, 401, 404, 412, 500, 503) }
     }
   }, async (request, reply) => {
     await store.deleteWorkflowState(request.params.id, preconditionsFrom(request.headers))

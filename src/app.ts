@@ -29,11 +29,16 @@ export interface AppOptions {
   redisTokenSource?: TokenSource
 }
 
+const MAX_PARAM_LENGTH = 256 * 12
+
 /** Builds the service: plugins first, then the routes that use them. */
 export async function buildApp (config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? loggerOptions(config.logLevel),
     bodyLimit: config.bodyLimit,
+    // find-my-way's default (100) is below the contract's: user ids have 256 characters,
+    // up to 12 each once percent-encoded.
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // Lets the orchestrator finish in-flight requests while new ones go elsewhere.
     return503OnClosing: true,
     // Every log line of a request carries its id: the caller's, or a new one.

@@ -23,11 +23,14 @@ export type ConversationPatch = z.input<typeof PatchConversationBodySchema>
 export type NewMessage = z.input<typeof MessageInputSchema>
 export type WorkflowStateInput = z.input<typeof WorkflowStateBodySchema>
 
-/** A version number, sent as the strong ETag `"7"`, or `*` (any existing version). */
-export type IfMatch = number | '*'
+/**
+ * An entity tag as received (the `ETag` header, e.g. `"kX3….7"`), a result that carries one,
+ * or `*` (any existing version). Tags are opaque: echo them, never build them.
+ */
+export type IfMatch = string | { etag: string }
 
 export interface Versioned {
-  /** The `ETag` header as received, e.g. `"7"`. */
+  /** The `ETag` header as received; it names this version of this incarnation. */
   etag: string
   version: number
 }
@@ -35,7 +38,7 @@ export interface Versioned {
 export type ConversationResult = Versioned & { conversation: Conversation }
 export type GetConversationResult =
   | (ConversationResult & { notModified: false })
-  | (Versioned & { notModified: true })
+  | { notModified: true, etag: string }
 export type WorkflowStateResult = Versioned & { state: WorkflowState }
 export type View = 'full' | 'summary'
 export type ListItem<V extends View> = V extends 'summary' ? ConversationSummary : Conversation
@@ -164,7 +167,7 @@ export function createConversationStoreClient (options: ClientOptions) {
   }
 
   function ifMatch (value: IfMatch | undefined): string | undefined {
-    return value === undefined || value === '*' ? value : `"${value}"`
+    return typeof value === 'object' ? value.etag : value
   }
 
   async function conversationCall (call: Omit<Call, 'expect'>): Promise<ConversationResult & { created: boolean }> {
@@ -197,11 +200,11 @@ export function createConversationStoreClient (options: ClientOptions) {
       return { conversation, etag, version }
     },
 
-    /** GET a conversation; with `ifNoneMatch` equal to the current version, `{ notModified: true }`. */
+    /** GET a conversation; with `ifNoneMatch` naming the current version, `{ notModified: true }`. */
     async getConversation (id: string, read: { ifNoneMatch?: IfMatch } = {}): Promise<GetConversationResult> {
       const headers = { 'if-none-match': ifMatch(read.ifNoneMatch) }
       const answer = await send({ method: 'GET', path: conversationPath(id), headers, expect: [200, 304], retryable: true })
-      if (answer.status === 304) return { notModified: true, ...versioned(answer.headers) }
+      if (answer.status === 304) return { notModified: true, etag: etagOf(answer.headers) }
       const conversation = parse(ConversationSchema, answer.body)
       return { notModified: false, conversation, ...versioned(answer.headers, conversation.version) }
     },
@@ -322,14 +325,18 @@ function invalid (error: z.ZodError): ConversationStoreError {
   return new ConversationStoreError(`The service answered with an unexpected body: ${z.prettifyError(error)}`, { code: 'INVALID_RESPONSE', cause: error })
 }
 
-/** The ETag header and the version it names; `version` from the body when there is one. */
-function versioned (headers: Headers, version?: number): Versioned {
-  const etag = headers.get('etag') ?? (version === undefined ? undefined : `"${version}"`)
-  const tagged = /^"(\d+)"$/.exec(etag ?? '')?.[1]
-  if (etag === undefined || tagged === undefined) {
+/** The ETag header and the version of the body it came with. */
+function versioned (headers: Headers, version: number): Versioned {
+  return { etag: etagOf(headers), version }
+}
+
+/** The ETag header, which must be a strong entity tag. */
+function etagOf (headers: Headers): string {
+  const etag = headers.get('etag')
+  if (etag === null || !/^"[^"]*"$/.test(etag)) {
     throw new ConversationStoreError(`The service sent no usable ETag (${String(etag)})`, { code: 'INVALID_RESPONSE' })
   }
-  return { etag, version: version ?? Number(tagged) }
+  return etag
 }
 
 function errorFrom (statusCode: number, headers: Headers, body: unknown): ConversationStoreError {

@@ -16,6 +16,7 @@ const EnvSchema = z.object({
   REDIS_TTL: integer(86400, 1),
   MAX_MESSAGES_PER_CONVERSATION: integer(10000, 1),
   MEMORY_MAX_CONVERSATIONS: integer(10000, 1),
+  MEMORY_MAX_BYTES: z.coerce.number().int().min(1024).optional(),
   HEALTH_TIMEOUT_MS: integer(1000, 1),
   SHUTDOWN_TIMEOUT_MS: integer(4500, 1),
   RETRY_AFTER_SECONDS: integer(1, 0),
@@ -60,6 +61,8 @@ export interface Config {
   ttlSeconds: number
   maxMessagesPerConversation: number
   memoryMaxConversations: number
+  /** Bound on the memory backend's stored size (the JSON of its conversations). */
+  memoryMaxBytes: number
   healthTimeoutMs: number
   shutdownTimeoutMs: number
   retryAfterSeconds: number
@@ -104,6 +107,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     ttlSeconds: settings.REDIS_TTL,
     maxMessagesPerConversation: settings.MAX_MESSAGES_PER_CONVERSATION,
     memoryMaxConversations: settings.MEMORY_MAX_CONVERSATIONS,
+    // A fifth of the heap: objects take about twice their JSON, and load shedding starts at 90%.
+    memoryMaxBytes: settings.MEMORY_MAX_BYTES ?? Math.floor(getHeapStatistics().heap_size_limit / 5),
     healthTimeoutMs: settings.HEALTH_TIMEOUT_MS,
     shutdownTimeoutMs: settings.SHUTDOWN_TIMEOUT_MS,
     retryAfterSeconds: settings.RETRY_AFTER_SECONDS,

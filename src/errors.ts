@@ -9,6 +9,7 @@ export const UserMismatchError = createError('USER_MISMATCH', 'userId cannot cha
 export const PreconditionFailedError = createError('PRECONDITION_FAILED', 'The conversation does not match the precondition headers', 412)
 export const WorkflowStateNotFoundError = createError<[string]>('WORKFLOW_STATE_NOT_FOUND', "Conversation '%s' has no workflow state", 404)
 export const TooManyMessagesError = createError<[number]>('TOO_MANY_MESSAGES', 'A conversation holds at most %d messages', 413)
+export const ConversationTooLargeError = createError<[number]>('CONVERSATION_TOO_LARGE', 'A conversation may take at most %d bytes in the memory store', 413)
 export const InvalidRequestError = createError<[string]>('FST_ERR_VALIDATION', '%s', 400)
 export const UnauthorizedError = createError('UNAUTHORIZED', 'A valid bearer token is required', 401)
 export const CorruptRecordError = createError<[string]>('CORRUPT_RECORD', "The stored record of conversation '%s' is corrupt", 500)

@@ -3,20 +3,47 @@ import { z } from 'zod'
 // One source of truth: these schemas give the TypeScript types, request validation,
 // response serialisation and the OpenAPI document.
 
-const ID_PATTERN = /^[A-Za-z0-9._:-]+$/
-// No whitespace, no control characters, no braces (braces would break Redis hash tags).
-const PRINCIPAL_PATTERN = /^[^\s\p{Cc}{}]+$/u
+// Ids travel in URL paths, so `.` and `..` are refused: URL parsers (fetch, browsers,
+// proxies) resolve them as dot segments, and such a conversation could never be reached.
+const ID_PATTERN = /^(?!\.\.?$)[A-Za-z0-9._:-]+$/
+// No whitespace, no control characters, no lone surrogates (Redis keys are UTF-8, so two
+// such ids would collide), no braces (they would break Redis hash tags), no dot segments.
+const PRINCIPAL_PATTERN = /^(?!\.\.?$)[^\s\p{Cc}\p{Cs}{}]+$/u
 
 export const ConversationIdSchema = z.string().min(1).max(128).regex(ID_PATTERN)
-  .meta({ description: '1–128 characters from [A-Za-z0-9._:-]', example: 'conv-42' })
+  .meta({ description: '1–128 characters from [A-Za-z0-9._:-], other than `.` and `..`', example: 'conv-42' })
 export const MessageIdSchema = z.string().min(1).max(128).regex(ID_PATTERN)
 export const UserIdSchema = z.string().min(1).max(256).regex(PRINCIPAL_PATTERN)
-  .meta({ description: '1–256 characters, no whitespace, control characters or braces', example: 'user-1' })
+  .meta({ description: '1–256 characters, no whitespace, control characters, lone surrogates or braces, other than `.` and `..`', example: 'user-1' })
 export const TenantIdSchema = z.string().min(1).max(256).regex(PRINCIPAL_PATTERN)
 
+/** How deep free-form JSON (metadata, stepData, cardJson, collectedData) may nest. */
+export const MAX_JSON_DEPTH = 64
+
 const JsonObject = z.record(z.string(), z.unknown())
+  .refine(isStorableJson, { message: `must nest at most ${MAX_JSON_DEPTH} levels and hold only finite numbers` })
+  .meta({ description: `Free-form JSON object, nested at most ${MAX_JSON_DEPTH} levels deep` })
 const Timestamp = z.iso.datetime({ offset: true })
+  .refine((value) => { const year = new Date(value).getUTCFullYear(); return year >= 0 && year <= 9999 }, { message: 'must fall in the years 0000–9999 in UTC' })
   .meta({ description: 'ISO-8601; stored and returned in UTC with milliseconds' })
+
+/**
+ * True when a value nests at most MAX_JSON_DEPTH levels and has no non-finite numbers
+ * (JSON.parse reads 1e400 as Infinity, which JSON would store as null). Iterative, so a
+ * hostile depth cannot overflow the stack here; deeper values would overflow it later,
+ * when serialised.
+ */
+export function isStorableJson (value: unknown): boolean {
+  const pending: Array<[unknown, number]> = [[value, 1]]
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [item, depth] = next
+    if (typeof item === 'number' && !Number.isFinite(item)) return false
+    if (typeof item !== 'object' || item === null) continue
+    if (depth > MAX_JSON_DEPTH) return false
+    for (const child of Object.values(item)) pending.push([child, depth + 1])
+  }
+  return true
+}
 
 export const ConversationStatusSchema = z.enum(['active', 'completed', 'abandoned'])
 export const MessageRoleSchema = z.enum(['user', 'assistant', 'system', 'tool'])
@@ -178,7 +205,10 @@ export const ReadHeadersSchema = z.looseObject({
 export const HealthSchema = z.object({
   status: z.enum(['ok', 'unavailable']),
   backend: z.enum(['memory', 'redis']),
-  store: z.looseObject({ status: z.enum(['up', 'down']), latencyMs: z.number().optional() })
+  /** Why the instance is not ready: its store does not answer, or it sheds load. */
+  reason: z.enum(['store', 'overloaded']).optional(),
+  /** The store check; absent when the instance sheds load and did not check. */
+  store: z.looseObject({ status: z.enum(['up', 'down']), latencyMs: z.number().optional() }).optional()
 }).meta({ id: 'Health' })
 
 export const ErrorBodySchema = z.object({

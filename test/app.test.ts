@@ -1,7 +1,7 @@
 import t from 'tap'
 import { StoreUnavailableError, CorruptRecordError } from '../src/errors.js'
 import { MemoryConversationStore } from '../src/store/memory-store.js'
-import type { Conversation } from '../src/schemas.js'
+import type { TaggedConversation } from '../src/store/types.js'
 import { build } from './helpers/build.js'
 
 const limits = { ttlSeconds: 60, maxMessagesPerConversation: 100 }
@@ -12,7 +12,7 @@ class FailingStore extends MemoryConversationStore {
     super({ maxConversations: 10, limits })
   }
 
-  override async get (): Promise<Conversation | undefined> { return await this.failure() }
+  override async get (): Promise<TaggedConversation | undefined> { return await this.failure() }
   override async ping (): Promise<never> { return await this.failure() }
 }
 
@@ -38,7 +38,7 @@ t.test('health', async (t) => {
     const started = Date.now()
     const response = await app.inject({ method: 'GET', url: '/health' })
     t.equal(response.statusCode, 503)
-    t.same(response.json(), { status: 'unavailable', backend: 'memory', store: { status: 'down' } })
+    t.same(response.json(), { status: 'unavailable', backend: 'memory', reason: 'store', store: { status: 'down' } })
     t.ok(Date.now() - started < 5000, 'does not wait on the store')
     t.equal((await app.inject({ method: 'GET', url: '/health/live' })).statusCode, 200, 'liveness is independent')
   })
@@ -161,7 +161,7 @@ t.test('the OpenAPI document describes every route, status and the error body', 
     'GET /v1/users/{userId}/conversations', 'PATCH /v1/conversations/{id}', 'POST /v1/conversations',
     'POST /v1/conversations/{id}/messages', 'PUT /v1/conversations/{id}', 'PUT /v1/conversations/{id}/workflow-state'
   ])
-  t.same(byRoute['PUT /v1/conversations/{id}'], ['200', '201', '400', '401', '409', '412', '413', '415', '503'])
+  t.same(byRoute['PUT /v1/conversations/{id}'], ['200', '201', '400', '401', '409', '412', '413', '415', '500', '503'])
   t.same(byRoute['GET /v1/conversations/{id}'], ['200', '304', '400', '401', '404', '500', '503'])
   t.same(byRoute['GET /v1/conversations/{id}/workflow-state'], ['200', '304', '400', '401', '404', '500', '503'])
   t.match(document.components.schemas.Error, { required: ['statusCode', 'code', 'error', 'message'] })

@@ -3,9 +3,9 @@ import t from 'tap'
 import type { AppOptions } from '../src/app.js'
 import { ConversationStoreError, createConversationStoreClient, type ClientOptions } from '../src/client.js'
 import { StoreUnavailableError } from '../src/errors.js'
-import type { AppendResult, Conversation, ConversationFields, MessageInput, WorkflowState } from '../src/schemas.js'
+import type { AppendResult, ConversationFields, MessageInput, WorkflowState } from '../src/schemas.js'
 import { MemoryConversationStore } from '../src/store/memory-store.js'
-import type { Preconditions, StoreHealth } from '../src/store/types.js'
+import type { Preconditions, StoreHealth, Tagged, TaggedConversation } from '../src/store/types.js'
 import { build, type TestContext } from './helpers/build.js'
 
 // The client against a live server on 127.0.0.1, so that fetch, headers and encoding are real.
@@ -53,17 +53,17 @@ class FlakyStore extends MemoryConversationStore {
     if (this.calls[op] <= (this.failures[op] ?? 0)) throw new StoreUnavailableError()
   }
 
-  override async get (id: string): Promise<Conversation | undefined> {
+  override async get (id: string): Promise<TaggedConversation | undefined> {
     this.#attempt('get')
     return await super.get(id)
   }
 
-  override async create (id: string, fields: ConversationFields): Promise<Conversation> {
+  override async create (id: string, fields: ConversationFields): Promise<TaggedConversation> {
     this.#attempt('create')
     return await super.create(id, fields)
   }
 
-  override async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions): Promise<AppendResult> {
+  override async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions): Promise<AppendResult & Tagged> {
     this.#attempt('appendMessages')
     return await super.appendMessages(id, inputs, preconditions)
   }
@@ -90,7 +90,7 @@ t.test('conversations: create, read, 304, errors', async (t) => {
   const client = createConversationStoreClient({ baseUrl: `${await serve(t)}/`, fetch })
 
   const created = await client.createConversation({ id: 'c1', userId: 'u1', title: 'Refund', messages: [{ role: 'user', text: 'hi' }] })
-  t.equal(created.etag, '"1"')
+  t.match(created.etag, /^"[^"]+"$/, 'the ETag as received: a strong, opaque tag')
   t.equal(created.version, 1)
   t.match(created.conversation, { id: 'c1', userId: 'u1', tenantId: 'default', status: 'active', version: 1 })
   t.equal(created.conversation.messages[0]?.kind, 'text', 'server defaults come back parsed')
@@ -101,13 +101,14 @@ t.test('conversations: create, read, 304, errors', async (t) => {
   const read = await client.getConversation('c1')
   t.equal(read.notModified, false)
   if (!read.notModified) t.same(read.conversation, created.conversation)
-  t.equal(read.etag, '"1"')
+  t.equal(read.etag, created.etag)
 
-  const cached = await client.getConversation('c1', { ifNoneMatch: 1 })
-  t.same(cached, { notModified: true, etag: '"1"', version: 1 })
-  t.equal(requests.at(-1)?.headers.get('if-none-match'), '"1"')
-  const stale = await client.getConversation('c1', { ifNoneMatch: 9 })
-  t.equal(stale.notModified, false, 'another version gives the body')
+  const cached = await client.getConversation('c1', { ifNoneMatch: created.etag })
+  t.same(cached, { notModified: true, etag: created.etag })
+  t.equal(requests.at(-1)?.headers.get('if-none-match'), created.etag)
+  t.same(await client.getConversation('c1', { ifNoneMatch: created }), cached, 'a result stands for its ETag')
+  const stale = await client.getConversation('c1', { ifNoneMatch: '"1"' })
+  t.equal(stale.notModified, false, 'a bare version is not an ETag of this service')
 
   const generated = await client.createConversation({ userId: 'u1' })
   t.match(generated.conversation.id, /^[0-9a-f-]{36}$/, 'the service picks an id')
@@ -140,42 +141,44 @@ t.test('replace, patch, delete with preconditions', async (t) => {
   const client = createConversationStoreClient({ baseUrl: await serve(t), fetch })
 
   const first = await client.replaceConversation('p1', { userId: 'u1', title: 'one' }, { ifNoneMatch: '*' })
-  t.match(first, { created: true, etag: '"1"', version: 1, conversation: { id: 'p1', title: 'one' } })
+  t.match(first, { created: true, version: 1, conversation: { id: 'p1', title: 'one' } })
   t.equal(requests.at(-1)?.headers.get('if-none-match'), '*')
   t.match(await failure(client.replaceConversation('p1', { userId: 'u1' }, { ifNoneMatch: '*' })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
 
-  const second = await client.replaceConversation('p1', { userId: 'u1', title: 'two' }, { ifMatch: 1 })
-  t.match(second, { created: false, etag: '"2"', version: 2, conversation: { title: 'two' } })
-  t.equal(requests.at(-1)?.headers.get('if-match'), '"1"', 'a version is sent as a strong ETag')
-  t.match(await failure(client.replaceConversation('p1', { userId: 'u1' }, { ifMatch: 1 })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+  const second = await client.replaceConversation('p1', { userId: 'u1', title: 'two' }, { ifMatch: first })
+  t.match(second, { created: false, version: 2, conversation: { title: 'two' } })
+  t.not(second.etag, first.etag)
+  t.equal(requests.at(-1)?.headers.get('if-match'), first.etag, 'a result is sent as its ETag')
+  t.match(await failure(client.replaceConversation('p1', { userId: 'u1' }, { ifMatch: first.etag })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
   t.match(await failure(client.replaceConversation('p1', { userId: 'u2' })), { statusCode: 409, code: 'USER_MISMATCH' })
   t.match(await failure(client.replaceConversation('p1', { id: 'other', userId: 'u1' })), { statusCode: 400, code: 'FST_ERR_VALIDATION' })
 
-  const patched = await client.patchConversation('p1', { title: null, metadata: { a: 1 } }, { ifMatch: 2 })
+  const patched = await client.patchConversation('p1', { title: null, metadata: { a: 1 } }, { ifMatch: second.etag })
   t.equal(requests.at(-1)?.headers.get('content-type'), 'application/merge-patch+json')
-  t.match(patched, { etag: '"3"', version: 3, conversation: { metadata: { a: 1 } } })
+  t.match(patched, { version: 3, conversation: { metadata: { a: 1 } } })
   t.equal(patched.conversation.title, undefined, 'null removed the title')
-  t.match(await failure(client.patchConversation('p1', { title: 'x' }, { ifMatch: 2 })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+  t.match(await failure(client.patchConversation('p1', { title: 'x' }, { ifMatch: second })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
   t.match(await failure(client.patchConversation('missing', { title: 'x' })), { statusCode: 404, code: 'CONVERSATION_NOT_FOUND' })
-  t.equal((await client.patchConversation('p1', { title: 'any' }, { ifMatch: '*' })).version, 4)
+  const any = await client.patchConversation('p1', { title: 'any' }, { ifMatch: '*' })
+  t.equal(any.version, 4)
   t.equal(requests.at(-1)?.headers.get('if-match'), '*')
 
-  t.match(await failure(client.deleteConversation('p1', { ifMatch: 3 })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
-  t.equal(await client.deleteConversation('p1', { ifMatch: 4 }), undefined)
+  t.match(await failure(client.deleteConversation('p1', { ifMatch: patched })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+  t.equal(await client.deleteConversation('p1', { ifMatch: any }), undefined)
   t.match(await failure(client.deleteConversation('p1')), { statusCode: 404, code: 'CONVERSATION_NOT_FOUND' })
 })
 
 t.test('appendMessages', async (t) => {
   const client = createConversationStoreClient({ baseUrl: await serve(t) })
-  await client.createConversation({ id: 'm1', userId: 'u1' })
+  const created = await client.createConversation({ id: 'm1', userId: 'u1' })
 
-  const appended = await client.appendMessages('m1', [message('a'), message('b')], { ifMatch: 1 })
-  t.same(appended, { appended: 2, skipped: 0, version: 2, messageCount: 2, etag: '"2"' })
+  const appended = await client.appendMessages('m1', [message('a'), message('b')], { ifMatch: created })
+  t.match(appended, { appended: 2, skipped: 0, version: 2, messageCount: 2 })
   const again = await client.appendMessages('m1', [message('a'), message('b')])
-  t.same(again, { appended: 0, skipped: 2, version: 2, messageCount: 2, etag: '"2"' }, 'a repeat is skipped by id')
+  t.same(again, { appended: 0, skipped: 2, version: 2, messageCount: 2, etag: appended.etag }, 'a repeat is skipped by id')
   const anonymous = await client.appendMessages('m1', [{ role: 'assistant', text: 'no id' }])
-  t.match(anonymous, { appended: 1, version: 3, etag: '"3"' })
-  t.match(await failure(client.appendMessages('m1', [message('c')], { ifMatch: 2 })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+  t.match(anonymous, { appended: 1, version: 3 })
+  t.match(await failure(client.appendMessages('m1', [message('c')], { ifMatch: appended })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
   t.match(await failure(client.appendMessages('missing', [message('c')])), { statusCode: 404, code: 'CONVERSATION_NOT_FOUND' })
   t.match(await failure(client.appendMessages('m1', [])), { statusCode: 400, code: 'FST_ERR_VALIDATION' })
 })
@@ -223,17 +226,17 @@ t.test('workflow state', async (t) => {
   t.match(await failure(client.getWorkflowState('w1')), { statusCode: 404, code: 'WORKFLOW_STATE_NOT_FOUND' })
 
   const created = await client.putWorkflowState('w1', state, { ifNoneMatch: '*' })
-  t.match(created, { created: true, etag: '"1"', version: 1, state: { conversationId: 'w1', step: 'ask' } })
+  t.match(created, { created: true, version: 1, state: { conversationId: 'w1', step: 'ask' } })
   t.match(await failure(client.putWorkflowState('w1', state, { ifNoneMatch: '*' })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
-  const replaced = await client.putWorkflowState('w1', { ...state, turnCount: 1 }, { ifMatch: 1 })
-  t.match(replaced, { created: false, etag: '"2"', version: 2, state: { turnCount: 1 } })
-  t.match(await failure(client.putWorkflowState('w1', state, { ifMatch: 1 })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+  const replaced = await client.putWorkflowState('w1', { ...state, turnCount: 1 }, { ifMatch: created })
+  t.match(replaced, { created: false, version: 2, state: { turnCount: 1 } })
+  t.match(await failure(client.putWorkflowState('w1', state, { ifMatch: created.etag })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
 
   const read = await client.getWorkflowState('w1')
   const expected: WorkflowState = replaced.state
-  t.same(read, { state: expected, etag: '"2"', version: 2 })
+  t.same(read, { state: expected, etag: replaced.etag, version: 2 })
 
-  t.match(await failure(client.deleteWorkflowState('w1', { ifMatch: 1 })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+  t.match(await failure(client.deleteWorkflowState('w1', { ifMatch: created })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
   t.equal(await client.deleteWorkflowState('w1', { ifMatch: '*' }), undefined)
   t.match(await failure(client.deleteWorkflowState('w1')), { statusCode: 404, code: 'WORKFLOW_STATE_NOT_FOUND' })
 })
@@ -346,7 +349,7 @@ t.test('answers that break the contract', async (t) => {
     { statusCode: 502, code: 'HTTP_ERROR', message: 'HTTP 502' })
   t.match(await failure(client('{"id":"c"}', { status: 200, headers: { etag: '"1"' } }).getConversation('c')),
     { code: 'INVALID_RESPONSE', statusCode: undefined })
-  t.match(await failure(client(null, { status: 304 }).getConversation('c', { ifNoneMatch: 1 })),
+  t.match(await failure(client(null, { status: 304 }).getConversation('c', { ifNoneMatch: '"x.1"' })),
     { code: 'INVALID_RESPONSE' }, 'a 304 without an ETag')
   t.match(await failure(client('{}', { status: 200 }).health()), { code: 'INVALID_RESPONSE' })
 

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { decodeCursor, encodeCursor } from '../src/http/cursor.js'
-import { etagOf, noneMatchHits, preconditionsFrom } from '../src/http/preconditions.js'
-import { checkPreconditions, mergePatch, writeTime } from '../src/store/conversation-rules.js'
+import { etagHeader, noneMatchHits, preconditionsFrom } from '../src/http/preconditions.js'
+import { checkPreconditions, mergePatch, newIncarnation, tagOf, writeTime } from '../src/store/conversation-rules.js'
 
 t.test('cursors round-trip and reject anything else', async (t) => {
   const cursor = { updatedAt: 1795665737714, id: 'conv:1' }
@@ -14,24 +14,36 @@ t.test('cursors round-trip and reject anything else', async (t) => {
 t.test('If-Match parsing keeps strong tags only', async (t) => {
   t.same(preconditionsFrom({}), {})
   t.same(preconditionsFrom({ 'if-match': ' * ' }), { ifMatch: '*' })
-  t.same(preconditionsFrom({ 'if-match': '"3", W/"4" ,"x", "5"' }), { ifMatch: [3, 5] })
+  t.same(preconditionsFrom({ 'if-match': '"a.3", W/"a.4" ,"x", "b.5"' }), { ifMatch: ['a.3', 'x', 'b.5'] })
+  t.same(preconditionsFrom({ 'if-match': '"a,b", "c.1"' }), { ifMatch: ['c.1'] }, 'a comma inside a tag does not split it')
   t.same(preconditionsFrom({ 'if-none-match': '*' }), { ifNoneMatch: true })
-  t.equal(etagOf(7), '"7"')
+  t.equal(etagHeader('a.7'), '"a.7"')
 })
 
 t.test('If-None-Match uses weak comparison', async (t) => {
-  t.equal(noneMatchHits(undefined, 1), false)
-  t.equal(noneMatchHits('W/"1"', 1), true)
-  t.equal(noneMatchHits('"2", "3"', 1), false)
+  t.equal(noneMatchHits(undefined, 'a.1'), false)
+  t.equal(noneMatchHits('W/"a.1"', 'a.1'), true)
+  t.equal(noneMatchHits('"a.2", "a.3"', 'a.1'), false)
+  t.equal(noneMatchHits('"1"', 'a.1'), false, 'a bare version is not a tag')
+})
+
+t.test('tags name the incarnation as well as the version', async (t) => {
+  const first = newIncarnation()
+  const second = newIncarnation()
+  t.not(first, second)
+  t.match(first, /^[A-Za-z0-9_-]{11}$/, 'no comma, quote or dot: safe inside a tag list')
+  t.not(tagOf(first, 1), tagOf(second, 1))
+  t.equal(tagOf(first, 7), `${first}.7`)
 })
 
 t.test('preconditions', async (t) => {
   t.doesNotThrow(() => checkPreconditions(undefined, {}))
   t.doesNotThrow(() => checkPreconditions(undefined, { ifNoneMatch: true }))
-  t.throws(() => checkPreconditions(1, { ifNoneMatch: true }), { code: 'PRECONDITION_FAILED' })
+  t.throws(() => checkPreconditions('a.1', { ifNoneMatch: true }), { code: 'PRECONDITION_FAILED' })
   t.throws(() => checkPreconditions(undefined, { ifMatch: '*' }), { code: 'PRECONDITION_FAILED' })
-  t.throws(() => checkPreconditions(2, { ifMatch: [1] }), { code: 'PRECONDITION_FAILED' })
-  t.doesNotThrow(() => checkPreconditions(2, { ifMatch: [1, 2] }))
+  t.throws(() => checkPreconditions('a.2', { ifMatch: ['a.1'] }), { code: 'PRECONDITION_FAILED' })
+  t.throws(() => checkPreconditions('b.2', { ifMatch: ['a.2'] }), { code: 'PRECONDITION_FAILED' }, 'another incarnation')
+  t.doesNotThrow(() => checkPreconditions('a.2', { ifMatch: ['a.1', 'a.2'] }))
 })
 
 t.test('merge patch follows RFC 7396', async (t) => {

@@ -1,8 +1,12 @@
 import type { Preconditions } from '../store/types.js'
 
-/** A strong entity tag for a version, as sent in `ETag`: `"7"`. */
-export function etagOf (version: number): string {
-  return `"${version}"`
+// Entity tags are opaque to clients. A store names each version of a record with a tag
+// that includes the record's incarnation (see conversation-rules.ts), and these helpers
+// only quote, unquote and compare those tags.
+
+/** The `ETag` header for a store's tag: a strong entity tag, `"<tag>"`. */
+export function etagHeader (tag: string): string {
+  return `"${tag}"`
 }
 
 /**
@@ -12,22 +16,28 @@ export function etagOf (version: number): string {
 export function preconditionsFrom (headers: { 'if-match'?: string, 'if-none-match'?: string }): Preconditions {
   const preconditions: Preconditions = {}
   const ifMatch = headers['if-match']
-  if (ifMatch !== undefined) preconditions.ifMatch = ifMatch.trim() === '*' ? '*' : strongVersions(ifMatch)
+  if (ifMatch !== undefined) preconditions.ifMatch = ifMatch.trim() === '*' ? '*' : strongTags(ifMatch)
   if (headers['if-none-match'] === '*') preconditions.ifNoneMatch = true
   return preconditions
 }
 
-/** True when `If-None-Match` names the current version, so a GET may answer 304. */
-export function noneMatchHits (header: string | undefined, version: number): boolean {
+/** True when `If-None-Match` names the current tag, so a GET may answer 304. */
+export function noneMatchHits (header: string | undefined, tag: string): boolean {
   if (header === undefined) return false
   if (header.trim() === '*') return true
-  // GET uses weak comparison (RFC 9110 13.1.2), so W/"7" also matches "7".
-  return header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etagOf(version))
+  // GET uses weak comparison (RFC 9110 13.1.2), so W/"t" also matches "t".
+  const current = etagHeader(tag)
+  return entityTags(header).some((candidate) => candidate.replace(/^W\//, '') === current)
 }
 
-function strongVersions (header: string): number[] {
-  return header.split(',')
-    .map((tag) => tag.trim())
-    .filter((tag) => /^"\d+"$/.test(tag))
-    .map((tag) => Number(tag.slice(1, -1)))
+/** The tags of a list, split on the commas between tags rather than inside them. */
+function entityTags (header: string): string[] {
+  return header.match(/(W\/)?"[^"]*"/g) ?? []
+}
+
+/** The strong tags' contents; the stores' own tags never hold a comma, so those are dropped. */
+function strongTags (header: string): string[] {
+  return entityTags(header)
+    .filter((tag) => tag.startsWith('"') && !tag.includes(','))
+    .map((tag) => tag.slice(1, -1))
 }

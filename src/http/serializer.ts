@@ -8,7 +8,10 @@ import { z } from 'zod'
  * but it does not validate every response a second time. The benchmark showed zod's
  * encode-then-JSON.stringify as the largest cost of a GET (bench/README.md).
  */
-export const serializerCompiler: FastifySerializerCompiler<z.ZodType> = ({ schema }) => {
+export const serializerCompiler: FastifySerializerCompiler<z.ZodType> = ({ schema }) => compileSerializer(schema)
+
+/** A serialiser for one zod schema, as routes use for their responses. */
+export function compileSerializer (schema: z.ZodType): (data: unknown) => string {
   const jsonSchema = z.toJSONSchema(schema, { target: 'draft-7', io: 'output', unrepresentable: 'any' })
   return fastJson(jsonSchema as Parameters<typeof fastJson>[0])
 }

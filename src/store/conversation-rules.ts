@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { PreconditionFailedError, TooManyMessagesError, UserMismatchError } from '../errors.js'
 import type {
   Conversation, ConversationFields, ConversationSummary, Message, MessageInput, PatchConversationBody,
@@ -14,12 +14,25 @@ export interface StoreLimits {
   maxMessagesPerConversation: number
 }
 
-/** Throws PRECONDITION_FAILED unless the current version satisfies the headers. */
-export function checkPreconditions (currentVersion: number | undefined, preconditions: Preconditions): void {
+/** A new incarnation: made when a record is created, kept until it is deleted. */
+export function newIncarnation (): string {
+  return randomBytes(8).toString('base64url')
+}
+
+/**
+ * The entity tag of a version of one incarnation. The Redis scripts build the same string
+ * (redis-scripts.ts), so a tag compares equal whichever side made it.
+ */
+export function tagOf (incarnation: string, version: number): string {
+  return `${incarnation}.${version}`
+}
+
+/** Throws PRECONDITION_FAILED unless the current tag satisfies the headers. */
+export function checkPreconditions (currentTag: string | undefined, preconditions: Preconditions): void {
   const { ifMatch, ifNoneMatch } = preconditions
-  if (ifNoneMatch === true && currentVersion !== undefined) throw new PreconditionFailedError()
+  if (ifNoneMatch === true && currentTag !== undefined) throw new PreconditionFailedError()
   if (ifMatch === undefined) return
-  const matches = currentVersion !== undefined && (ifMatch === '*' || ifMatch.includes(currentVersion))
+  const matches = currentTag !== undefined && (ifMatch === '*' || ifMatch.includes(currentTag))
   if (!matches) throw new PreconditionFailedError()
 }
 

@@ -1,87 +1,99 @@
 import { LRUCache } from 'lru-cache'
-import { ConversationExistsError, ConversationNotFoundError, WorkflowStateNotFoundError } from '../errors.js'
+import { ConversationExistsError, ConversationNotFoundError, ConversationTooLargeError, WorkflowStateNotFoundError } from '../errors.js'
 import type {
-  AppendResult, Conversation, ConversationFields, MessageInput, PatchConversationBody, WorkflowState, WorkflowStateBody
+  AppendResult, Conversation, ConversationFields, Message, MessageInput, PatchConversationBody, WorkflowState, WorkflowStateBody
 } from '../schemas.js'
 import {
-  assertMessageLimit, buildConversation, buildWorkflowState, checkPreconditions, compareListOrder,
-  expiryOf, newMessages, patchConversation, toSummary, writeTime, type StoreLimits
+  assertMessageLimit, buildConversation, buildWorkflowState, checkPreconditions, expiryOf, newIncarnation,
+  newMessages, patchConversation, tagOf, toSummary, writeTime, type StoreLimits
 } from './conversation-rules.js'
-import type { ConversationPage, ConversationStore, ListOptions, Preconditions, PutResult, StoreHealth, StoreStats } from './types.js'
+import { firstAfter, MemoryUserIndex, type IndexKey } from './memory-user-index.js'
+import type {
+  ConversationPage, ConversationStore, ListOptions, Preconditions, PutResult, StoreHealth, StoreStats, Tagged,
+  TaggedConversation, TaggedWorkflowState
+} from './types.js'
 
 export interface MemoryStoreOptions {
   maxConversations: number
+  /** Bound on the stored size of all conversations (their JSON, in characters); none when unset. */
+  maxBytes?: number
   limits: StoreLimits
   /** Milliseconds since the epoch; injectable so tests can move time. */
   clock?: () => number
 }
 
-interface IndexKey { updatedAt: number, id: string }
+interface StoredState { state: WorkflowState, incarnation: string, bytes: number }
 
 interface Entry {
   conversation: Conversation
+  /** Made at create; tags name it, so tags of a deleted conversation never match again. */
+  incarnation: string
   messageIds: Set<string>
-  workflowState?: WorkflowState
+  /** Stored sizes, kept as messages are added so that an append stays O(1) in length. */
+  bodyBytes: number
+  messageBytes: number
+  workflowState?: StoredState
 }
 
+const sizeOf = (entry: Entry): number => entry.bodyBytes + entry.messageBytes + (entry.workflowState?.bytes ?? 0)
+
 /**
- * The embedded backend: a bounded LRU of conversations plus, per user, an array of
- * conversation ids kept in list order. JavaScript runs each method to completion
+ * The embedded backend: an LRU of conversations bounded in count and in bytes, plus, per
+ * user, the conversation ids in list order. JavaScript runs each method to completion
  * without interleaving, so every operation is atomic.
  */
 export class MemoryConversationStore implements ConversationStore {
   readonly backend = 'memory'
   readonly #entries: LRUCache<string, Entry>
-  readonly #byUser = new Map<string, IndexKey[]>()
+  readonly #index = new MemoryUserIndex()
   readonly #limits: StoreLimits
+  readonly #maxBytes: number
   readonly #clock: () => number
   #evictions = 0
 
   constructor (options: MemoryStoreOptions) {
     this.#limits = options.limits
     this.#clock = options.clock ?? Date.now
+    this.#maxBytes = options.maxBytes ?? Infinity
     this.#entries = new LRUCache<string, Entry>({
       max: options.maxConversations,
+      ...(options.maxBytes === undefined ? {} : { maxSize: options.maxBytes, sizeCalculation: sizeOf }),
       // Keeps the user lists free of conversations that left the cache for any reason.
       dispose: (entry, _id, reason) => {
         if (reason === 'set') return
         if (reason === 'evict') this.#evictions++
-        this.#unindex(entry.conversation)
+        this.#index.remove(entry.conversation.userId, indexKeyOf(entry.conversation))
       }
     })
   }
 
   stats (): StoreStats {
-    return { conversations: this.#entries.size, evictions: this.#evictions }
+    return { conversations: this.#entries.size, evictions: this.#evictions, bytes: this.#entries.calculatedSize }
   }
 
-  async create (id: string, fields: ConversationFields): Promise<Conversation> {
+  async create (id: string, fields: ConversationFields): Promise<TaggedConversation> {
     if (this.#live(id) !== undefined) throw new ConversationExistsError(id)
     const conversation = buildConversation(id, fields, this.#clock(), this.#limits)
-    this.#store(conversation)
-    return copy(conversation)
+    return tagged(this.#store(conversation))
   }
 
-  async get (id: string): Promise<Conversation | undefined> {
+  async get (id: string): Promise<TaggedConversation | undefined> {
     const entry = this.#live(id)
-    return entry === undefined ? undefined : copy(entry.conversation)
+    return entry === undefined ? undefined : tagged(entry)
   }
 
   async put (id: string, fields: ConversationFields, preconditions: Preconditions): Promise<PutResult> {
     const previous = this.#live(id)
-    checkPreconditions(previous?.conversation.version, preconditions)
+    checkPreconditions(previous === undefined ? undefined : tagOfEntry(previous), preconditions)
     const writeMs = writeTime(this.#clock(), previous?.conversation.updatedAt)
     const conversation = buildConversation(id, fields, writeMs, this.#limits, previous?.conversation)
-    this.#store(conversation, previous)
-    return { conversation: copy(conversation), created: previous === undefined }
+    return { conversation: tagged(this.#store(conversation, previous)), created: previous === undefined }
   }
 
-  async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions): Promise<Conversation> {
+  async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions): Promise<TaggedConversation> {
     const entry = this.#existing(id, preconditions)
     const writeMs = writeTime(this.#clock(), entry.conversation.updatedAt)
-    const conversation = patchConversation(entry.conversation, patch, writeMs, this.#limits)
-    this.#store(conversation, entry)
-    return copy(conversation)
+    return tagged(this.#store(patchConversation(entry.conversation, patch, writeMs, this.#limits), entry))
   }
 
   async delete (id: string, preconditions: Preconditions): Promise<void> {
@@ -89,30 +101,33 @@ export class MemoryConversationStore implements ConversationStore {
     this.#entries.delete(id)
   }
 
-  async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions): Promise<AppendResult> {
+  async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions): Promise<AppendResult & Tagged> {
     const entry = this.#existing(id, preconditions)
     const writeMs = writeTime(this.#clock(), entry.conversation.updatedAt)
     const { added, skipped } = newMessages(entry.messageIds, inputs, new Date(writeMs).toISOString())
     const current = entry.conversation
     if (added.length === 0) {
-      return { appended: 0, skipped, version: current.version, messageCount: current.messages.length }
+      return { appended: 0, skipped, version: current.version, messageCount: current.messages.length, etag: tagOfEntry(entry) }
     }
     assertMessageLimit(current.messages.length + added.length, this.#limits)
+    const addedBytes = messageBytes(added)
+    this.#assertFits(sizeOf(entry) + addedBytes)
     // Appending in place keeps the cost independent of the conversation's length.
     current.messages.push(...added)
     for (const message of added) entry.messageIds.add(message.id)
-    const updated = {
+    entry.messageBytes += addedBytes
+    const updated = this.#store({
       ...current,
       updatedAt: new Date(writeMs).toISOString(),
       expiresAt: expiryOf(writeMs, this.#limits),
       version: current.version + 1
-    }
-    this.#store(updated, entry)
-    return { appended: added.length, skipped, version: updated.version, messageCount: updated.messages.length }
+    }, entry)
+    const { version, messages } = updated.conversation
+    return { appended: added.length, skipped, version, messageCount: messages.length, etag: tagOfEntry(updated) }
   }
 
   async listByUser (userId: string, options: ListOptions): Promise<ConversationPage> {
-    const index = this.#byUser.get(userId) ?? []
+    const index = this.#index.keys(userId)
     const start = options.cursor === undefined ? 0 : firstAfter(index, options.cursor)
     const found: Conversation[] = []
     const expired: string[] = []
@@ -135,37 +150,42 @@ export class MemoryConversationStore implements ConversationStore {
   }
 
   async deleteByUser (userId: string): Promise<number> {
-    const index = [...this.#byUser.get(userId) ?? []]
     let deleted = 0
-    for (const key of index) {
+    for (const key of [...this.#index.keys(userId)]) {
       if (this.#live(key.id, { touch: false }) !== undefined) {
         this.#entries.delete(key.id)
         deleted++
       }
     }
-    this.#byUser.delete(userId)
+    this.#index.removeUser(userId)
     return deleted
   }
 
-  async getWorkflowState (id: string): Promise<WorkflowState> {
-    return { ...this.#workflowState(id, this.#existing(id, {})) }
+  async getWorkflowState (id: string): Promise<TaggedWorkflowState> {
+    return taggedState(this.#workflowState(id, this.#existing(id, {})))
   }
 
   async putWorkflowState (
     id: string, body: WorkflowStateBody, preconditions: Preconditions
-  ): Promise<{ state: WorkflowState, created: boolean }> {
+  ): Promise<{ state: TaggedWorkflowState, created: boolean }> {
     const entry = this.#existing(id, {})
     const previous = this.#liveWorkflowState(entry)
-    checkPreconditions(previous?.version, preconditions)
-    const writeMs = writeTime(this.#clock(), previous?.updatedAt)
-    entry.workflowState = buildWorkflowState(id, body, writeMs, this.#limits, previous)
-    return { state: { ...entry.workflowState }, created: previous === undefined }
+    checkPreconditions(previous === undefined ? undefined : tagOf(previous.incarnation, previous.state.version), preconditions)
+    const writeMs = writeTime(this.#clock(), previous?.state.updatedAt)
+    const state = buildWorkflowState(id, body, writeMs, this.#limits, previous?.state)
+    const stored: StoredState = { state, incarnation: previous?.incarnation ?? newIncarnation(), bytes: JSON.stringify(state).length }
+    this.#assertFits(sizeOf(entry) - (entry.workflowState?.bytes ?? 0) + stored.bytes)
+    // A new entry object, so that the cache recounts its size.
+    this.#entries.set(id, { ...entry, workflowState: stored })
+    return { state: taggedState(stored), created: previous === undefined }
   }
 
   async deleteWorkflowState (id: string, preconditions: Preconditions): Promise<void> {
     const entry = this.#existing(id, {})
-    checkPreconditions(this.#workflowState(id, entry).version, preconditions)
-    delete entry.workflowState
+    const current = this.#workflowState(id, entry)
+    checkPreconditions(tagOf(current.incarnation, current.state.version), preconditions)
+    const { workflowState: _deleted, ...rest } = entry
+    this.#entries.set(id, rest)
   }
 
   async ping (): Promise<StoreHealth> {
@@ -174,7 +194,7 @@ export class MemoryConversationStore implements ConversationStore {
 
   async close (): Promise<void> {
     this.#entries.clear()
-    this.#byUser.clear()
+    this.#index.clear()
   }
 
   /** The entry while it has not expired; an expired one is removed on sight. */
@@ -189,79 +209,72 @@ export class MemoryConversationStore implements ConversationStore {
   #existing (id: string, preconditions: Preconditions): Entry {
     const entry = this.#live(id)
     if (entry === undefined) throw new ConversationNotFoundError(id)
-    checkPreconditions(entry.conversation.version, preconditions)
+    checkPreconditions(tagOfEntry(entry), preconditions)
     return entry
   }
 
-  #liveWorkflowState (entry: Entry): WorkflowState | undefined {
-    const state = entry.workflowState
-    return state !== undefined && Date.parse(state.expiresAt) > this.#clock() ? state : undefined
+  #liveWorkflowState (entry: Entry): StoredState | undefined {
+    const stored = entry.workflowState
+    return stored !== undefined && Date.parse(stored.state.expiresAt) > this.#clock() ? stored : undefined
   }
 
-  #workflowState (id: string, entry: Entry): WorkflowState {
-    const state = this.#liveWorkflowState(entry)
-    if (state === undefined) throw new WorkflowStateNotFoundError(id)
-    return state
+  #workflowState (id: string, entry: Entry): StoredState {
+    const stored = this.#liveWorkflowState(entry)
+    if (stored === undefined) throw new WorkflowStateNotFoundError(id)
+    return stored
+  }
+
+  /** A conversation that would not fit in the whole cache is refused before anything changes. */
+  #assertFits (bytes: number): void {
+    if (bytes > this.#maxBytes) throw new ConversationTooLargeError(this.#maxBytes)
   }
 
   /**
    * Saves a conversation write. The write refreshes the TTL of everything the
    * conversation owns; a new conversation starts without workflow state.
    */
-  #store (conversation: Conversation, previous?: Entry): void {
+  #store (conversation: Conversation, previous?: Entry): Entry {
+    const sameMessages = previous?.conversation.messages === conversation.messages
+    const { messages: _messages, ...body } = conversation
     const entry: Entry = {
       conversation,
-      messageIds: previous?.conversation.messages === conversation.messages
-        ? previous.messageIds
-        : new Set(conversation.messages.map((message) => message.id))
+      incarnation: previous?.incarnation ?? newIncarnation(),
+      messageIds: sameMessages ? previous.messageIds : new Set(conversation.messages.map((message) => message.id)),
+      bodyBytes: JSON.stringify(body).length,
+      messageBytes: sameMessages ? previous.messageBytes : messageBytes(conversation.messages)
     }
-    const workflowState = previous === undefined ? undefined : this.#liveWorkflowState(previous)
-    if (workflowState !== undefined) entry.workflowState = { ...workflowState, expiresAt: conversation.expiresAt }
-    if (previous !== undefined) this.#unindex(previous.conversation)
+    const stored = previous === undefined ? undefined : this.#liveWorkflowState(previous)
+    if (stored !== undefined) entry.workflowState = { ...stored, state: { ...stored.state, expiresAt: conversation.expiresAt } }
+    this.#assertFits(sizeOf(entry))
+    if (previous !== undefined) this.#index.remove(previous.conversation.userId, indexKeyOf(previous.conversation))
     this.#entries.set(conversation.id, entry)
-    this.#index(conversation)
+    this.#index.add(conversation.userId, indexKeyOf(conversation))
+    return entry
   }
+}
 
-  #index (conversation: Conversation): void {
-    let index = this.#byUser.get(conversation.userId)
-    if (index === undefined) {
-      index = []
-      this.#byUser.set(conversation.userId, index)
-    }
-    const key = indexKeyOf(conversation)
-    index.splice(firstAfter(index, key), 0, key)
-  }
+function messageBytes (messages: Message[]): number {
+  let bytes = 0
+  for (const message of messages) bytes += JSON.stringify(message).length + 1
+  return bytes
+}
 
-  #unindex (conversation: Conversation): void {
-    const index = this.#byUser.get(conversation.userId)
-    if (index === undefined) return
-    removeKey(index, indexKeyOf(conversation))
-    if (index.length === 0) this.#byUser.delete(conversation.userId)
-  }
+function tagOfEntry (entry: Entry): string {
+  return tagOf(entry.incarnation, entry.conversation.version)
 }
 
 function copy (conversation: Conversation): Conversation {
   return { ...conversation, messages: conversation.messages.slice() }
 }
 
+function tagged (entry: Entry): TaggedConversation {
+  return { ...copy(entry.conversation), etag: tagOfEntry(entry) }
+}
+
+function taggedState ({ state, incarnation }: StoredState): TaggedWorkflowState {
+  return { ...state, etag: tagOf(incarnation, state.version) }
+}
+
 function indexKeyOf (conversation: Conversation): IndexKey {
   return { updatedAt: Date.parse(conversation.updatedAt), id: conversation.id }
-}
-
-/** Position of the first key that sorts after `key` (binary search). */
-function firstAfter (index: IndexKey[], key: IndexKey): number {
-  let low = 0
-  let high = index.length
-  while (low < high) {
-    const middle = (low + high) >>> 1
-    if (compareListOrder(index[middle] as IndexKey, key) <= 0) low = middle + 1
-    else high = middle
-  }
-  return low
-}
-
-function removeKey (index: IndexKey[], key: IndexKey): void {
-  const position = firstAfter(index, key) - 1
-  const found = index[position]
-  if (found !== undefined && compareListOrder(found, key) === 0) index.splice(position, 1)
 }

@@ -6,12 +6,20 @@
 // 'PRECONDITION', 'USER_MISMATCH', 'TOO_MANY', 'CONFLICT'.
 
 const helpers = `
-local function matches (ifMatch, version)
+-- The entity tag of a version, as tagOf (conversation-rules.ts) builds it. Records from
+-- before incarnations existed have none: they count as incarnation '0'.
+local function tagOf (incarnation, version)
+  if not version then return nil end
+  return (incarnation or '0') .. '.' .. version
+end
+
+-- ifMatch: '' (no condition), '*', or tags separated by commas (tags never hold one).
+local function matches (ifMatch, tag)
   if ifMatch == '' then return true end
-  if not version then return false end
+  if not tag then return false end
   if ifMatch == '*' then return true end
-  for tag in string.gmatch(ifMatch, '[^,]+') do
-    if tonumber(tag) == version then return true end
+  for candidate in string.gmatch(ifMatch, '[^,]+') do
+    if candidate == tag then return true end
   end
   return false
 end
@@ -43,44 +51,49 @@ local function push (msgs, ids, idList, jsonList)
 end
 `
 
-/** KEYS doc, msgs, ids, wf. ARGV mode, now, ttlMs, ifMatch, ifNoneMatch, userId, body, n, ids…, messages…. */
+/**
+ * KEYS doc, msgs, ids, wf. ARGV mode, now, ttlMs, ifMatch, ifNoneMatch, userId, body,
+ * newIncarnation (used when this write creates the conversation), n, ids…, messages….
+ */
 export const writeConversation = `${helpers}
 local doc, msgs, ids, wf = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now, ttl, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[8])
-local current = redis.call('HMGET', doc, 'version', 'userId', 'updatedAt', 'createdAt')
+local now, ttl, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[9])
+local current = redis.call('HMGET', doc, 'version', 'userId', 'updatedAt', 'createdAt', 'inc')
 local version = tonumber(current[1])
 if version and ARGV[1] == 'create' then return {'EXISTS'} end
 if version and ARGV[5] == '1' then return {'PRECONDITION'} end
-if not matches(ARGV[4], version) then return {'PRECONDITION'} end
+if not matches(ARGV[4], tagOf(current[5], version)) then return {'PRECONDITION'} end
 if version and current[2] ~= ARGV[6] then return {'USER_MISMATCH'} end
 local updatedAt = writeTime(now, current[3])
 local expiresAt = updatedAt + ttl
 local createdAt = current[4] or tostring(now)
+local incarnation = version and (current[5] or '0') or ARGV[8]
 redis.call('DEL', msgs, ids)
 -- A new conversation never inherits state left under its id.
 if not version then redis.call('DEL', wf) end
 local idList, jsonList = {}, {}
 for i = 1, n do
-  idList[i] = ARGV[8 + i]
-  jsonList[i] = ARGV[8 + n + i]
+  idList[i] = ARGV[9 + i]
+  jsonList[i] = ARGV[9 + n + i]
 end
 push(msgs, ids, idList, jsonList)
 redis.call('HSET', doc, 'body', ARGV[7], 'userId', ARGV[6], 'createdAt', createdAt, 'updatedAt', updatedAt,
-  'expiresAt', expiresAt, 'version', (version or 0) + 1, 'count', n)
+  'expiresAt', expiresAt, 'version', (version or 0) + 1, 'count', n, 'inc', incarnation)
 refresh(doc, msgs, ids, wf, expiresAt)
-return {'OK', (version or 0) + 1, updatedAt, expiresAt, tonumber(createdAt), version and 0 or 1}
+return {'OK', (version or 0) + 1, updatedAt, expiresAt, tonumber(createdAt), version and 0 or 1, incarnation}
 `
 
 /**
- * KEYS doc, msgs, ids, wf. ARGV expectedVersion, now, ttlMs, body. Compare-and-set of the
- * body; answers the messages too, so the caller's answer matches the version it wrote.
+ * KEYS doc, msgs, ids, wf. ARGV expectedTag, now, ttlMs, body. Compare-and-set of the body
+ * on the tag, so a conversation deleted and created again meanwhile is a conflict too;
+ * answers the messages, so the caller's answer matches the version it wrote.
  */
 export const replaceBody = `${helpers}
 local doc, msgs, ids, wf = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local current = redis.call('HMGET', doc, 'version', 'updatedAt', 'count')
+local current = redis.call('HMGET', doc, 'version', 'updatedAt', 'count', 'inc')
 local version = tonumber(current[1])
 if not version then return {'NOT_FOUND'} end
-if version ~= tonumber(ARGV[1]) then return {'CONFLICT'} end
+if tagOf(current[4], version) ~= ARGV[1] then return {'CONFLICT'} end
 local updatedAt = writeTime(tonumber(ARGV[2]), current[2])
 local expiresAt = updatedAt + tonumber(ARGV[3])
 redis.call('HSET', doc, 'body', ARGV[4], 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1)
@@ -95,10 +108,10 @@ return {'OK', version + 1, updatedAt, expiresAt, current[3], '[' .. table.concat
 export const appendMessages = `${helpers}
 local doc, msgs, ids, wf = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
-local current = redis.call('HMGET', doc, 'version', 'updatedAt', 'count', 'userId')
+local current = redis.call('HMGET', doc, 'version', 'updatedAt', 'count', 'userId', 'inc')
 local version = tonumber(current[1])
 if not version then return {'NOT_FOUND'} end
-if not matches(ARGV[3], version) then return {'PRECONDITION'} end
+if not matches(ARGV[3], tagOf(current[5], version)) then return {'PRECONDITION'} end
 local count = tonumber(current[3])
 local seen, idList, jsonList = {}, {}, {}
 for i = 1, n do
@@ -110,22 +123,22 @@ for i = 1, n do
   seen[id] = true
 end
 local added = #idList
-if added == 0 then return {'OK', 0, n, version, count} end
+if added == 0 then return {'OK', 0, n, version, count, 0, 0, current[4], current[5] or '0'} end
 if count + added > tonumber(ARGV[4]) then return {'TOO_MANY'} end
 local updatedAt = writeTime(now, current[2])
 local expiresAt = updatedAt + ttl
 push(msgs, ids, idList, jsonList)
 redis.call('HSET', doc, 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1, 'count', count + added)
 refresh(doc, msgs, ids, wf, expiresAt)
-return {'OK', added, n - added, version + 1, count + added, updatedAt, expiresAt, current[4]}
+return {'OK', added, n - added, version + 1, count + added, updatedAt, expiresAt, current[4], current[5] or '0'}
 `
 
 /** KEYS doc, msgs, ids, wf. ARGV ifMatch, userId ('' for any owner). */
 export const deleteConversation = `${helpers}
-local current = redis.call('HMGET', KEYS[1], 'version', 'userId', 'updatedAt')
+local current = redis.call('HMGET', KEYS[1], 'version', 'userId', 'updatedAt', 'inc')
 local version = tonumber(current[1])
 if not version or (ARGV[2] ~= '' and current[2] ~= ARGV[2]) then return {'NOT_FOUND'} end
-if not matches(ARGV[1], version) then return {'PRECONDITION'} end
+if not matches(ARGV[1], tagOf(current[4], version)) then return {'PRECONDITION'} end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 return {'OK', current[2], tonumber(current[3])}
 `
@@ -135,40 +148,46 @@ return {'OK', current[2], tonumber(current[3])}
  * one JSON array, so the caller parses once rather than per message.
  */
 export const readConversation = `
-local fields = redis.call('HMGET', KEYS[1], 'body', 'userId', 'createdAt', 'updatedAt', 'expiresAt', 'version', 'count')
+local fields = redis.call('HMGET', KEYS[1], 'body', 'userId', 'createdAt', 'updatedAt', 'expiresAt', 'version', 'count', 'inc')
 if not fields[6] then return {'NOT_FOUND'} end
 local messages = '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']'
-return {'OK', fields[1], fields[2], fields[3], fields[4], fields[5], fields[6], fields[7], messages}
+return {'OK', fields[1], fields[2], fields[3], fields[4], fields[5], fields[6], fields[7], messages, fields[8] or '0'}
 `
 
 /** KEYS doc, wf. */
 export const readWorkflowState = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
-local fields = redis.call('HMGET', KEYS[2], 'body', 'version', 'updatedAt', 'expiresAt')
+local fields = redis.call('HMGET', KEYS[2], 'body', 'version', 'updatedAt', 'expiresAt', 'inc')
 if not fields[2] then return {'WORKFLOW_NOT_FOUND'} end
-return {'OK', fields[1], fields[2], fields[3], fields[4]}
+return {'OK', fields[1], fields[2], fields[3], fields[4], fields[5] or '0'}
 `
 
-/** KEYS doc, wf. ARGV now, ttlMs, ifMatch, ifNoneMatch, body. The conversation is left as it is. */
+/**
+ * KEYS doc, wf. ARGV now, ttlMs, ifMatch, ifNoneMatch, body, newIncarnation (used when this
+ * write creates the state). The conversation is left as it is.
+ */
 export const writeWorkflowState = `${helpers}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
-local current = redis.call('HMGET', KEYS[2], 'version', 'updatedAt')
+local current = redis.call('HMGET', KEYS[2], 'version', 'updatedAt', 'inc')
 local version = tonumber(current[1])
 if version and ARGV[4] == '1' then return {'PRECONDITION'} end
-if not matches(ARGV[3], version) then return {'PRECONDITION'} end
+if not matches(ARGV[3], tagOf(current[3], version)) then return {'PRECONDITION'} end
 local updatedAt = writeTime(tonumber(ARGV[1]), current[2])
 local expiresAt = updatedAt + tonumber(ARGV[2])
-redis.call('HSET', KEYS[2], 'body', ARGV[5], 'version', (version or 0) + 1, 'updatedAt', updatedAt, 'expiresAt', expiresAt)
+local incarnation = version and (current[3] or '0') or ARGV[6]
+redis.call('HSET', KEYS[2], 'body', ARGV[5], 'version', (version or 0) + 1, 'updatedAt', updatedAt, 'expiresAt', expiresAt,
+  'inc', incarnation)
 redis.call('PEXPIREAT', KEYS[2], expiresAt)
-return {'OK', (version or 0) + 1, updatedAt, expiresAt, version and 0 or 1}
+return {'OK', (version or 0) + 1, updatedAt, expiresAt, version and 0 or 1, incarnation}
 `
 
 /** KEYS doc, wf. ARGV ifMatch. */
 export const deleteWorkflowState = `${helpers}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
-local version = tonumber(redis.call('HGET', KEYS[2], 'version'))
+local current = redis.call('HMGET', KEYS[2], 'version', 'inc')
+local version = tonumber(current[1])
 if not version then return {'WORKFLOW_NOT_FOUND'} end
-if not matches(ARGV[1], version) then return {'PRECONDITION'} end
+if not matches(ARGV[1], tagOf(current[2], version)) then return {'PRECONDITION'} end
 redis.call('DEL', KEYS[2])
 return {'OK'}
 `

@@ -3,16 +3,22 @@ import {
   ConversationExistsError, ConversationNotFoundError, CorruptRecordError, PreconditionFailedError,
   TooManyMessagesError, UserMismatchError, WorkflowStateNotFoundError
 } from '../errors.js'
-import {
-  ConversationSchema, WorkflowStateSchema, type AppendResult, type Conversation, type ConversationFields,
-  type Message, type MessageInput, type PatchConversationBody, type WorkflowState,
-  type WorkflowStateBody
+import type {
+  AppendResult, Conversation, ConversationFields, MessageInput, PatchConversationBody, WorkflowStateBody
 } from '../schemas.js'
-import { assertMessageLimit, checkPreconditions, mergePatch, toMessage, toSummary, type StoreLimits } from './conversation-rules.js'
+import {
+  assertMessageLimit, checkPreconditions, mergePatch, newIncarnation, tagOf, toMessage, toSummary, type StoreLimits
+} from './conversation-rules.js'
 import { conversationKeys, userIndexKey } from './redis-keys.js'
+import {
+  InvalidRecordError, iso, parseConversation, parseWorkflowState, SUMMARY_FIELDS, type ParsedRecord, type RawConversation
+} from './redis-records.js'
 import * as scripts from './redis-scripts.js'
 import { guardRedisCall } from './redis-errors.js'
-import type { ConversationPage, ConversationStore, ListCursor, ListOptions, Preconditions, PutResult, StoreHealth, StoreStats } from './types.js'
+import type {
+  ConversationPage, ConversationStore, ListCursor, ListOptions, Preconditions, PutResult, StoreHealth, StoreStats, Tagged,
+  TaggedConversation, TaggedWorkflowState
+} from './types.js'
 
 type ScriptReply = [string, ...unknown[]]
 type Script = (...args: Array<string | number>) => Promise<ScriptReply>
@@ -43,12 +49,6 @@ export interface RedisStoreOptions {
   onCorruptRecord?: (id: string, reason: string) => void
   clock?: () => number
 }
-
-/** A validated record, with the message count the hash keeps beside the messages. */
-interface ParsedRecord { conversation: Conversation, messageCount: number }
-
-/** A conversation hash as the read script returns it. */
-type RawConversation = [body: string, userId: string, createdAt: string, updatedAt: string, expiresAt: string, version: string, count: string, messages: string]
 
 /**
  * The Redis backend. Each conversation write is one Lua script on the conversation's own
@@ -82,15 +82,15 @@ export class RedisConversationStore implements ConversationStore {
 
   get #ttlMs (): number { return this.#limits.ttlSeconds * 1000 }
 
-  async create (id: string, fields: ConversationFields): Promise<Conversation> {
+  async create (id: string, fields: ConversationFields): Promise<TaggedConversation> {
     const { conversation } = await this.#write('create', id, fields, {})
     return conversation
   }
 
-  async get (id: string): Promise<Conversation | undefined> {
+  async get (id: string): Promise<TaggedConversation | undefined> {
     return await this.#guard(async () => {
       const raw = await this.#read(id, true)
-      return raw === undefined ? undefined : this.#parse(id, raw, true)
+      return raw === undefined ? undefined : this.#parseTagged(id, raw)
     })
   }
 
@@ -98,7 +98,7 @@ export class RedisConversationStore implements ConversationStore {
     return await this.#write('put', id, fields, preconditions)
   }
 
-  async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions): Promise<Conversation> {
+  async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions): Promise<TaggedConversation> {
     return await this.#guard(async (deadline) => {
       const keys = this.#keys(id)
       // Optimistic concurrency: merge in Node, then compare-and-set on the version inside
@@ -109,15 +109,18 @@ export class RedisConversationStore implements ConversationStore {
         const raw = await this.#read(id, false)
         if (raw === undefined) throw new ConversationNotFoundError(id)
         const current = this.#parse(id, raw, false)
-        checkPreconditions(current.version, preconditions)
+        const currentTag = tagOf(raw[8], current.version)
+        checkPreconditions(currentTag, preconditions)
         const { id: _id, userId, createdAt, updatedAt: _u, expiresAt: _e, version: _v, messages: _m, ...body } =
           mergePatch(current, patch) as Conversation
-        const reply = await this.#script('csReplaceBody', keys, current.version, this.#clock(), this.#ttlMs, JSON.stringify(body))
+        const reply = await this.#script('csReplaceBody', keys, currentTag, this.#clock(), this.#ttlMs, JSON.stringify(body))
         if (reply[0] === 'CONFLICT') continue
         if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
         const [, version, updatedAt, expiresAt, count, messages] = reply as [string, number, number, number, string, string]
         await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
-        return this.#parse(id, [JSON.stringify(body), userId, String(Date.parse(createdAt)), String(updatedAt), String(expiresAt), String(version), count, messages], true)
+        return this.#parseTagged(id, [
+          JSON.stringify(body), userId, String(Date.parse(createdAt)), String(updatedAt), String(expiresAt), String(version), count, messages, raw[8]
+        ])
       }
     })
   }
@@ -132,7 +135,7 @@ export class RedisConversationStore implements ConversationStore {
     })
   }
 
-  async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions): Promise<AppendResult> {
+  async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions): Promise<AppendResult & Tagged> {
     return await this.#guard(async () => {
       // The script skips ids already stored or repeated in the batch.
       const nowIso = iso(this.#clock())
@@ -143,10 +146,10 @@ export class RedisConversationStore implements ConversationStore {
       if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
       if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
       if (reply[0] === 'TOO_MANY') throw new TooManyMessagesError(this.#limits.maxMessagesPerConversation)
-      const [, appended, skipped, version, messageCount, updatedAt, expiresAt, userId] =
-        reply as [string, number, number, number, number, number, number, string]
+      const [, appended, skipped, version, messageCount, updatedAt, expiresAt, userId, incarnation] =
+        reply as [string, number, number, number, number, number, number, string, string]
       if (appended > 0) await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
-      return { appended, skipped, version, messageCount }
+      return { appended, skipped, version, messageCount, etag: tagOf(incarnation, version) }
     })
   }
 
@@ -235,25 +238,25 @@ export class RedisConversationStore implements ConversationStore {
     })
   }
 
-  async getWorkflowState (id: string): Promise<WorkflowState> {
+  async getWorkflowState (id: string): Promise<TaggedWorkflowState> {
     return await this.#guard(async () => {
       const keys = conversationKeys(this.#prefix, id)
       const reply = await this.#script('csReadWorkflowState', [keys.doc, keys.workflow])
       this.#throwForWorkflow(id, reply)
-      const [, body, version, updatedAt, expiresAt] = reply as [string, string, string, string, string]
-      return this.#workflowState(id, body, Number(version), Number(updatedAt), Number(expiresAt))
+      const [, body, version, updatedAt, expiresAt, incarnation] = reply as [string, string, string, string, string, string]
+      return this.#workflowState(id, body, Number(version), Number(updatedAt), Number(expiresAt), incarnation)
     })
   }
 
-  async putWorkflowState (id: string, state: WorkflowStateBody, preconditions: Preconditions): Promise<{ state: WorkflowState, created: boolean }> {
+  async putWorkflowState (id: string, state: WorkflowStateBody, preconditions: Preconditions): Promise<{ state: TaggedWorkflowState, created: boolean }> {
     return await this.#guard(async () => {
       const keys = conversationKeys(this.#prefix, id)
       const body = JSON.stringify(state)
       const reply = await this.#script('csWriteWorkflowState', [keys.doc, keys.workflow],
-        this.#clock(), this.#ttlMs, ifMatchArg(preconditions), preconditions.ifNoneMatch === true ? '1' : '', body)
+        this.#clock(), this.#ttlMs, ifMatchArg(preconditions), preconditions.ifNoneMatch === true ? '1' : '', body, newIncarnation())
       this.#throwForWorkflow(id, reply)
-      const [, version, updatedAt, expiresAt, created] = reply as [string, number, number, number, number]
-      return { state: this.#workflowState(id, body, version, updatedAt, expiresAt), created: created === 1 }
+      const [, version, updatedAt, expiresAt, created, incarnation] = reply as [string, number, number, number, number, string]
+      return { state: this.#workflowState(id, body, version, updatedAt, expiresAt, incarnation), created: created === 1 }
     })
   }
 
@@ -303,15 +306,14 @@ export class RedisConversationStore implements ConversationStore {
       if (preconditions.ifMatch === undefined) await this.#touchIndex('NX', userId, id, now, now + this.#ttlMs)
       const reply = await this.#script('csWriteConversation', this.#keys(id),
         mode, now, this.#ttlMs, ifMatchArg(preconditions), preconditions.ifNoneMatch === true ? '1' : '', userId,
-        JSON.stringify(body), messages.length, ...messages.map((message) => message.id), ...messages.map((message) => JSON.stringify(message)))
+        JSON.stringify(body), newIncarnation(), messages.length, ...messages.map((message) => message.id), ...messages.map((message) => JSON.stringify(message)))
       if (reply[0] === 'EXISTS') throw new ConversationExistsError(id)
       if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
       if (reply[0] === 'USER_MISMATCH') throw new UserMismatchError()
-      const [, version, updatedAt, expiresAt, createdAt, created] = reply as [string, number, number, number, number, number]
+      const [, version, updatedAt, expiresAt, createdAt, created, incarnation] = reply as [string, number, number, number, number, number, string]
       await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
-      const conversation: Conversation = {
-        ...body, userId, id, messages, createdAt: iso(createdAt), updatedAt: iso(updatedAt), expiresAt: iso(expiresAt), version
-      }
+      const times = { createdAt: iso(createdAt), updatedAt: iso(updatedAt), expiresAt: iso(expiresAt) }
+      const conversation: TaggedConversation = { ...body, userId, id, messages, ...times, version, etag: tagOf(incarnation, version) }
       return { conversation, created: created === 1 }
     })
   }
@@ -321,8 +323,9 @@ export class RedisConversationStore implements ConversationStore {
     if (!withMessages) {
       // One hash holds everything but the messages, so a plain HMGET is a consistent
       // snapshot, and far cheaper for Redis than a script (lists read 51 of these).
-      const fields = await this.#client.hmget(keys.doc, 'body', 'userId', 'createdAt', 'updatedAt', 'expiresAt', 'version', 'count')
-      return fields[5] === null ? undefined : [...fields, '[]'] as RawConversation
+      const [body, userId, createdAt, updatedAt, expiresAt, version, count, incarnation] = await this.#client.hmget(keys.doc, ...SUMMARY_FIELDS)
+      if (version === null || version === undefined) return undefined
+      return [body, userId, createdAt, updatedAt, expiresAt, version, count, '[]', incarnation ?? '0'] as RawConversation
     }
     const reply = await this.#script('csReadConversation', [keys.doc, keys.messages])
     return reply[0] === 'OK' ? reply.slice(1) as RawConversation : undefined
@@ -333,27 +336,13 @@ export class RedisConversationStore implements ConversationStore {
     return this.#parseCounted(id, raw, withMessages).conversation
   }
 
+  #parseTagged (id: string, raw: RawConversation): TaggedConversation {
+    const conversation = this.#parse(id, raw, true)
+    return { ...conversation, etag: tagOf(raw[8], conversation.version) }
+  }
+
   #parseCounted (id: string, raw: RawConversation, withMessages: boolean): ParsedRecord {
-    const [body, userId, createdAt, updatedAt, expiresAt, version, count, messages] = raw
-    try {
-      const candidate = {
-        ...JSON.parse(body) as object,
-        id,
-        userId,
-        createdAt: iso(Number(createdAt)),
-        updatedAt: iso(Number(updatedAt)),
-        expiresAt: iso(Number(expiresAt)),
-        version: Number(version),
-        messages: JSON.parse(messages) as Message[]
-      }
-      const parsed = ConversationSchema.safeParse(candidate)
-      if (!parsed.success) throw new Error(parsed.error.issues[0]?.message)
-      if (withMessages && parsed.data.messages.length !== Number(count)) throw new Error('message count does not match')
-      return { conversation: parsed.data, messageCount: Number(count) }
-    } catch (error) {
-      this.#onCorruptRecord(id, (error as Error).message)
-      throw new CorruptRecordError(id)
-    }
+    return this.#corruptUnless(id, () => parseConversation(id, raw, withMessages))
   }
 
   #parseQuietly (id: string, raw: RawConversation, withMessages: boolean): ParsedRecord | undefined {
@@ -364,12 +353,19 @@ export class RedisConversationStore implements ConversationStore {
     }
   }
 
-  #workflowState (id: string, body: string, version: number, updatedAt: number, expiresAt: number): WorkflowState {
-    const candidate = { ...JSON.parse(body) as object, conversationId: id, version, updatedAt: iso(updatedAt), expiresAt: iso(expiresAt) }
-    const parsed = WorkflowStateSchema.safeParse(candidate)
-    if (parsed.success) return parsed.data
-    this.#onCorruptRecord(id, `workflow state: ${parsed.error.issues[0]?.message ?? 'invalid'}`)
-    throw new CorruptRecordError(id)
+  #workflowState (id: string, body: string, version: number, updatedAt: number, expiresAt: number, incarnation: string): TaggedWorkflowState {
+    const state = this.#corruptUnless(id, () => parseWorkflowState(id, body, version, updatedAt, expiresAt))
+    return { ...state, etag: tagOf(incarnation, version) }
+  }
+
+  #corruptUnless<T> (id: string, parse: () => T): T {
+    try {
+      return parse()
+    } catch (error) {
+      if (!(error instanceof InvalidRecordError)) throw error
+      this.#onCorruptRecord(id, error.message)
+      throw new CorruptRecordError(id)
+    }
   }
 
   #throwForWorkflow (id: string, reply: ScriptReply): void {
@@ -399,12 +395,8 @@ export class RedisConversationStore implements ConversationStore {
   }
 }
 
-function iso (ms: number): string {
-  return new Date(ms).toISOString()
-}
-
 function ifMatchArg ({ ifMatch }: Preconditions): string {
   if (ifMatch === undefined) return ''
-  // Only weak tags were sent: none can match, and no version is -1.
-  return ifMatch === '*' ? '*' : ifMatch.join(',') || '-1'
+  // Only weak tags were sent: none can match, and a lone comma names no tag.
+  return ifMatch === '*' ? '*' : ifMatch.join(',') || ','
 }

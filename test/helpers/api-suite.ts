@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import type { Backend } from './backends.js'
+import { edgeSuite } from './edge-suite.js'
 
 // The API contract as tests, run once per backend. Every test uses its own ids, so
 // backends that share a server (Redis) need no cleaning between tests.
@@ -23,6 +24,20 @@ const append = (app: FastifyInstance, id: string, messages: Json[], headers: Jso
 const list = (app: FastifyInstance, userId: string, query = ''): Promise<LightMyRequestResponse> =>
   app.inject({ method: 'GET', url: `/v1/users/${userId}/conversations${query}` })
 
+/** A strong entity tag; its content is opaque (it names the incarnation and the version). */
+const STRONG_TAG = /^"[^",]+"$/
+
+/** Creates a conversation and answers its body fields with the ETag of the create. */
+async function createTagged (app: FastifyInstance, body: Json): Promise<Json & { etag: string }> {
+  const response = await app.inject({ method: 'POST', url: '/v1/conversations', payload: body })
+  if (response.statusCode !== 201) throw new Error(`create failed: ${response.statusCode} ${response.body}`)
+  return { ...response.json(), etag: response.headers.etag as string }
+}
+
+function omitTag ({ etag: _etag, ...body }: Json): Json {
+  return body
+}
+
 function assertError (tt: Test, response: LightMyRequestResponse, statusCode: number, code: string): void {
   tt.equal(response.statusCode, statusCode, `status ${statusCode}`)
   tt.match(response.headers['content-type'], /application\/json/)
@@ -36,6 +51,7 @@ function assertError (tt: Test, response: LightMyRequestResponse, statusCode: nu
 
 export function apiSuite (backend: Backend): void {
   const { build } = backend
+  edgeSuite(backend)
 
   t.test(`[${backend.name}] create`, async (t) => {
     const app = await build(t)
@@ -49,7 +65,7 @@ export function apiSuite (backend: Backend): void {
       })
       t.equal(response.statusCode, 201)
       t.equal(response.headers.location, `/v1/conversations/${id}`)
-      t.equal(response.headers.etag, '"1"')
+      t.match(response.headers.etag, STRONG_TAG)
       const body = response.json()
       t.match(body, { id, userId: 'u1', tenantId: 'default', status: 'active', title: 'Hello', version: 1 })
       t.match(body.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
@@ -178,11 +194,12 @@ export function apiSuite (backend: Backend): void {
     const app = await build(t)
 
     t.test('answers 200 with the ETag of the version', async (t) => {
-      const created = await create(app, { userId: 'u1', title: 'x' })
-      const response = await app.inject({ method: 'GET', url: `/v1/conversations/${created.id}` })
+      const id = unique('c')
+      const created = await app.inject({ method: 'POST', url: '/v1/conversations', payload: { id, userId: 'u1', title: 'x' } })
+      const response = await app.inject({ method: 'GET', url: `/v1/conversations/${id}` })
       t.equal(response.statusCode, 200)
-      t.equal(response.headers.etag, '"1"')
-      t.same(response.json(), created)
+      t.equal(response.headers.etag, created.headers.etag)
+      t.same(response.json(), created.json())
     })
 
     t.test('answers 404 for a missing conversation', async (t) => {
@@ -194,15 +211,17 @@ export function apiSuite (backend: Backend): void {
     })
 
     t.test('answers 304 when If-None-Match names the current version', async (t) => {
-      const { id } = await create(app, { userId: 'u1' })
-      for (const tag of ['"1"', 'W/"1"', '"0", "1"', '*']) {
+      const { id, etag } = await createTagged(app, { userId: 'u1' })
+      for (const tag of [etag, `W/${etag}`, `"x.0", ${etag}`, '*']) {
         const response = await app.inject({ method: 'GET', url: `/v1/conversations/${id}`, headers: { 'if-none-match': tag } })
         t.equal(response.statusCode, 304, tag)
         t.equal(response.body, '')
-        t.equal(response.headers.etag, '"1"')
+        t.equal(response.headers.etag, etag)
       }
-      const stale = await app.inject({ method: 'GET', url: `/v1/conversations/${id}`, headers: { 'if-none-match': '"2"' } })
-      t.equal(stale.statusCode, 200)
+      for (const tag of ['"1"', 'W/"1"']) {
+        const stale = await app.inject({ method: 'GET', url: `/v1/conversations/${id}`, headers: { 'if-none-match': tag } })
+        t.equal(stale.statusCode, 200, `${tag}: a bare version is no longer an ETag`)
+      }
     })
 
     t.test('answers 400 for a malformed If-None-Match', async (t) => {
@@ -222,12 +241,13 @@ export function apiSuite (backend: Backend): void {
       })
       t.equal(first.statusCode, 201)
       t.equal(first.headers.location, `/v1/conversations/${id}`)
-      t.equal(first.headers.etag, '"1"')
+      t.match(first.headers.etag, STRONG_TAG)
       const second = await app.inject({
         method: 'PUT', url: `/v1/conversations/${id}`, payload: { id, userId: 'u1', status: 'completed', messages: [{ id: 'b', role: 'assistant' }] }
       })
       t.equal(second.statusCode, 200)
-      t.equal(second.headers.etag, '"2"')
+      t.match(second.headers.etag, STRONG_TAG)
+      t.not(second.headers.etag, first.headers.etag, 'a new version has a new tag')
       const body = second.json()
       t.match(body, { id, version: 2, status: 'completed', createdAt: first.json().createdAt })
       t.notOk('title' in body, 'a full replacement drops fields it does not name')
@@ -246,16 +266,16 @@ export function apiSuite (backend: Backend): void {
     })
 
     t.test('honours If-Match', async (t) => {
-      const { id } = await create(app, { userId: 'u1' })
-      const stale = await app.inject({ method: 'PUT', url: `/v1/conversations/${id}`, payload: { userId: 'u1' }, headers: { 'if-match': '"7"' } })
-      assertError(t, stale, 412, 'PRECONDITION_FAILED')
-      const weak = await app.inject({ method: 'PUT', url: `/v1/conversations/${id}`, payload: { userId: 'u1' }, headers: { 'if-match': 'W/"1"' } })
-      assertError(t, weak, 412, 'PRECONDITION_FAILED')
-      const fresh = await app.inject({ method: 'PUT', url: `/v1/conversations/${id}`, payload: { userId: 'u1' }, headers: { 'if-match': '"5", "1"' } })
+      const { id, etag } = await createTagged(app, { userId: 'u1' })
+      for (const tag of ['"1"', 'W/"1"', `W/${etag}`, etag.replace(/\.1"$/, '.2"')]) {
+        const stale = await app.inject({ method: 'PUT', url: `/v1/conversations/${id}`, payload: { userId: 'u1' }, headers: { 'if-match': tag } })
+        assertError(t, stale, 412, 'PRECONDITION_FAILED')
+      }
+      const fresh = await app.inject({ method: 'PUT', url: `/v1/conversations/${id}`, payload: { userId: 'u1' }, headers: { 'if-match': `"x.5", ${etag}` } })
       t.equal(fresh.statusCode, 200)
       const any = await app.inject({ method: 'PUT', url: `/v1/conversations/${id}`, payload: { userId: 'u1' }, headers: { 'if-match': '*' } })
       t.equal(any.statusCode, 200)
-      t.equal(any.headers.etag, '"3"')
+      t.equal(any.json().version, 3)
     })
 
     t.test('If-Match on a missing conversation answers 412 and creates nothing', async (t) => {
@@ -294,7 +314,7 @@ export function apiSuite (backend: Backend): void {
       app.inject({ method: 'PATCH', url: `/v1/conversations/${id}`, payload: payload as Json, headers })
 
     t.test('merges as RFC 7396: null removes, objects merge recursively', async (t) => {
-      const { id } = await create(app, {
+      const { id, etag } = await createTagged(app, {
         userId: 'u1',
         title: 'old',
         workflowId: 'wf',
@@ -305,7 +325,8 @@ export function apiSuite (backend: Backend): void {
       })
       const response = await patch(id, { title: null, status: 'completed', stepData: { b: 2, nested: { drop: null } }, metadata: null, currentStep: 3 })
       t.equal(response.statusCode, 200)
-      t.equal(response.headers.etag, '"2"')
+      t.match(response.headers.etag, STRONG_TAG)
+      t.not(response.headers.etag, etag)
       const body = response.json()
       t.notOk('title' in body)
       t.notOk('metadata' in body)
@@ -352,9 +373,10 @@ export function apiSuite (backend: Backend): void {
     })
 
     t.test('honours If-Match', async (t) => {
-      const { id } = await create(app, { userId: 'u1' })
-      assertError(t, await patch(id, { title: 'x' }, { 'if-match': '"2"' }), 412, 'PRECONDITION_FAILED')
-      t.equal((await patch(id, { title: 'y' }, { 'if-match': '"1"' })).statusCode, 200)
+      const { id, etag } = await createTagged(app, { userId: 'u1' })
+      assertError(t, await patch(id, { title: 'x' }, { 'if-match': '"1"' }), 412, 'PRECONDITION_FAILED')
+      t.equal((await patch(id, { title: 'y' }, { 'if-match': etag })).statusCode, 200)
+      assertError(t, await patch(id, { title: 'z' }, { 'if-match': etag }), 412, 'PRECONDITION_FAILED')
     })
   })
 
@@ -371,9 +393,26 @@ export function apiSuite (backend: Backend): void {
     })
 
     t.test('honours If-Match', async (t) => {
-      const { id } = await create(app, { userId: 'u1' })
-      assertError(t, await app.inject({ method: 'DELETE', url: `/v1/conversations/${id}`, headers: { 'if-match': '"9"' } }), 412, 'PRECONDITION_FAILED')
-      t.equal((await app.inject({ method: 'DELETE', url: `/v1/conversations/${id}`, headers: { 'if-match': '"1"' } })).statusCode, 204)
+      const { id, etag } = await createTagged(app, { userId: 'u1' })
+      assertError(t, await app.inject({ method: 'DELETE', url: `/v1/conversations/${id}`, headers: { 'if-match': '"1"' } }), 412, 'PRECONDITION_FAILED')
+      t.equal((await app.inject({ method: 'DELETE', url: `/v1/conversations/${id}`, headers: { 'if-match': etag } })).statusCode, 204)
+    })
+
+    t.test('an ETag from before a delete never matches the conversation created after it', async (t) => {
+      const id = unique('c')
+      const old = await createTagged(app, { id, userId: 'u1', title: 'old' })
+      t.equal((await app.inject({ method: 'DELETE', url: `/v1/conversations/${id}` })).statusCode, 204)
+      const again = await createTagged(app, { id, userId: 'u1', title: 'new' })
+      t.equal(again.version, 1, 'versions start again at 1')
+      t.not(again.etag, old.etag)
+      const read = await app.inject({ method: 'GET', url: `/v1/conversations/${id}`, headers: { 'if-none-match': old.etag } })
+      t.equal(read.statusCode, 200, 'no 304 for a tag of the old conversation')
+      const headers = { 'if-match': old.etag }
+      assertError(t, await app.inject({ method: 'PUT', url: `/v1/conversations/${id}`, payload: { userId: 'u1' }, headers }), 412, 'PRECONDITION_FAILED')
+      assertError(t, await app.inject({ method: 'PATCH', url: `/v1/conversations/${id}`, payload: { title: 'x' }, headers }), 412, 'PRECONDITION_FAILED')
+      assertError(t, await append(app, id, [{ role: 'user' }], headers), 412, 'PRECONDITION_FAILED')
+      assertError(t, await app.inject({ method: 'DELETE', url: `/v1/conversations/${id}`, headers }), 412, 'PRECONDITION_FAILED')
+      t.same((await app.inject({ method: 'GET', url: `/v1/conversations/${id}` })).json(), omitTag(again), 'nothing changed')
     })
 
     t.test('removes the conversation from its user list', async (t) => {
@@ -391,13 +430,16 @@ export function apiSuite (backend: Backend): void {
     const app = await build(t)
 
     t.test('appends in order and answers 201 with counts and the new ETag', async (t) => {
-      const { id } = await create(app, { userId: 'u1', messages: [{ id: 'm0', role: 'system' }] })
+      const { id, etag } = await createTagged(app, { userId: 'u1', messages: [{ id: 'm0', role: 'system' }] })
       const response = await append(app, id, [
         { id: 'm1', role: 'user', text: 'hi' },
         { role: 'assistant', kind: 'adaptiveCard', cardJson: { type: 'AdaptiveCard' }, cardId: 'card-1', metadata: { k: 1 } }
       ])
       t.equal(response.statusCode, 201)
-      t.equal(response.headers.etag, '"2"')
+      t.match(response.headers.etag, STRONG_TAG)
+      t.not(response.headers.etag, etag)
+      const read = await app.inject({ method: 'GET', url: `/v1/conversations/${id}` })
+      t.equal(read.headers.etag, response.headers.etag, 'the tag of the version the append made')
       t.same(response.json(), { appended: 2, skipped: 0, version: 2, messageCount: 3 })
       const stored = (await app.inject({ method: 'GET', url: `/v1/conversations/${id}` })).json()
       t.same(stored.messages.map((m: Json) => m.id).slice(0, 2), ['m0', 'm1'])
@@ -415,13 +457,13 @@ export function apiSuite (backend: Backend): void {
     })
 
     t.test('an append of duplicates only changes nothing and answers 200', async (t) => {
-      const { id } = await create(app, { userId: 'u1', messages: [{ id: 'a', role: 'user' }] })
+      const { id, etag } = await createTagged(app, { userId: 'u1', messages: [{ id: 'a', role: 'user' }] })
       const before = (await app.inject({ method: 'GET', url: `/v1/conversations/${id}` })).json()
       await sleep(5)
       const response = await append(app, id, [{ id: 'a', role: 'user', text: 'changed' }])
       t.equal(response.statusCode, 200)
       t.same(response.json(), { appended: 0, skipped: 1, version: 1, messageCount: 1 })
-      t.equal(response.headers.etag, '"1"')
+      t.equal(response.headers.etag, etag)
       t.same((await app.inject({ method: 'GET', url: `/v1/conversations/${id}` })).json(), before)
     })
 
@@ -448,9 +490,10 @@ export function apiSuite (backend: Backend): void {
     })
 
     t.test('honours If-Match', async (t) => {
-      const { id } = await create(app, { userId: 'u1' })
-      assertError(t, await append(app, id, [{ role: 'user' }], { 'if-match': '"2"' }), 412, 'PRECONDITION_FAILED')
-      t.equal((await append(app, id, [{ role: 'user' }], { 'if-match': '"1"' })).statusCode, 201)
+      const { id, etag } = await createTagged(app, { userId: 'u1' })
+      assertError(t, await append(app, id, [{ role: 'user' }], { 'if-match': '"1"' }), 412, 'PRECONDITION_FAILED')
+      t.equal((await append(app, id, [{ role: 'user' }], { 'if-match': etag })).statusCode, 201)
+      assertError(t, await append(app, id, [{ role: 'user' }], { 'if-match': etag }), 412, 'PRECONDITION_FAILED')
     })
   })
 
@@ -606,15 +649,16 @@ export function apiSuite (backend: Backend): void {
       const conversation = await create(app, { userId: 'u1' })
       const created = await app.inject({ method: 'PUT', url: url(conversation.id), payload: state })
       t.equal(created.statusCode, 201)
-      t.equal(created.headers.etag, '"1"')
+      t.match(created.headers.etag, STRONG_TAG)
       t.match(created.json(), { ...state, conversationId: conversation.id, version: 1 })
       const replaced = await app.inject({ method: 'PUT', url: url(conversation.id), payload: { step: 'done', turnCount: 2, status: 'completed', progress: null } })
       t.equal(replaced.statusCode, 200)
-      t.equal(replaced.headers.etag, '"2"')
+      t.match(replaced.headers.etag, STRONG_TAG)
+      t.not(replaced.headers.etag, created.headers.etag)
       t.notOk('collectedData' in replaced.json())
       const read = await app.inject({ method: 'GET', url: url(conversation.id) })
       t.equal(read.statusCode, 200)
-      t.equal(read.headers.etag, '"2"')
+      t.equal(read.headers.etag, replaced.headers.etag)
       t.match(read.json(), { step: 'done', progress: null, version: 2 })
       t.equal((await app.inject({ method: 'DELETE', url: url(conversation.id) })).statusCode, 204)
       assertError(t, await app.inject({ method: 'GET', url: url(conversation.id) }), 404, 'WORKFLOW_STATE_NOT_FOUND')
@@ -623,11 +667,11 @@ export function apiSuite (backend: Backend): void {
 
     t.test('GET answers 304 when If-None-Match names the current version', async (t) => {
       const { id } = await create(app, { userId: 'u1' })
-      await app.inject({ method: 'PUT', url: url(id), payload: state })
-      const notModified = await app.inject({ method: 'GET', url: url(id), headers: { 'if-none-match': '"1"' } })
+      const { etag } = (await app.inject({ method: 'PUT', url: url(id), payload: state })).headers
+      const notModified = await app.inject({ method: 'GET', url: url(id), headers: { 'if-none-match': etag as string } })
       t.equal(notModified.statusCode, 304)
-      t.equal(notModified.headers.etag, '"1"')
-      t.equal((await app.inject({ method: 'GET', url: url(id), headers: { 'if-none-match': '"2"' } })).statusCode, 200)
+      t.equal(notModified.headers.etag, etag)
+      t.equal((await app.inject({ method: 'GET', url: url(id), headers: { 'if-none-match': '"1"' } })).statusCode, 200)
     })
 
     t.test('does not change the conversation', async (t) => {
@@ -647,13 +691,28 @@ export function apiSuite (backend: Backend): void {
 
     t.test('honours If-Match and If-None-Match: *', async (t) => {
       const { id } = await create(app, { userId: 'u1' })
-      assertError(t, await app.inject({ method: 'PUT', url: url(id), payload: state, headers: { 'if-match': '"1"' } }), 412, 'PRECONDITION_FAILED')
-      t.equal((await app.inject({ method: 'PUT', url: url(id), payload: state, headers: { 'if-none-match': '*' } })).statusCode, 201)
+      assertError(t, await app.inject({ method: 'PUT', url: url(id), payload: state, headers: { 'if-match': '*' } }), 412, 'PRECONDITION_FAILED')
+      const first = await app.inject({ method: 'PUT', url: url(id), payload: state, headers: { 'if-none-match': '*' } })
+      t.equal(first.statusCode, 201)
       assertError(t, await app.inject({ method: 'PUT', url: url(id), payload: state, headers: { 'if-none-match': '*' } }), 412, 'PRECONDITION_FAILED')
-      assertError(t, await app.inject({ method: 'PUT', url: url(id), payload: state, headers: { 'if-match': '"2"' } }), 412, 'PRECONDITION_FAILED')
-      t.equal((await app.inject({ method: 'PUT', url: url(id), payload: state, headers: { 'if-match': '"1"' } })).statusCode, 200)
-      assertError(t, await app.inject({ method: 'DELETE', url: url(id), headers: { 'if-match': '"1"' } }), 412, 'PRECONDITION_FAILED')
-      t.equal((await app.inject({ method: 'DELETE', url: url(id), headers: { 'if-match': '"2"' } })).statusCode, 204)
+      assertError(t, await app.inject({ method: 'PUT', url: url(id), payload: state, headers: { 'if-match': '"1"' } }), 412, 'PRECONDITION_FAILED')
+      const second = await app.inject({ method: 'PUT', url: url(id), payload: state, headers: { 'if-match': first.headers.etag as string } })
+      t.equal(second.statusCode, 200)
+      assertError(t, await app.inject({ method: 'DELETE', url: url(id), headers: { 'if-match': first.headers.etag as string } }), 412, 'PRECONDITION_FAILED')
+      t.equal((await app.inject({ method: 'DELETE', url: url(id), headers: { 'if-match': second.headers.etag as string } })).statusCode, 204)
+    })
+
+    t.test('an ETag from before a delete never matches the state created after it', async (t) => {
+      const { id } = await create(app, { userId: 'u1' })
+      const old = await app.inject({ method: 'PUT', url: url(id), payload: state })
+      await app.inject({ method: 'DELETE', url: url(id) })
+      const again = await app.inject({ method: 'PUT', url: url(id), payload: state })
+      t.equal(again.json().version, 1, 'versions start again at 1')
+      t.not(again.headers.etag, old.headers.etag)
+      const oldTag = old.headers.etag as string
+      t.equal((await app.inject({ method: 'GET', url: url(id), headers: { 'if-none-match': oldTag } })).statusCode, 200)
+      assertError(t, await app.inject({ method: 'PUT', url: url(id), payload: state, headers: { 'if-match': oldTag } }), 412, 'PRECONDITION_FAILED')
+      assertError(t, await app.inject({ method: 'DELETE', url: url(id), headers: { 'if-match': oldTag } }), 412, 'PRECONDITION_FAILED')
     })
 
     t.test('is deleted with its conversation and not revived by re-creation', async (t) => {
@@ -762,11 +821,11 @@ export function apiSuite (backend: Backend): void {
 
     for (const method of ['PUT', 'PATCH', 'DELETE'] as const) {
       t.test(`of 20 parallel ${method}s with the same If-Match, exactly one wins`, async (t) => {
-        const { id } = await create(app, { userId: 'u1' })
+        const { id, etag } = await createTagged(app, { userId: 'u1' })
         const responses = await Promise.all(Array.from({ length: 20 }, (_, i) => app.inject({
           method,
           url: `/v1/conversations/${id as string}`,
-          headers: { 'if-match': '"1"' },
+          headers: { 'if-match': etag },
           ...(method === 'DELETE' ? {} : { payload: method === 'PUT' ? { userId: 'u1', title: `t${i}` } : { title: `t${i}` } })
         })))
         t.equal(responses.filter((r) => r.statusCode < 300).length, 1)
@@ -775,8 +834,8 @@ export function apiSuite (backend: Backend): void {
     }
 
     t.test('of 20 parallel If-Match appends, exactly one wins', async (t) => {
-      const { id } = await create(app, { userId: 'u1' })
-      const responses = await Promise.all(Array.from({ length: 20 }, (_, i) => append(app, id, [{ id: `m${i}`, role: 'user' }], { 'if-match': '"1"' })))
+      const { id, etag } = await createTagged(app, { userId: 'u1' })
+      const responses = await Promise.all(Array.from({ length: 20 }, (_, i) => append(app, id, [{ id: `m${i}`, role: 'user' }], { 'if-match': etag })))
       t.equal(responses.filter((r) => r.statusCode === 201).length, 1)
       t.equal(responses.filter((r) => r.statusCode === 412).length, 19)
     })

@@ -21,20 +21,34 @@ export async function freePort () {
   return port
 }
 
-function startProcess (command, args, options = {}) {
+/**
+ * Spawns a process whose output is kept (the last few KB, so long runs stay bounded) for
+ * error messages. `onLine`, when given, sees every complete line of stdout.
+ */
+function startProcess (command, args, { onLine, ...options } = {}) {
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options })
   let output = ''
-  child.stdout.on('data', (chunk) => { output += chunk })
-  child.stderr.on('data', (chunk) => { output += chunk })
+  let partial = ''
+  const keep = (chunk) => { output = (output + chunk).slice(-8000) }
+  child.stdout.on('data', (chunk) => {
+    keep(chunk)
+    if (onLine === undefined) return
+    const lines = (partial + chunk).split('\n')
+    partial = lines.pop().slice(-8000)
+    for (const line of lines) onLine(line)
+  })
+  child.stderr.on('data', keep)
   started.add(child)
   child.once('exit', () => started.delete(child))
   return { child, output: () => output.slice(-2000) }
 }
 
-export async function stopProcess ({ child }) {
+const running = ({ child }) => child.exitCode === null && child.signalCode === null
+
+export async function stopProcess ({ child }, signal = 'SIGTERM') {
   if (child.exitCode !== null || child.signalCode !== null) return
   const exited = new Promise((resolve) => child.once('exit', resolve))
-  child.kill('SIGTERM')
+  child.kill(signal)
   await Promise.race([exited, sleep(5000).then(() => child.kill('SIGKILL'))])
   await exited
 }
@@ -69,11 +83,25 @@ async function certificates (dir) {
   return { ca: file('ca.crt'), cert: file('server.crt'), key: file('server.key') }
 }
 
-/** A redis-server without persistence, plain or TLS. */
-export async function startRedis ({ tls = false } = {}) {
+async function redisMajorVersion () {
+  const { stdout } = await run('redis-server', ['--version'])
+  return Number(/v=(\d+)/.exec(stdout)?.[1] ?? 7)
+}
+
+/**
+ * A redis-server, plain or TLS, without persistence unless `aof` is set (append-only file
+ * with `appendfsync always`: an acknowledged write survives kill -9). `debug` enables the
+ * DEBUG command (Redis 7 refuses it otherwise). Besides `stop`, the handle can kill the
+ * server (`kill`), shut it down (`shutdown`) and start it again on the same port and
+ * directory (`start`), and run a redis-cli command (`command`).
+ */
+export async function startRedis ({ tls = false, aof = false, debug = false } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'bench-redis-'))
   const port = await freePort()
-  const common = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]
+  const persistence = aof ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']
+  // Before Redis 7, DEBUG is always allowed and the option does not exist.
+  const enableDebug = debug && await redisMajorVersion() >= 7 ? ['--enable-debug-command', 'yes'] : []
+  const common = ['--bind', '127.0.0.1', '--save', '', ...persistence, ...enableDebug, '--dir', dir]
   let args = ['--port', String(port), ...common]
   let caFile
   if (tls) {
@@ -82,14 +110,30 @@ export async function startRedis ({ tls = false } = {}) {
     args = ['--port', '0', '--tls-port', String(port), '--tls-cert-file', files.cert, '--tls-key-file', files.key,
       '--tls-ca-cert-file', files.ca, '--tls-auth-clients', 'no', ...common]
   }
-  const proc = startProcess('redis-server', args)
   const cli = ['-h', '127.0.0.1', '-p', String(port), ...(tls ? ['--tls', '--cacert', caFile] : [])]
-  await waitFor(async () => (await run('redis-cli', [...cli, 'ping'])).stdout.includes('PONG'), 'redis-server', proc)
+  const command = async (words, timeout = 5000) => (await run('redis-cli', [...cli, ...words], { timeout })).stdout.trim()
+  let proc
+  const start = async () => {
+    if (proc !== undefined && running(proc)) return
+    proc = startProcess('redis-server', args)
+    await waitFor(async () => (await command(['ping'], 1000)) === 'PONG', 'redis-server', proc)
+  }
+  await start()
   return {
     port,
     caFile,
     url: `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     cli,
+    dir,
+    command,
+    start,
+    pid: () => proc.child.pid,
+    running: () => running(proc),
+    kill: (signal = 'SIGKILL') => stopProcess(proc, signal),
+    shutdown: async () => {
+      await command(['shutdown'], 5000).catch(() => {})
+      await stopProcess(proc)
+    },
     stop: async () => { await stopProcess(proc); await rm(dir, { recursive: true, force: true }) }
   }
 }
@@ -99,10 +143,14 @@ async function answers (url) {
   return response.ok
 }
 
-/** The compiled service, as production runs it. */
-export async function startService (env) {
+/**
+ * The compiled service, as production runs it. `onLine` sees each line it logs; `running`
+ * says whether it still runs.
+ */
+export async function startService (env, { onLine } = {}) {
   const port = await freePort()
   const proc = startProcess(process.execPath, ['dist/src/server.js'], {
+    onLine,
     env: {
       PATH: process.env.PATH,
       NODE_ENV: 'production',
@@ -115,7 +163,7 @@ export async function startService (env) {
   })
   const url = `http://127.0.0.1:${port}`
   await waitFor(() => answers(`${url}/health`), 'the service', proc)
-  return { url, pid: proc.child.pid, stop: () => stopProcess(proc) }
+  return { url, pid: proc.child.pid, running: () => running(proc), output: proc.output, stop: () => stopProcess(proc) }
 }
 
 /** A bare Fastify route that returns fixed bytes: the framework's ceiling. */

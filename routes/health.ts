@@ -11,8 +11,9 @@ const healthRoutes: FastifyPluginAsyncZod = async (fastify) => {
   const store = fastify.conversationStore
   const { healthTimeoutMs, retryAfterSeconds } = fastify.config
 
-  // Azure's "Always On" pings `/`.
+  // Azure's "Always On" pings `/`; it costs nothing, so it answers while shedding too.
   fastify.get('/', {
+    config: { pressureHandler: keepServing },
     schema: { tags, summary: 'Name and version', response: { 200: z.object({ name: z.string(), version: z.string() }) } }
   }, async () => ({ name, version }))
 

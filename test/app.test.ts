@@ -1,7 +1,7 @@
 import t from 'tap'
 import { StoreUnavailableError, CorruptRecordError } from '../src/errors.js'
 import { MemoryConversationStore } from '../src/store/memory-store.js'
-import type { TaggedConversation } from '../src/store/types.js'
+import type { ConversationPage, ListOptions, TaggedConversation } from '../src/store/types.js'
 import { build } from './helpers/build.js'
 
 const limits = { ttlSeconds: 60, maxMessagesPerConversation: 100 }
@@ -166,4 +166,30 @@ t.test('the OpenAPI document describes every route, status and the error body', 
   t.same(byRoute['GET /v1/conversations/{id}/workflow-state'], ['200', '304', '400', '401', '404', '500', '503'])
   t.match(document.components.schemas.Error, { required: ['statusCode', 'code', 'error', 'message'] })
   t.ok('Conversation' in document.components.schemas, 'the Conversation schema is a component')
+})
+
+t.test('a list item that cannot be serialised is skipped and logged, and the rest of the page answers', async (t) => {
+  // A record that passed every check but still cannot become JSON: one bad record must
+  // never make a whole user list fail.
+  class UnserialisableStore extends MemoryConversationStore {
+    override async listByUser (userId: string, options: ListOptions): Promise<ConversationPage> {
+      const page = await super.listByUser(userId, options)
+      const [first, ...rest] = page.items
+      return { ...page, items: first === undefined ? [] : [{ ...first, metadata: { n: 10n } as unknown as Record<string, unknown> }, ...rest] }
+    }
+  }
+  const lines: string[] = []
+  const stream = { write: (line: string) => { lines.push(line) } }
+  const app = await build(t, {}, { store: new UnserialisableStore({ maxConversations: 10, limits }), logger: { level: 'error', stream } })
+  for (const id of ['a', 'b', 'c']) await app.inject({ method: 'POST', url: '/v1/conversations', payload: { id, userId: 'u1', messages: [{ role: 'user', text: 'private words' }] } })
+  for (const view of ['full', 'summary']) {
+    const response = await app.inject({ method: 'GET', url: `/v1/users/u1/conversations?view=${view}` })
+    t.equal(response.statusCode, 200, `the ${view} list answers`)
+    t.same(response.json().items.map((item: { id: string }) => item.id), ['b', 'a'], 'without the item that cannot be serialised')
+    t.equal(response.json().nextCursor, null)
+  }
+  const skipped = lines.map((line) => JSON.parse(line)).filter((line) => line.msg === '[STORE] record skipped: it cannot be serialised')
+  t.equal(skipped.length, 2, 'each skip is logged')
+  t.equal(skipped[0]?.conversationId, 'c')
+  t.notMatch(lines.join(''), /private words/, 'without the message text')
 })

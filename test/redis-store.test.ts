@@ -151,6 +151,20 @@ t.test('a corrupt record is a 500 CORRUPT_RECORD on read and is left out of list
   const summary = await list(app, userId, '?view=summary')
   t.same(summary.json().items.map((c: Json) => c.id), [middle.id, oldest.id], 'the summary view skips it too')
 
+  t.test('a record nested deeper than the schema allows (as an older release could write) is corrupt, not a crash', async (t) => {
+    const other = await create(app, { userId })
+    const depth = 20_000
+    await redis.hset(keysOf(other.id, userId).doc, 'body', `{"tenantId":"default","status":"active","metadata":${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}}`)
+    const response = await get(app, other.id)
+    t.equal(response.statusCode, 500)
+    t.equal(response.json().code, 'CORRUPT_RECORD')
+    for (const view of ['full', 'summary']) {
+      const page = await list(app, userId, `?limit=2&view=${view}`)
+      t.equal(page.statusCode, 200, `the ${view} list still answers`)
+      t.same(page.json().items.map((c: Json) => c.id), [middle.id, oldest.id], `and skips it (${view})`)
+    }
+  })
+
   t.test('a version that is not a number is corrupt as well', async (t) => {
     const other = await create(app, { userId })
     await redis.hset(keysOf(other.id, userId).doc, 'version', 'x')

@@ -68,7 +68,9 @@ export class MemoryConversationStore implements ConversationStore {
   }
 
   stats (): StoreStats {
-    return { conversations: this.#entries.size, evictions: this.#evictions, bytes: this.#entries.calculatedSize }
+    const stats: StoreStats = { conversations: this.#entries.size, evictions: this.#evictions }
+    if (this.#maxBytes !== Infinity) stats.bytes = this.#entries.calculatedSize
+    return stats
   }
 
   async create (id: string, fields: ConversationFields): Promise<TaggedConversation> {

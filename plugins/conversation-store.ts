@@ -1,9 +1,11 @@
+import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
 import { instrumentStore } from '../src/store/instrumented-store.js'
 import { MemoryConversationStore } from '../src/store/memory-store.js'
 import { RedisConversationStore } from '../src/store/redis-store.js'
 import type { ConversationStore } from '../src/store/types.js'
+import { loadTokenCounter } from '../src/tokens.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -16,22 +18,30 @@ export interface ConversationStoreOptions {
   store?: ConversationStore
 }
 
+async function configuredStore (fastify: FastifyInstance): Promise<ConversationStore> {
+  const { config, log } = fastify
+  const limits = { ttlSeconds: config.ttlSeconds, maxMessagesPerConversation: config.maxMessagesPerConversation }
+  const countTokens = await loadTokenCounter(config.tokenEncoding)
+  if (config.redis === undefined) {
+    return new MemoryConversationStore({ maxConversations: config.memoryMaxConversations, maxBytes: config.memoryMaxBytes, limits, countTokens })
+  }
+  return new RedisConversationStore({
+    client: fastify.redis as unknown as Redis,
+    keyPrefix: config.redis.keyPrefix,
+    timeoutMs: config.redis.timeoutMs,
+    limits,
+    countTokens,
+    onCorruptRecord: (id, reason) => { log.error({ conversationId: id, reason }, '[STORE] corrupt record skipped') }
+  })
+}
+
 /**
  * Decorates the instance with the configured `ConversationStore`: Redis when REDIS_URL is
  * set (the redis-connection plugin is then registered first), memory otherwise.
  */
 export default fp<ConversationStoreOptions>(async (fastify, options) => {
   const { config, log } = fastify
-  const limits = { ttlSeconds: config.ttlSeconds, maxMessagesPerConversation: config.maxMessagesPerConversation }
-  const store = options.store ?? (config.redis === undefined
-    ? new MemoryConversationStore({ maxConversations: config.memoryMaxConversations, maxBytes: config.memoryMaxBytes, limits })
-    : new RedisConversationStore({
-      client: fastify.redis as unknown as Redis,
-      keyPrefix: config.redis.keyPrefix,
-      timeoutMs: config.redis.timeoutMs,
-      limits,
-      onCorruptRecord: (id, reason) => { log.error({ conversationId: id, reason }, '[STORE] corrupt record skipped') }
-    }))
+  const store = options.store ?? await configuredStore(fastify)
   // Timed and counted when the metrics plugin is on; the backends stay unaware of it.
   fastify.decorate('conversationStore', fastify.storeObserver === undefined ? store : instrumentStore(store, fastify.storeObserver))
   fastify.addHook('onClose', async () => { await store.close() })

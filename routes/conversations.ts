@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { ConversationNotFoundError, InvalidRequestError } from '../src/errors.js'
 import { etagHeader, noneMatchHits, preconditionsFrom } from '../src/http/preconditions.js'
 import {
-  AppendMessagesBodySchema, AppendResultSchema, ConversationSchema, ConversationParamsSchema, CreateConversationBodySchema, errorResponses,
+  ConversationListItemSchema, ConversationQuerySchema, ConversationSchema, ConversationParamsSchema, CreateConversationBodySchema, errorResponses,
   PatchConversationBodySchema, PreconditionHeadersSchema, ReadHeadersSchema, ReplaceConversationBodySchema, ReplaceHeadersSchema
 } from '../src/schemas.js'
 import { z } from 'zod'
@@ -11,9 +11,6 @@ const tags = ['conversations']
 
 const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
   const store = fastify.conversationStore
-  // PATCH bodies may be labelled as what they are: JSON merge patches.
-  fastify.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' },
-    fastify.getDefaultJsonParser('error', 'error'))
 
   fastify.post('/conversations', {
     schema: {
@@ -34,13 +31,16 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
   fastify.get('/conversations/:id', {
     schema: {
       tags,
-      summary: 'Read a conversation',
+      summary: 'Read a conversation: with all its messages, the newest N (lastMessages), or none (view=summary)',
       params: ConversationParamsSchema,
+      querystring: ConversationQuerySchema,
       headers: ReadHeadersSchema,
-      response: { 200: ConversationSchema, 304: z.null().meta({ description: 'Not modified' }), ...errorResponses(400, 401, 404, 500, 503) }
+      response: { 200: ConversationListItemSchema, 304: z.null().meta({ description: 'Not modified' }), ...errorResponses(400, 401, 404, 500, 503) }
     }
   }, async (request, reply) => {
-    const conversation = await store.get(request.params.id)
+    const { view, lastMessages } = request.query
+    if (view === 'summary' && lastMessages !== undefined) throw new InvalidRequestError('querystring/lastMessages does not go with view=summary')
+    const conversation = await store.get(request.params.id, view === 'summary' ? 'none' : lastMessages === undefined ? 'all' : { last: lastMessages })
     if (conversation === undefined) throw new ConversationNotFoundError(request.params.id)
     reply.header('etag', etagHeader(conversation.etag))
     if (noneMatchHits(request.headers['if-none-match'], conversation.etag)) return reply.code(304).send(null)
@@ -91,20 +91,6 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
   }, async (request, reply) => {
     await store.delete(request.params.id, preconditionsFrom(request.headers))
     return reply.code(204).send(null)
-  })
-
-  fastify.post('/conversations/:id/messages', {
-    schema: {
-      tags,
-      summary: 'Append messages; ids already present are skipped, so retries are safe',
-      params: ConversationParamsSchema,
-      headers: PreconditionHeadersSchema,
-      body: AppendMessagesBodySchema,
-      response: { 200: AppendResultSchema, 201: AppendResultSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 500, 503) }
-    }
-  }, async (request, reply) => {
-    const result = await store.appendMessages(request.params.id, request.body.messages, preconditionsFrom(request.headers))
-    return reply.code(result.appended > 0 ? 201 : 200).header('etag', etagHeader(result.etag)).send(result)
   })
 }
 

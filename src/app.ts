@@ -11,6 +11,7 @@ import redisPlugin from '../plugins/redis.js'
 import requestIdPlugin from '../plugins/request-id.js'
 import conversationRoutes from '../routes/conversations.js'
 import healthRoutes from '../routes/health.js'
+import messageRoutes from '../routes/messages.js'
 import userConversationRoutes from '../routes/user-conversations.js'
 import workflowStateRoutes from '../routes/workflow-state.js'
 import type { Config } from './config.js'
@@ -65,9 +66,12 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   await app.register(healthRoutes)
   await app.register(async (v1) => {
     v1.addHook('onRequest', v1.requireApiKey)
+    // PATCH bodies (of conversations and of messages) may be labelled as what they are.
+    v1.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, v1.getDefaultJsonParser('error', 'error'))
     // The OpenAPI document says which routes want the bearer token.
     if (config.apiKeys.length > 0) v1.addHook('onRoute', (route) => { route.schema = { ...route.schema, security: [{ bearer: [] }] } })
     await v1.register(conversationRoutes)
+    await v1.register(messageRoutes)
     await v1.register(workflowStateRoutes)
     await v1.register(userConversationRoutes)
   }, { prefix: '/v1' })

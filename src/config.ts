@@ -1,5 +1,6 @@
 import { getHeapStatistics } from 'node:v8'
 import { z } from 'zod'
+import { TOKEN_ENCODINGS, type TokenEncoding } from './tokens.js'
 
 const flag = z.enum(['true', 'false']).default('false').transform((value) => value === 'true')
 const integer = (fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
@@ -17,6 +18,7 @@ const EnvSchema = z.object({
   MAX_MESSAGES_PER_CONVERSATION: integer(10000, 1),
   MEMORY_MAX_CONVERSATIONS: integer(10000, 1),
   MEMORY_MAX_BYTES: z.coerce.number().int().min(1024).optional(),
+  TOKEN_ENCODING: z.enum(TOKEN_ENCODINGS).default('o200k_base'),
   HEALTH_TIMEOUT_MS: integer(1000, 1),
   SHUTDOWN_TIMEOUT_MS: integer(4500, 1),
   RETRY_AFTER_SECONDS: integer(1, 0),
@@ -63,6 +65,8 @@ export interface Config {
   memoryMaxConversations: number
   /** Bound on the memory backend's stored size (the JSON of its conversations). */
   memoryMaxBytes: number
+  /** How message tokens are counted for context windows. */
+  tokenEncoding: TokenEncoding
   healthTimeoutMs: number
   shutdownTimeoutMs: number
   retryAfterSeconds: number
@@ -109,6 +113,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     memoryMaxConversations: settings.MEMORY_MAX_CONVERSATIONS,
     // A fifth of the heap: objects take about twice their JSON, and load shedding starts at 90%.
     memoryMaxBytes: settings.MEMORY_MAX_BYTES ?? Math.floor(getHeapStatistics().heap_size_limit / 5),
+    tokenEncoding: settings.TOKEN_ENCODING,
     healthTimeoutMs: settings.HEALTH_TIMEOUT_MS,
     shutdownTimeoutMs: settings.SHUTDOWN_TIMEOUT_MS,
     retryAfterSeconds: settings.RETRY_AFTER_SECONDS,

@@ -7,6 +7,7 @@ export const ConversationNotFoundError = createError<[string]>('CONVERSATION_NOT
 export const ConversationExistsError = createError<[string]>('CONVERSATION_EXISTS', "Conversation '%s' already exists", 409)
 export const UserMismatchError = createError('USER_MISMATCH', 'userId cannot change after a conversation is created', 409)
 export const PreconditionFailedError = createError('PRECONDITION_FAILED', 'The conversation does not match the precondition headers', 412)
+export const MessageNotFoundError = createError<[string]>('MESSAGE_NOT_FOUND', "Message '%s' was not found", 404)
 export const WorkflowStateNotFoundError = createError<[string]>('WORKFLOW_STATE_NOT_FOUND', "Conversation '%s' has no workflow state", 404)
 export const TooManyMessagesError = createError<[number]>('TOO_MANY_MESSAGES', 'A conversation holds at most %d messages', 413)
 export const ConversationTooLargeError = createError<[number]>('CONVERSATION_TOO_LARGE', 'A conversation may take at most %d bytes in the memory store', 413)

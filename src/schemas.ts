@@ -129,8 +129,11 @@ const conversationFields = {
   version: z.number().int().min(1)
 }
 
-export const ConversationSchema = z.strictObject({ ...conversationFields, messages: z.array(MessageSchema) })
-  .meta({ id: 'Conversation' })
+export const ConversationSchema = z.strictObject({
+  ...conversationFields,
+  messages: z.array(MessageSchema),
+  messageCount: z.number().int().min(0).meta({ description: 'All messages of the conversation, also when `messages` holds only the newest' })
+}).meta({ id: 'Conversation' })
 export const ConversationSummarySchema = z.strictObject({ ...conversationFields, messageCount: z.number().int().min(0) })
   .meta({ id: 'ConversationSummary' })
 
@@ -153,9 +156,43 @@ export const ListQuerySchema = z.strictObject({
 // more than the rest of a list (bench/README.md).
 export const ConversationListItemSchema = z.strictObject({
   ...conversationFields,
-  messages: z.array(MessageSchema).optional().meta({ description: 'In the full view' }),
-  messageCount: z.number().int().min(0).optional().meta({ description: 'In the summary view, instead of messages' })
+  messages: z.array(MessageSchema).optional().meta({ description: 'In the full view (and the newest N with lastMessages)' }),
+  messageCount: z.number().int().min(0)
 }).meta({ id: 'ConversationListItem' })
+
+export const ConversationQuerySchema = z.strictObject({
+  view: z.enum(['full', 'summary']).default('full').meta({ description: '`summary`: without messages' }),
+  lastMessages: z.coerce.number().int().min(0).max(1000).optional()
+    .meta({ description: 'Only the newest N messages, oldest first' })
+})
+
+export const MessageParamsSchema = z.strictObject({ id: ConversationIdSchema, messageId: MessageIdSchema })
+
+export const MessageListQuerySchema = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).optional().meta({ description: '1–1000; 100 by default, the page maximum with maxTokens' }),
+  order: z.enum(['asc', 'desc']).optional().meta({ description: '`asc` (default): oldest first' }),
+  cursor: z.string().min(1).max(1024).optional().meta({ description: 'Opaque; copy nextCursor from the previous page' }),
+  maxTokens: z.coerce.number().int().min(1).max(10_000_000).optional()
+    .meta({ description: 'With order=desc only: the newest messages whose tokens fit, contiguous, without a cursor' })
+})
+
+export const MessageWithTokensSchema = MessageSchema.extend({ tokens: z.number().int().min(0).optional() })
+  .meta({ id: 'MessageWithTokens' })
+
+export const MessagePageSchema = z.strictObject({
+  items: z.array(MessageWithTokensSchema),
+  nextCursor: z.string().nullable(),
+  messageCount: z.number().int().min(0),
+  totalTokens: z.number().int().min(0).optional().meta({ description: 'With maxTokens: the tokens of the items' })
+}).meta({ id: 'MessagePage' })
+
+// JSON merge patch of the fields a message may change after it is written.
+export const PatchMessageBodySchema = z.strictObject({
+  text: z.string().nullable().optional(),
+  cardJson: JsonObject.nullable().optional(),
+  cardId: z.string().min(1).max(256).nullable().optional(),
+  metadata: JsonObject.nullable().optional()
+}).meta({ id: 'PatchMessage' })
 
 export const ConversationPageSchema = z.strictObject({
   items: z.array(ConversationListItemSchema),
@@ -228,6 +265,9 @@ export type Conversation = z.output<typeof ConversationSchema>
 export type ConversationSummary = z.output<typeof ConversationSummarySchema>
 export type AppendResult = z.output<typeof AppendResultSchema>
 export type ListQuery = z.output<typeof ListQuerySchema>
+export type ConversationView = z.output<typeof ConversationListItemSchema>
+export type MessageWithTokens = z.output<typeof MessageWithTokensSchema>
+export type PatchMessageBody = z.output<typeof PatchMessageBodySchema>
 export type WorkflowStateBody = z.output<typeof WorkflowStateBodySchema>
 export type WorkflowState = z.output<typeof WorkflowStateSchema>
 export type Health = z.output<typeof HealthSchema>

@@ -1,18 +1,19 @@
 import t from 'tap'
 import { StoreUnavailableError, CorruptRecordError } from '../src/errors.js'
 import { MemoryConversationStore } from '../src/store/memory-store.js'
-import type { ConversationPage, ListOptions, TaggedConversation } from '../src/store/types.js'
+import type { ConversationPage, ListOptions, TaggedView } from '../src/store/types.js'
 import { build } from './helpers/build.js'
+import { countTokens } from './helpers/tokens.js'
 
 const limits = { ttlSeconds: 60, maxMessagesPerConversation: 100 }
 
 /** A memory store whose reads fail the way the test says. */
 class FailingStore extends MemoryConversationStore {
   constructor (private readonly failure: () => Promise<never>) {
-    super({ maxConversations: 10, limits })
+    super({ maxConversations: 10, limits, countTokens })
   }
 
-  override async get (): Promise<TaggedConversation | undefined> { return await this.failure() }
+  override async get (): Promise<TaggedView | undefined> { return await this.failure() }
   override async ping (): Promise<never> { return await this.failure() }
 }
 
@@ -156,9 +157,10 @@ t.test('the OpenAPI document describes every route, status and the error body', 
     .flatMap(([path, methods]) => Object.entries(methods).map(([method, operation]) => [`${method.toUpperCase()} ${path}`, Object.keys(operation.responses)] as const))
   const byRoute = Object.fromEntries(routes)
   t.same(Object.keys(byRoute).sort(), [
-    'DELETE /v1/conversations/{id}', 'DELETE /v1/conversations/{id}/workflow-state', 'DELETE /v1/users/{userId}/conversations',
-    'GET /', 'GET /health', 'GET /health/live', 'GET /v1/conversations/{id}', 'GET /v1/conversations/{id}/workflow-state',
-    'GET /v1/users/{userId}/conversations', 'PATCH /v1/conversations/{id}', 'POST /v1/conversations',
+    'DELETE /v1/conversations/{id}', 'DELETE /v1/conversations/{id}/messages/{messageId}', 'DELETE /v1/conversations/{id}/workflow-state',
+    'DELETE /v1/users/{userId}/conversations', 'GET /', 'GET /health', 'GET /health/live', 'GET /v1/conversations/{id}',
+    'GET /v1/conversations/{id}/messages', 'GET /v1/conversations/{id}/messages/{messageId}', 'GET /v1/conversations/{id}/workflow-state',
+    'GET /v1/users/{userId}/conversations', 'PATCH /v1/conversations/{id}', 'PATCH /v1/conversations/{id}/messages/{messageId}', 'POST /v1/conversations',
     'POST /v1/conversations/{id}/messages', 'PUT /v1/conversations/{id}', 'PUT /v1/conversations/{id}/workflow-state'
   ])
   t.same(byRoute['PUT /v1/conversations/{id}'], ['200', '201', '400', '401', '409', '412', '413', '415', '500', '503'])
@@ -180,7 +182,7 @@ t.test('a list item that cannot be serialised is skipped and logged, and the res
   }
   const lines: string[] = []
   const stream = { write: (line: string) => { lines.push(line) } }
-  const app = await build(t, {}, { store: new UnserialisableStore({ maxConversations: 10, limits }), logger: { level: 'error', stream } })
+  const app = await build(t, {}, { store: new UnserialisableStore({ maxConversations: 10, limits, countTokens }), logger: { level: 'error', stream } })
   for (const id of ['a', 'b', 'c']) await app.inject({ method: 'POST', url: '/v1/conversations', payload: { id, userId: 'u1', messages: [{ role: 'user', text: 'private words' }] } })
   for (const view of ['full', 'summary']) {
     const response = await app.inject({ method: 'GET', url: `/v1/users/u1/conversations?view=${view}` })

@@ -5,8 +5,9 @@ import { ConversationStoreError, createConversationStoreClient, type ClientOptio
 import { StoreUnavailableError } from '../src/errors.js'
 import type { AppendResult, ConversationFields, MessageInput, WorkflowState } from '../src/schemas.js'
 import { MemoryConversationStore } from '../src/store/memory-store.js'
-import type { Preconditions, StoreHealth, Tagged, TaggedConversation } from '../src/store/types.js'
+import type { MessageSelection, Preconditions, StoreHealth, Tagged, TaggedConversation, TaggedView } from '../src/store/types.js'
 import { build, type TestContext } from './helpers/build.js'
+import { countTokens } from './helpers/tokens.js'
 
 // The client against a live server on 127.0.0.1, so that fetch, headers and encoding are real.
 
@@ -45,7 +46,7 @@ const limits = { ttlSeconds: 60, maxMessagesPerConversation: 100 }
 class FlakyStore extends MemoryConversationStore {
   readonly calls = { get: 0, create: 0, appendMessages: 0, ping: 0 }
   constructor (private readonly failures: Partial<Record<keyof FlakyStore['calls'], number>>) {
-    super({ maxConversations: 100, limits })
+    super({ maxConversations: 100, limits, countTokens })
   }
 
   #attempt (op: keyof FlakyStore['calls']): void {
@@ -53,9 +54,9 @@ class FlakyStore extends MemoryConversationStore {
     if (this.calls[op] <= (this.failures[op] ?? 0)) throw new StoreUnavailableError()
   }
 
-  override async get (id: string): Promise<TaggedConversation | undefined> {
+  override async get (id: string, messages?: MessageSelection): Promise<TaggedView | undefined> {
     this.#attempt('get')
-    return await super.get(id)
+    return await super.get(id, messages)
   }
 
   override async create (id: string, fields: ConversationFields): Promise<TaggedConversation> {

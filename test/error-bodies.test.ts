@@ -5,6 +5,7 @@ import t, { type Test } from 'tap'
 import { MemoryConversationStore } from '../src/store/memory-store.js'
 import type { ConversationStore } from '../src/store/types.js'
 import { build } from './helpers/build.js'
+import { countTokens } from './helpers/tokens.js'
 
 // Every answer matches the OpenAPI document, under pressure too: each route's 503 while the
 // instance sheds load, and its 500 when the code has a bug, validated against the schema
@@ -69,7 +70,7 @@ t.test('while shedding load, every route answers a documented 503 with Retry-Aft
 
 t.test('when the code has a bug, every route that reaches the store answers a documented 500, and /health a documented 503', async (t) => {
   // A memory store whose every operation fails as a bug would: a plain Error, no status.
-  const store = new Proxy(new MemoryConversationStore({ maxConversations: 10, limits: { ttlSeconds: 60, maxMessagesPerConversation: 10 } }), {
+  const store = new Proxy(new MemoryConversationStore({ maxConversations: 10, limits: { ttlSeconds: 60, maxMessagesPerConversation: 10 }, countTokens }), {
     get (target, property, receiver) {
       const value = Reflect.get(target, property, receiver) as unknown
       if (typeof value !== 'function' || property === 'close' || property === 'stats') return typeof value === 'function' ? value.bind(target) : value

@@ -40,14 +40,15 @@ const anyJson: fc.Arbitrary<unknown> = fc.oneof(
   fc.dictionary(text, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 4 })
 )
 
-type BodyKind = 'create' | 'replace' | 'patch' | 'append' | 'workflow'
+type BodyKind = 'create' | 'replace' | 'patch' | 'append' | 'workflow' | 'editMessage'
 
 const validBodies: Record<BodyKind, () => Json> = {
   create: () => ({ userId: SEED_USER, title: 't', messages: [{ id: 'm1', role: 'user', text: 'hi' }], metadata: { a: 1 } }),
   replace: () => ({ userId: SEED_USER, title: 't', messages: [{ id: 'm1', role: 'user', text: 'hi' }], stepData: { s: 1 } }),
   patch: () => ({ title: 'p', metadata: { b: 2 }, status: 'completed' }),
   append: () => ({ messages: [{ id: 'm9', role: 'assistant', kind: 'adaptiveCard', cardJson: { type: 'AdaptiveCard' }, metadata: { c: 3 } }] }),
-  workflow: () => ({ step: 's', turnCount: 1, status: 'active', collectedData: { d: 4 }, choices: ['x'], progress: 0.5 })
+  workflow: () => ({ step: 's', turnCount: 1, status: 'active', collectedData: { d: 4 }, choices: ['x'], progress: 0.5 }),
+  editMessage: () => ({ text: 'edited', metadata: { e: 5 } })
 }
 
 /** A valid body with one field, at the top or one level down, replaced by anything. */
@@ -80,7 +81,8 @@ const DEEP_TEMPLATES: Record<BodyKind, string> = {
   replace: `{"userId":"${SEED_USER}","stepData":@}`,
   patch: '{"metadata":@}',
   append: '{"messages":[{"role":"user","cardJson":@}]}',
-  workflow: '{"step":"s","turnCount":0,"status":"active","collectedData":@}'
+  workflow: '{"step":"s","turnCount":0,"status":"active","collectedData":@}',
+  editMessage: '{"cardJson":@}'
 }
 const deepText = (kind: BodyKind): fc.Arbitrary<string> => fc.integer({ min: 1, max: 17 }).map((power) => {
   const depth = 2 ** power
@@ -102,7 +104,7 @@ const segment = fc.oneof(
   { weight: 1, arbitrary: text.map((value) => { try { return encodeURIComponent(value) } catch { return '%ED%A0%80' } }) },
   { weight: 1, arbitrary: fc.constantFrom('%', '%zz', '%C0%AF', '%E0%A4%A', '%00', '%2e%2e', '..', '.', 'a'.repeat(5000), '%7B%7D', '%F0%9F%98%80'.repeat(200)) }
 )
-const query = fc.array(fc.tuple(fc.constantFrom('limit', 'cursor', 'view', 'tenantId', 'x', 'limit'), fc.oneof(text, fc.constantFrom('0', '1', '200', '201', '-1', '1e3', 'summary', 'full', 'AAAA', 'WzEsIngiXQ'))), { maxLength: 3 })
+const query = fc.array(fc.tuple(fc.constantFrom('limit', 'cursor', 'view', 'tenantId', 'x', 'limit', 'order', 'maxTokens', 'lastMessages'), fc.oneof(text, fc.constantFrom('0', '1', '200', '201', '-1', '1e3', 'summary', 'full', 'AAAA', 'WzEsIngiXQ', 'asc', 'desc', '1000', '1001'))), { maxLength: 3 })
   .map((pairs) => pairs.length === 0 ? '' : '?' + pairs.map(([key, value]) => { try { return `${key}=${encodeURIComponent(value)}` } catch { return `${key}=%` } }).join('&'))
 const headerValue = fc.oneof(
   fc.string({ unit: 'grapheme-ascii', maxLength: 30 }).map((value) => value.replace(/[^\x20-\x7e]/g, '')),
@@ -140,6 +142,10 @@ const generated: fc.Arbitrary<Generated> = fc.oneof(
   conversationRoute('PATCH', '', 'patch'),
   conversationRoute('DELETE', ''),
   conversationRoute('POST', '/messages', 'append'),
+  conversationRoute('GET', '/messages'),
+  conversationRoute('GET', '/messages/m1'),
+  conversationRoute('PATCH', '/messages/m1', 'editMessage'),
+  conversationRoute('DELETE', '/messages/m1'),
   conversationRoute('GET', '/workflow-state'),
   conversationRoute('PUT', '/workflow-state', 'workflow'),
   conversationRoute('DELETE', '/workflow-state'),

@@ -6,9 +6,10 @@ import { loadConfig } from '../src/config.js'
 import { redisEnv } from './helpers/backends.js'
 import { startRedis } from './helpers/redis-server.js'
 
-// Model-based test: random sequences of operations run against the memory backend and the
-// Redis backend must give the same observable results (status codes and bodies, apart
-// from timestamps, which depend on when each backend ran).
+// Model-based test: random sequences of operations (on conversations, their messages and
+// their workflow state) run against the memory backend and the Redis backend must give the
+// same observable results (status codes and bodies, apart from timestamps, which depend on
+// when each backend ran, and cursors, which name each backend's own incarnation).
 
 const server = await startRedis()
 t.teardown(() => server.close())
@@ -44,16 +45,29 @@ const request: fc.Arbitrary<Request> = fc.oneof(
   user.map((user) => ({ method: 'DELETE' as const, url: `/v1/users/${user}/conversations` })),
   fc.record({ id, step: fc.constantFrom('s1', 's2') }).map(({ id, step }) =>
     ({ method: 'PUT' as const, url: `/v1/conversations/${id}/workflow-state`, payload: { step, turnCount: 1, status: 'active' } })),
-  id.map((id) => ({ method: 'GET' as const, url: `/v1/conversations/${id}/workflow-state` }))
+  id.map((id) => ({ method: 'GET' as const, url: `/v1/conversations/${id}/workflow-state` })),
+  fc.record({ id, query: fc.constantFrom('', '?lastMessages=2', '?lastMessages=0', '?view=summary') })
+    .map(({ id, query }) => ({ method: 'GET' as const, url: `/v1/conversations/${id}${query}` })),
+  fc.record({ id, query: fc.constantFrom('?limit=2', '?limit=2&order=desc', '?order=desc&maxTokens=2', '?order=desc&maxTokens=100&limit=3') })
+    .map(({ id, query }) => ({ method: 'GET' as const, url: `/v1/conversations/${id}/messages${query}` })),
+  fc.record({ id, message: fc.constantFrom(...messageIds) })
+    .map(({ id, message }) => ({ method: 'GET' as const, url: `/v1/conversations/${id}/messages/${message}` })),
+  fc.record({ id, message: fc.constantFrom(...messageIds), patch: fc.constantFrom({ text: 'edited' }, { metadata: { k: 1 } }, { text: null }), headers: ifMatch })
+    .map(({ id, message, patch, headers }) => ({ method: 'PATCH' as const, url: `/v1/conversations/${id}/messages/${message}`, payload: patch, headers: headers ?? {} })),
+  fc.record({ id, message: fc.constantFrom(...messageIds), headers: ifMatch })
+    .map(({ id, message, headers }) => ({ method: 'DELETE' as const, url: `/v1/conversations/${id}/messages/${message}`, headers: headers ?? {} }))
 )
 
 const TIMESTAMPS = new Set(['createdAt', 'updatedAt', 'expiresAt'])
+const cursorPresence = (key: string, value: unknown): unknown => key === 'nextCursor' ? value !== null : value
 
 /** The observable result, without timestamps; lists are compared as sets (ties in time may order differently). */
 function observe (statusCode: number, body: string): unknown {
   if (body === '') return { statusCode }
-  const parsed = JSON.parse(body, (key, value: unknown) => TIMESTAMPS.has(key) ? undefined : value) as Record<string, unknown>
-  if (Array.isArray(parsed.items)) {
+  const parsed = JSON.parse(body, (key, value: unknown) => TIMESTAMPS.has(key) ? undefined : cursorPresence(key, value)) as Record<string, unknown>
+  // Conversation lists (their items have a userId) may order ties in time differently;
+  // message pages must agree to the order.
+  if (Array.isArray(parsed.items) && (parsed.items as Array<{ userId?: string }>)[0]?.userId !== undefined) {
     parsed.items = (parsed.items as Array<{ id: string }>).sort((x, y) => x.id.localeCompare(y.id))
   }
   return { statusCode, body: parsed }

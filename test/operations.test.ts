@@ -7,6 +7,7 @@ import { instrumentStore, storeErrorKind } from '../src/store/instrumented-store
 import { MemoryConversationStore } from '../src/store/memory-store.js'
 import { redisEnv } from './helpers/backends.js'
 import { build } from './helpers/build.js'
+import { countTokens } from './helpers/tokens.js'
 import { startRedis } from './helpers/redis-server.js'
 
 const limits = { ttlSeconds: 60, maxMessagesPerConversation: 100 }
@@ -45,7 +46,7 @@ t.test('metrics', async (t) => {
     class FailingStore extends MemoryConversationStore {
       override async get (): Promise<undefined> { throw next }
     }
-    const app = await build(t, {}, { store: new FailingStore({ maxConversations: 1, limits }) })
+    const app = await build(t, {}, { store: new FailingStore({ maxConversations: 1, limits, countTokens }) })
     await app.inject({ method: 'GET', url: '/v1/conversations/a' })
     next = refused
     await app.inject({ method: 'GET', url: '/v1/conversations/a' })
@@ -67,7 +68,7 @@ t.test('metrics', async (t) => {
 
   t.test('an instrumented store behaves as the store', async (t) => {
     const seen: string[] = []
-    const store = instrumentStore(new MemoryConversationStore({ maxConversations: 5, limits }), {
+    const store = instrumentStore(new MemoryConversationStore({ maxConversations: 5, limits, countTokens }), {
       operation: (operation) => { seen.push(operation) },
       error: () => {}
     })

@@ -9,6 +9,7 @@ import type { ListCursor } from '../src/store/types.js'
 import { create, unique } from './helpers/api-suite.js'
 import { redisEnv } from './helpers/backends.js'
 import { build } from './helpers/build.js'
+import { countTokens } from './helpers/tokens.js'
 import { startRedis } from './helpers/redis-server.js'
 
 // What the Redis backend keeps in Redis itself (key layout, TTLs, the user index), how it
@@ -29,13 +30,15 @@ t.teardown(async () => { await redis.quit() })
 const env = redisEnv(server)
 const prefix = env.REDIS_KEY_PREFIX as string
 
-interface Keys { doc: string, messages: string, messageIds: string, workflow: string, index: string }
+interface Keys { doc: string, order: string, bodies: string, tokens: string, messageIds: string, workflow: string, index: string }
 
 const keysOf = (id: string, userId: string): Keys => {
   const doc = `${prefix}conv:{${id}}`
   return {
     doc,
-    messages: `${doc}:messages`,
+    order: `${doc}:order`,
+    bodies: `${doc}:bodies`,
+    tokens: `${doc}:tokens`,
     messageIds: `${doc}:message-ids`,
     workflow: `${doc}:workflow`,
     index: `${prefix}user:{${userId}}:index`
@@ -82,16 +85,20 @@ t.test('key layout: every key the service writes has a TTL, and the index is sco
   const keys = keysOf(id, userId)
 
   t.equal(await redis.type(keys.doc), 'hash')
-  t.equal(await redis.type(keys.messages), 'list')
+  t.equal(await redis.type(keys.order), 'zset')
+  t.equal(await redis.type(keys.bodies), 'hash')
+  t.equal(await redis.type(keys.tokens), 'hash')
   t.equal(await redis.type(keys.messageIds), 'set')
   t.equal(await redis.type(keys.workflow), 'hash')
   t.equal(await redis.type(keys.index), 'zset')
   t.same(await redis.smembers(keys.messageIds).then((ids) => ids.sort()), ['m1', 'm2'])
-  t.equal(await redis.llen(keys.messages), 2)
+  t.same(await redis.zrange(keys.order, '0', '-1', 'WITHSCORES'), ['m1', '1', 'm2', '2'], 'messages scored by their position')
+  t.same(await redis.hgetall(keys.tokens), { m1: '1', m2: '1' }, 'each message counted once, when written')
+  t.match(await redis.hmget(keys.doc, 'count', 'seq'), ['2', '2'])
   await assertAllExpire(t, keys, 86400 * 1000)
 
   const everything = await redis.keys(`${prefix}*{${id}}*`)
-  t.same(everything.sort(), [keys.doc, keys.messages, keys.messageIds, keys.workflow].sort(), 'no other key for the conversation')
+  t.same(everything.sort(), [keys.doc, keys.order, keys.bodies, keys.tokens, keys.messageIds, keys.workflow].sort(), 'no other key for the conversation')
 
   const stored = (await get(app, id)).json()
   t.equal(Number(await redis.zscore(keys.index, id)), Date.parse(stored.updatedAt), 'index score is updatedAt')
@@ -228,7 +235,7 @@ t.test('a list walk that needs several batches is not shifted by writes between 
       }
     })
     const store = new RedisConversationStore({
-      client: interleaving, keyPrefix: prefix, timeoutMs: 5000, limits: { ttlSeconds: 86400, maxMessagesPerConversation: 100 }
+      client: interleaving, keyPrefix: prefix, timeoutMs: 5000, limits: { ttlSeconds: 86400, maxMessagesPerConversation: 100 }, countTokens
     })
     const walk: string[] = []
     let cursor: ListCursor | undefined
@@ -429,4 +436,60 @@ t.test('a wrong Redis password fails start-up without revealing it', async (t) =
   t.notOk(message.includes(wrong), 'not the password')
   t.notOk(message.includes(url), 'not the URL')
   t.notOk(lines.join('').includes(wrong), 'no password in the log')
+})
+
+t.test('conversations stored by the release before (one message list) keep working, and move to the new layout on first message use', async (t) => {
+  const app = await build(t, env)
+  const userId = unique('u')
+  const now = Date.now()
+  const message = (id: string, text: string): string => JSON.stringify({ id, role: 'user', kind: 'text', text, createdAt: new Date(now).toISOString() })
+  /** A conversation as the release before wrote it: no incarnation, no positions, a list of messages. */
+  const legacy = async (): Promise<{ id: string, keys: Keys, legacyList: string }> => {
+    const id = unique('legacy')
+    const keys = keysOf(id, userId)
+    const legacyList = `${keys.doc}:messages`
+    await redis.hset(keys.doc, 'body', '{"tenantId":"default","status":"active","title":"old"}', 'userId', userId, 'createdAt', now,
+      'updatedAt', now, 'expiresAt', now + 60_000, 'version', 3, 'count', 2)
+    await redis.rpush(legacyList, message('m1', 'first words'), message('m2', 'second words'))
+    await redis.sadd(keys.messageIds, 'm1', 'm2')
+    await redis.zadd(keys.index, now, id)
+    for (const key of [keys.doc, legacyList, keys.messageIds]) await redis.pexpireat(key, now + 60_000)
+    return { id, keys, legacyList }
+  }
+
+  const read = await legacy()
+  const full = await get(app, read.id)
+  t.equal(full.statusCode, 200)
+  t.same(full.json().messages.map((m: Json) => m.text), ['first words', 'second words'], 'a read takes the old list as it is')
+  t.match(full.json(), { version: 3, messageCount: 2, title: 'old' })
+  t.equal(full.headers.etag, '"0.3"', 'a record without an incarnation counts as incarnation 0')
+  t.same((await app.inject({ method: 'GET', url: `/v1/conversations/${read.id}?lastMessages=1` })).json().messages.map((m: Json) => m.id), ['m2'])
+  t.equal(await redis.exists(read.legacyList), 1, 'reads leave the old layout alone')
+
+  const page = await app.inject({ method: 'GET', url: `/v1/conversations/${read.id}/messages?limit=1` })
+  t.equal(page.statusCode, 200)
+  t.same(page.json().items.map((m: Json) => m.id), ['m1'])
+  t.equal(await redis.exists(read.legacyList), 0, 'the first message read migrated it')
+  t.same(await redis.zrange(read.keys.order, '0', '-1'), ['m1', 'm2'])
+  t.same(await redis.hgetall(read.keys.tokens), { m1: String(countTokens({ text: 'first words' })), m2: String(countTokens({ text: 'second words' })) })
+  t.equal((await get(app, read.id)).json().version, 3, 'a migration is no write: the version stays')
+  t.ok(await redis.pttl(read.keys.order) <= 60_000, 'and so does the expiry')
+  const rest = await app.inject({ method: 'GET', url: `/v1/conversations/${read.id}/messages?limit=1&cursor=${page.json().nextCursor as string}` })
+  t.same(rest.json().items.map((m: Json) => m.id), ['m2'], 'the page goes on')
+
+  const appended = await legacy()
+  const response = await append(app, appended.id, [{ id: 'm3', role: 'assistant', text: 'third' }, { id: 'm1', role: 'user' }])
+  t.equal(response.statusCode, 201)
+  t.match(response.json(), { appended: 1, skipped: 1, version: 4, messageCount: 3 })
+  t.same((await get(app, appended.id)).json().messages.map((m: Json) => m.id), ['m1', 'm2', 'm3'], 'an append migrates, then appends')
+
+  const patched = await legacy()
+  const title = await patch(app, patched.id, { title: 'new' })
+  t.equal(title.statusCode, 200)
+  t.same(title.json().messages.map((m: Json) => m.id), ['m1', 'm2'], 'a PATCH of the conversation reads the old list')
+  const edited = await app.inject({ method: 'PATCH', url: `/v1/conversations/${patched.id}/messages/m2`, payload: { text: 'edited' } })
+  t.equal(edited.statusCode, 200)
+  const deleted = await app.inject({ method: 'DELETE', url: `/v1/conversations/${patched.id}/messages/m1` })
+  t.equal(deleted.statusCode, 204)
+  t.same((await get(app, patched.id)).json().messages.map((m: Json) => [m.id, m.text]), [['m2', 'edited']])
 })

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { PreconditionFailedError, TooManyMessagesError, UserMismatchError } from '../errors.js'
 import type {
-  Conversation, ConversationFields, ConversationSummary, Message, MessageInput, PatchConversationBody,
+  Conversation, ConversationFields, ConversationSummary, Message, MessageInput, PatchConversationBody, PatchMessageBody,
   WorkflowState, WorkflowStateBody
 } from '../schemas.js'
 import type { Preconditions } from './types.js'
@@ -63,7 +63,7 @@ export function assertMessageLimit (count: number, limits: StoreLimits): void {
  * `createdAt`, bumps `version` and may not change `userId`.
  */
 export function buildConversation (
-  id: string, fields: ConversationFields, writeMs: number, limits: StoreLimits, previous?: Conversation
+  id: string, fields: ConversationFields, writeMs: number, limits: StoreLimits, previous?: ConversationBody
 ): Conversation {
   if (previous !== undefined && previous.userId !== fields.userId) throw new UserMismatchError()
   assertMessageLimit(fields.messages.length, limits)
@@ -72,6 +72,7 @@ export function buildConversation (
     ...fields,
     id,
     messages: fields.messages.map((message) => toMessage(message, nowIso)),
+    messageCount: fields.messages.length,
     createdAt: previous?.createdAt ?? nowIso,
     updatedAt: nowIso,
     expiresAt: expiryOf(writeMs, limits),
@@ -96,16 +97,23 @@ export function mergePatch (target: unknown, patch: unknown): unknown {
   return result
 }
 
+/** A conversation without its messages: what a write to the conversation itself changes. */
+export type ConversationBody = Omit<Conversation, 'messages' | 'messageCount'>
+
 export function patchConversation (
-  current: Conversation, patch: PatchConversationBody, writeMs: number, limits: StoreLimits
-): Conversation {
-  const patched = mergePatch(current, patch) as Conversation
-  return {
-    ...patched,
-    updatedAt: new Date(writeMs).toISOString(),
-    expiresAt: expiryOf(writeMs, limits),
-    version: current.version + 1
-  }
+  current: ConversationBody, patch: PatchConversationBody, writeMs: number, limits: StoreLimits
+): ConversationBody {
+  return { ...mergePatch(current, patch) as ConversationBody, ...writeStamp(current, writeMs, limits) }
+}
+
+/** What every write to a conversation moves: version, updatedAt and expiresAt. */
+export function writeStamp (current: ConversationBody, writeMs: number, limits: StoreLimits): Pick<ConversationBody, 'version' | 'updatedAt' | 'expiresAt'> {
+  return { updatedAt: new Date(writeMs).toISOString(), expiresAt: expiryOf(writeMs, limits), version: current.version + 1 }
+}
+
+/** A message edit: a JSON merge patch of text, cardJson, cardId and metadata. */
+export function patchMessage (current: Message, patch: PatchMessageBody): Message {
+  return mergePatch(current, patch) as Message
 }
 
 /** Splits an append into the messages to add and the count skipped as already present. */
@@ -123,10 +131,10 @@ export function newMessages (
   return { added, skipped: inputs.length - added.length }
 }
 
-/** The summary view; a backend that keeps the count apart from the messages passes it. */
-export function toSummary (conversation: Conversation, messageCount = conversation.messages.length): ConversationSummary {
-  const { messages: _messages, ...rest } = conversation
-  return { ...rest, messageCount }
+/** The summary view: the conversation without its messages. */
+export function toSummary (conversation: Conversation | ConversationSummary): ConversationSummary {
+  const { messages: _messages, ...rest } = conversation as Conversation
+  return rest
 }
 
 /** Sort order of every list: updatedAt descending, then id descending. */

@@ -1,16 +1,22 @@
 import { LRUCache } from 'lru-cache'
-import { ConversationExistsError, ConversationNotFoundError, ConversationTooLargeError, WorkflowStateNotFoundError } from '../errors.js'
-import type {
-  AppendResult, Conversation, ConversationFields, Message, MessageInput, PatchConversationBody, WorkflowState, WorkflowStateBody
-} from '../schemas.js'
 import {
-  assertMessageLimit, buildConversation, buildWorkflowState, checkPreconditions, expiryOf, newIncarnation,
-  newMessages, patchConversation, tagOf, toSummary, writeTime, type StoreLimits
+  ConversationExistsError, ConversationNotFoundError, ConversationTooLargeError, InvalidRequestError, MessageNotFoundError,
+  WorkflowStateNotFoundError
+} from '../errors.js'
+import type {
+  AppendResult, Conversation, ConversationFields, Message, MessageInput, PatchConversationBody, PatchMessageBody,
+  WorkflowState, WorkflowStateBody
+} from '../schemas.js'
+import type { TokenCounter } from '../tokens.js'
+import {
+  assertMessageLimit, buildConversation, buildWorkflowState, checkPreconditions, newIncarnation, newMessages,
+  patchConversation, patchMessage, tagOf, toSummary, writeStamp, writeTime, type ConversationBody, type StoreLimits
 } from './conversation-rules.js'
+import { MessageLog } from './message-log.js'
 import { firstAfter, MemoryUserIndex, type IndexKey } from './memory-user-index.js'
 import type {
-  ConversationPage, ConversationStore, ListOptions, Preconditions, PutResult, StoreHealth, StoreStats, Tagged,
-  TaggedConversation, TaggedWorkflowState
+  ConversationPage, ConversationStore, ListOptions, MessagePage, MessageQuery, MessageSelection, Preconditions, PutResult,
+  StoreHealth, StoreStats, Tagged, TaggedConversation, TaggedView, TaggedWorkflowState
 } from './types.js'
 
 export interface MemoryStoreOptions {
@@ -18,6 +24,7 @@ export interface MemoryStoreOptions {
   /** Bound on the stored size of all conversations (their JSON, in characters); none when unset. */
   maxBytes?: number
   limits: StoreLimits
+  countTokens: TokenCounter
   /** Milliseconds since the epoch; injectable so tests can move time. */
   clock?: () => number
 }
@@ -25,17 +32,16 @@ export interface MemoryStoreOptions {
 interface StoredState { state: WorkflowState, incarnation: string, bytes: number }
 
 interface Entry {
-  conversation: Conversation
+  body: ConversationBody
   /** Made at create; tags name it, so tags of a deleted conversation never match again. */
   incarnation: string
-  messageIds: Set<string>
-  /** Stored sizes, kept as messages are added so that an append stays O(1) in length. */
+  log: MessageLog
+  /** Stored size of the body; the log keeps its own, so that an append stays O(1). */
   bodyBytes: number
-  messageBytes: number
   workflowState?: StoredState
 }
 
-const sizeOf = (entry: Entry): number => entry.bodyBytes + entry.messageBytes + (entry.workflowState?.bytes ?? 0)
+const sizeOf = (entry: Entry): number => entry.bodyBytes + entry.log.bytes + (entry.workflowState?.bytes ?? 0)
 
 /**
  * The embedded backend: an LRU of conversations bounded in count and in bytes, plus, per
@@ -48,11 +54,13 @@ export class MemoryConversationStore implements ConversationStore {
   readonly #index = new MemoryUserIndex()
   readonly #limits: StoreLimits
   readonly #maxBytes: number
+  readonly #countTokens: TokenCounter
   readonly #clock: () => number
   #evictions = 0
 
   constructor (options: MemoryStoreOptions) {
     this.#limits = options.limits
+    this.#countTokens = options.countTokens
     this.#clock = options.clock ?? Date.now
     this.#maxBytes = options.maxBytes ?? Infinity
     this.#entries = new LRUCache<string, Entry>({
@@ -62,7 +70,7 @@ export class MemoryConversationStore implements ConversationStore {
       dispose: (entry, _id, reason) => {
         if (reason === 'set') return
         if (reason === 'evict') this.#evictions++
-        this.#index.remove(entry.conversation.userId, indexKeyOf(entry.conversation))
+        this.#index.remove(entry.body.userId, indexKeyOf(entry.body))
       }
     })
   }
@@ -75,27 +83,31 @@ export class MemoryConversationStore implements ConversationStore {
 
   async create (id: string, fields: ConversationFields): Promise<TaggedConversation> {
     if (this.#live(id) !== undefined) throw new ConversationExistsError(id)
-    const conversation = buildConversation(id, fields, this.#clock(), this.#limits)
-    return tagged(this.#store(conversation))
+    const { messages, messageCount: _count, ...body } = buildConversation(id, fields, this.#clock(), this.#limits)
+    return tagged(this.#store(body, new MessageLog(this.#countTokens, messages)))
   }
 
-  async get (id: string): Promise<TaggedConversation | undefined> {
+  async get (id: string, messages: MessageSelection = 'all'): Promise<TaggedView | undefined> {
     const entry = this.#live(id)
-    return entry === undefined ? undefined : tagged(entry)
+    if (entry === undefined) return undefined
+    if (messages === 'all') return tagged(entry)
+    const view = { ...toSummary(viewOf(entry)), etag: tagOfEntry(entry) }
+    return messages === 'none' ? view : { ...view, messages: entry.log.last(messages.last) }
   }
 
   async put (id: string, fields: ConversationFields, preconditions: Preconditions): Promise<PutResult> {
     const previous = this.#live(id)
     checkPreconditions(previous === undefined ? undefined : tagOfEntry(previous), preconditions)
-    const writeMs = writeTime(this.#clock(), previous?.conversation.updatedAt)
-    const conversation = buildConversation(id, fields, writeMs, this.#limits, previous?.conversation)
-    return { conversation: tagged(this.#store(conversation, previous)), created: previous === undefined }
+    const writeMs = writeTime(this.#clock(), previous?.body.updatedAt)
+    const { messages, messageCount: _count, ...body } = buildConversation(id, fields, writeMs, this.#limits, previous?.body)
+    const entry = this.#store(body, new MessageLog(this.#countTokens, messages), previous)
+    return { conversation: tagged(entry), created: previous === undefined }
   }
 
   async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions): Promise<TaggedConversation> {
     const entry = this.#existing(id, preconditions)
-    const writeMs = writeTime(this.#clock(), entry.conversation.updatedAt)
-    return tagged(this.#store(patchConversation(entry.conversation, patch, writeMs, this.#limits), entry))
+    const writeMs = writeTime(this.#clock(), entry.body.updatedAt)
+    return tagged(this.#store(patchConversation(entry.body, patch, writeMs, this.#limits), entry.log, entry))
   }
 
   async delete (id: string, preconditions: Preconditions): Promise<void> {
@@ -105,49 +117,39 @@ export class MemoryConversationStore implements ConversationStore {
 
   async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions): Promise<AppendResult & Tagged> {
     const entry = this.#existing(id, preconditions)
-    const writeMs = writeTime(this.#clock(), entry.conversation.updatedAt)
-    const { added, skipped } = newMessages(entry.messageIds, inputs, new Date(writeMs).toISOString())
-    const current = entry.conversation
+    const writeMs = writeTime(this.#clock(), entry.body.updatedAt)
+    const { added, skipped } = newMessages(entry.log, inputs, new Date(writeMs).toISOString())
     if (added.length === 0) {
-      return { appended: 0, skipped, version: current.version, messageCount: current.messages.length, etag: tagOfEntry(entry) }
+      return { appended: 0, skipped, version: entry.body.version, messageCount: entry.log.count, etag: tagOfEntry(entry) }
     }
-    assertMessageLimit(current.messages.length + added.length, this.#limits)
-    const addedBytes = messageBytes(added)
-    this.#assertFits(sizeOf(entry) + addedBytes)
+    assertMessageLimit(entry.log.count + added.length, this.#limits)
+    this.#assertFits(sizeOf(entry) + MessageLog.bytesOf(added))
     // Appending in place keeps the cost independent of the conversation's length.
-    current.messages.push(...added)
-    for (const message of added) entry.messageIds.add(message.id)
-    entry.messageBytes += addedBytes
-    const updated = this.#store({
-      ...current,
-      updatedAt: new Date(writeMs).toISOString(),
-      expiresAt: expiryOf(writeMs, this.#limits),
-      version: current.version + 1
-    }, entry)
-    const { version, messages } = updated.conversation
-    return { appended: added.length, skipped, version, messageCount: messages.length, etag: tagOfEntry(updated) }
+    entry.log.add(added)
+    const updated = this.#touch(entry, writeMs)
+    return { appended: added.length, skipped, version: updated.body.version, messageCount: updated.log.count, etag: tagOfEntry(updated) }
   }
 
   async listByUser (userId: string, options: ListOptions): Promise<ConversationPage> {
     const index = this.#index.keys(userId)
     const start = options.cursor === undefined ? 0 : firstAfter(index, options.cursor)
-    const found: Conversation[] = []
+    const found: Entry[] = []
     const expired: string[] = []
     const now = this.#clock()
     // One item past the page tells whether a next page exists.
     for (let i = start; i < index.length && found.length <= options.limit; i++) {
       const { id } = index[i] as IndexKey
-      const conversation = (this.#entries.peek(id) as Entry).conversation
-      if (Date.parse(conversation.expiresAt) <= now) expired.push(id)
-      else if (options.tenantId === undefined || conversation.tenantId === options.tenantId) found.push(conversation)
+      const entry = this.#entries.peek(id) as Entry
+      if (Date.parse(entry.body.expiresAt) <= now) expired.push(id)
+      else if (options.tenantId === undefined || entry.body.tenantId === options.tenantId) found.push(entry)
     }
     // Deleting unindexes (see dispose), so it waits until the walk is over.
     for (const id of expired) this.#entries.delete(id)
     const page = found.slice(0, options.limit)
     const last = page.at(-1)
     return {
-      items: page.map((conversation) => options.view === 'summary' ? toSummary(conversation) : copy(conversation)),
-      nextCursor: found.length > options.limit && last !== undefined ? indexKeyOf(last) : null
+      items: page.map((entry) => options.view === 'summary' ? toSummary(viewOf(entry)) : viewOf(entry)),
+      nextCursor: found.length > options.limit && last !== undefined ? indexKeyOf(last.body) : null
     }
   }
 
@@ -161,6 +163,38 @@ export class MemoryConversationStore implements ConversationStore {
     }
     this.#index.removeUser(userId)
     return deleted
+  }
+
+  async listMessages (id: string, query: MessageQuery): Promise<MessagePage> {
+    const entry = this.#existing(id, {})
+    if (query.after !== undefined && query.after.incarnation !== entry.incarnation) throw badCursor()
+    const { items, nextSeq, totalTokens } = entry.log.page(query)
+    return {
+      items,
+      next: nextSeq === null ? null : { incarnation: entry.incarnation, seq: nextSeq },
+      messageCount: entry.log.count,
+      ...(totalTokens === undefined ? {} : { totalTokens })
+    }
+  }
+
+  async getMessage (id: string, messageId: string): Promise<Message> {
+    return this.#message(this.#existing(id, {}), messageId)
+  }
+
+  async patchMessage (id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions): Promise<{ message: Message, etag: string }> {
+    const entry = this.#existing(id, preconditions)
+    const message = patchMessage(this.#message(entry, messageId), patch)
+    this.#assertFits(sizeOf(entry) + MessageLog.bytesOf([message]))
+    entry.log.replace(message)
+    const updated = this.#touch(entry, writeTime(this.#clock(), entry.body.updatedAt))
+    return { message, etag: tagOfEntry(updated) }
+  }
+
+  async deleteMessage (id: string, messageId: string, preconditions: Preconditions): Promise<Tagged> {
+    const entry = this.#existing(id, preconditions)
+    this.#message(entry, messageId)
+    entry.log.remove(messageId)
+    return { etag: tagOfEntry(this.#touch(entry, writeTime(this.#clock(), entry.body.updatedAt))) }
   }
 
   async getWorkflowState (id: string): Promise<TaggedWorkflowState> {
@@ -203,7 +237,7 @@ export class MemoryConversationStore implements ConversationStore {
   #live (id: string, { touch } = { touch: true }): Entry | undefined {
     const entry = touch ? this.#entries.get(id) : this.#entries.peek(id)
     if (entry === undefined) return undefined
-    if (Date.parse(entry.conversation.expiresAt) > this.#clock()) return entry
+    if (Date.parse(entry.body.expiresAt) > this.#clock()) return entry
     this.#entries.delete(id)
     return undefined
   }
@@ -213,6 +247,12 @@ export class MemoryConversationStore implements ConversationStore {
     if (entry === undefined) throw new ConversationNotFoundError(id)
     checkPreconditions(tagOfEntry(entry), preconditions)
     return entry
+  }
+
+  #message (entry: Entry, messageId: string): Message {
+    const message = entry.log.find(messageId)
+    if (message === undefined) throw new MessageNotFoundError(messageId)
+    return message
   }
 
   #liveWorkflowState (entry: Entry): StoredState | undefined {
@@ -231,52 +271,47 @@ export class MemoryConversationStore implements ConversationStore {
     if (bytes > this.#maxBytes) throw new ConversationTooLargeError(this.#maxBytes)
   }
 
+  /** A write to the messages in place: the conversation's version, times and TTLs move. */
+  #touch (entry: Entry, writeMs: number): Entry {
+    return this.#store({ ...entry.body, ...writeStamp(entry.body, writeMs, this.#limits) }, entry.log, entry)
+  }
+
   /**
    * Saves a conversation write. The write refreshes the TTL of everything the
    * conversation owns; a new conversation starts without workflow state.
    */
-  #store (conversation: Conversation, previous?: Entry): Entry {
-    const sameMessages = previous?.conversation.messages === conversation.messages
-    const { messages: _messages, ...body } = conversation
-    const entry: Entry = {
-      conversation,
-      incarnation: previous?.incarnation ?? newIncarnation(),
-      messageIds: sameMessages ? previous.messageIds : new Set(conversation.messages.map((message) => message.id)),
-      bodyBytes: JSON.stringify(body).length,
-      messageBytes: sameMessages ? previous.messageBytes : messageBytes(conversation.messages)
-    }
+  #store (body: ConversationBody, log: MessageLog, previous?: Entry): Entry {
+    const entry: Entry = { body, incarnation: previous?.incarnation ?? newIncarnation(), log, bodyBytes: JSON.stringify(body).length }
     const stored = previous === undefined ? undefined : this.#liveWorkflowState(previous)
-    if (stored !== undefined) entry.workflowState = { ...stored, state: { ...stored.state, expiresAt: conversation.expiresAt } }
+    if (stored !== undefined) entry.workflowState = { ...stored, state: { ...stored.state, expiresAt: body.expiresAt } }
     this.#assertFits(sizeOf(entry))
-    if (previous !== undefined) this.#index.remove(previous.conversation.userId, indexKeyOf(previous.conversation))
-    this.#entries.set(conversation.id, entry)
-    this.#index.add(conversation.userId, indexKeyOf(conversation))
+    if (previous !== undefined) this.#index.remove(previous.body.userId, indexKeyOf(previous.body))
+    this.#entries.set(body.id, entry)
+    this.#index.add(body.userId, indexKeyOf(body))
     return entry
   }
 }
 
-function messageBytes (messages: Message[]): number {
-  let bytes = 0
-  for (const message of messages) bytes += JSON.stringify(message).length + 1
-  return bytes
+function badCursor (): Error {
+  return new InvalidRequestError('querystring/cursor belongs to another conversation, or to one since deleted')
 }
 
 function tagOfEntry (entry: Entry): string {
-  return tagOf(entry.incarnation, entry.conversation.version)
+  return tagOf(entry.incarnation, entry.body.version)
 }
 
-function copy (conversation: Conversation): Conversation {
-  return { ...conversation, messages: conversation.messages.slice() }
+function viewOf (entry: Entry): Conversation {
+  return { ...entry.body, messages: entry.log.all(), messageCount: entry.log.count }
 }
 
 function tagged (entry: Entry): TaggedConversation {
-  return { ...copy(entry.conversation), etag: tagOfEntry(entry) }
+  return { ...viewOf(entry), etag: tagOfEntry(entry) }
 }
 
 function taggedState ({ state, incarnation }: StoredState): TaggedWorkflowState {
   return { ...state, etag: tagOf(incarnation, state.version) }
 }
 
-function indexKeyOf (conversation: Conversation): IndexKey {
-  return { updatedAt: Date.parse(conversation.updatedAt), id: conversation.id }
+function indexKeyOf (body: ConversationBody): IndexKey {
+  return { updatedAt: Date.parse(body.updatedAt), id: body.id }
 }

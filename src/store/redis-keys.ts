@@ -1,9 +1,14 @@
 // The one place that knows the Redis key layout.
 //
-//   <prefix>conv:{<id>}              hash: body (JSON), userId, createdAt, updatedAt, expiresAt, version, count
-//   <prefix>conv:{<id>}:messages     list of message JSON, in order
-//   <prefix>conv:{<id>}:message-ids  set of message ids, for idempotent appends
-//   <prefix>conv:{<id>}:workflow     hash: body (JSON), version, updatedAt, expiresAt
+//   <prefix>conv:{<id>}              hash: body (JSON), userId, createdAt, updatedAt, expiresAt, version,
+//                                    count (messages now), seq (the last message position), inc (incarnation)
+//   <prefix>conv:{<id>}:order        sorted set: message id scored by its position (append order)
+//   <prefix>conv:{<id>}:bodies       hash: message id → message JSON
+//   <prefix>conv:{<id>}:tokens       hash: message id → its token count
+//   <prefix>conv:{<id>}:message-ids  set: every message id ever used (deleted ones stay used)
+//   <prefix>conv:{<id>}:workflow     hash: body (JSON), version, updatedAt, expiresAt, inc
+//   <prefix>conv:{<id>}:messages     list of message JSON: the layout of the release before,
+//                                    read while present and migrated by the next message write
 //   <prefix>user:{<userId>}:index    sorted set: conversation id scored by updatedAt
 //
 // The braces are Redis Cluster hash tags: all keys of one conversation share a slot, so a
@@ -11,14 +16,30 @@
 
 export interface ConversationKeys {
   doc: string
-  messages: string
+  order: string
+  bodies: string
+  tokens: string
   messageIds: string
   workflow: string
+  legacyMessages: string
 }
 
 export function conversationKeys (prefix: string, id: string): ConversationKeys {
   const doc = `${prefix}conv:{${id}}`
-  return { doc, messages: `${doc}:messages`, messageIds: `${doc}:message-ids`, workflow: `${doc}:workflow` }
+  return {
+    doc,
+    order: `${doc}:order`,
+    bodies: `${doc}:bodies`,
+    tokens: `${doc}:tokens`,
+    messageIds: `${doc}:message-ids`,
+    workflow: `${doc}:workflow`,
+    legacyMessages: `${doc}:messages`
+  }
+}
+
+/** The seven keys a conversation script takes, in the order the scripts name them. */
+export function conversationKeyList (keys: ConversationKeys): string[] {
+  return [keys.doc, keys.order, keys.bodies, keys.tokens, keys.messageIds, keys.workflow, keys.legacyMessages]
 }
 
 export function userIndexKey (prefix: string, userId: string): string {

@@ -1,4 +1,6 @@
-import { ConversationSchema, WorkflowStateSchema, type Conversation, type Message, type WorkflowState } from '../schemas.js'
+import { z } from 'zod'
+import { ConversationSchema, MessageSchema, WorkflowStateSchema, type Conversation, type Message, type WorkflowState } from '../schemas.js'
+import type { MessageSelection } from './types.js'
 
 // Stored records come back from Redis as strings. They pass the current schema before they
 // reach a caller: a record this service did not write, or wrote under another schema, may
@@ -25,8 +27,11 @@ export function iso (ms: number): string {
   return new Date(ms).toISOString()
 }
 
-/** Parses and validates a conversation; throws InvalidRecordError. */
-export function parseConversation (id: string, raw: RawConversation, withMessages: boolean): ParsedRecord {
+/**
+ * Parses and validates a conversation read with `selection`'s messages (none: a summary,
+ * whose messages the caller drops); throws InvalidRecordError.
+ */
+export function parseConversation (id: string, raw: RawConversation, selection: MessageSelection): ParsedRecord {
   const [body, userId, createdAt, updatedAt, expiresAt, version, count, messages] = raw
   const candidate = {
     ...parseJson(body) as object,
@@ -36,12 +41,14 @@ export function parseConversation (id: string, raw: RawConversation, withMessage
     updatedAt: isoOf(updatedAt),
     expiresAt: isoOf(expiresAt),
     version: Number(version),
-    messages: parseJson(messages) as Message[]
+    messages: parseJson(messages) as Message[],
+    messageCount: Number(count)
   }
   const parsed = ConversationSchema.safeParse(candidate)
   if (!parsed.success) throw new InvalidRecordError(describe(parsed.error))
-  if (withMessages && parsed.data.messages.length !== Number(count)) throw new InvalidRecordError('message count does not match')
-  return { conversation: parsed.data, messageCount: Number(count) }
+  const expected = selection === 'all' ? parsed.data.messageCount : selection === 'none' ? 0 : Math.min(selection.last, parsed.data.messageCount)
+  if (parsed.data.messages.length !== expected) throw new InvalidRecordError('message count does not match')
+  return { conversation: parsed.data, messageCount: parsed.data.messageCount }
 }
 
 /** Parses and validates a workflow state; throws InvalidRecordError. */
@@ -49,6 +56,32 @@ export function parseWorkflowState (id: string, body: string, version: number, u
   const candidate = { ...parseJson(body) as object, conversationId: id, version, updatedAt: isoOf(updatedAt), expiresAt: isoOf(expiresAt) }
   const parsed = WorkflowStateSchema.safeParse(candidate)
   if (!parsed.success) throw new InvalidRecordError(`workflow state: ${describe(parsed.error)}`)
+  return parsed.data
+}
+
+const MessageListSchema = z.array(z.unknown())
+
+/**
+ * A JSON array of stored messages, each validated on its own: the valid ones in order, and
+ * the reasons of those that failed (a page skips them, as a list skips corrupt records).
+ */
+export function parseMessages (json: string): { messages: Message[], invalid: string[] } {
+  const messages: Message[] = []
+  const invalid: string[] = []
+  const list = MessageListSchema.safeParse(parseJson(json))
+  if (!list.success) throw new InvalidRecordError('messages are not a list')
+  for (const item of list.data) {
+    const parsed = MessageSchema.safeParse(item)
+    if (parsed.success) messages.push(parsed.data)
+    else invalid.push(`message: ${describe(parsed.error)}`)
+  }
+  return { messages, invalid }
+}
+
+/** One stored message; throws InvalidRecordError. */
+export function parseMessage (json: string): Message {
+  const parsed = MessageSchema.safeParse(parseJson(json))
+  if (!parsed.success) throw new InvalidRecordError(`message: ${describe(parsed.error)}`)
   return parsed.data
 }
 

@@ -1,64 +1,22 @@
 // Lua scripts that make each conversation write atomic inside Redis. Every script touches
 // only the keys of one conversation (one hash slot, see redis-keys.ts), so they run
-// unchanged on Redis Cluster. Timestamps are milliseconds since the epoch.
+// unchanged on Redis Cluster. Timestamps are milliseconds since the epoch. Conversation
+// scripts take the conversation's seven keys (conversationKeyList); the messages' own
+// scripts are in redis-message-scripts.ts.
 //
 // Scripts answer { status, ... }: 'OK' or one of 'EXISTS', 'NOT_FOUND', 'WORKFLOW_NOT_FOUND',
-// 'PRECONDITION', 'USER_MISMATCH', 'TOO_MANY', 'CONFLICT'.
+// 'MESSAGE_NOT_FOUND', 'PRECONDITION', 'USER_MISMATCH', 'TOO_MANY', 'CONFLICT', 'BAD_CURSOR',
+// and 'LEGACY' (the messages are still in the list of the release before: migrate first).
 
-const helpers = `
--- The entity tag of a version, as tagOf (conversation-rules.ts) builds it. Records from
--- before incarnations existed have none: they count as incarnation '0'.
-local function tagOf (incarnation, version)
-  if not version then return nil end
-  return (incarnation or '0') .. '.' .. version
-end
-
--- ifMatch: '' (no condition), '*', or tags separated by commas (tags never hold one).
-local function matches (ifMatch, tag)
-  if ifMatch == '' then return true end
-  if not tag then return false end
-  if ifMatch == '*' then return true end
-  for candidate in string.gmatch(ifMatch, '[^,]+') do
-    if candidate == tag then return true end
-  end
-  return false
-end
-
--- updatedAt never goes backwards, whatever the caller's clock says.
-local function writeTime (now, previous)
-  if previous and tonumber(previous) > now then return tonumber(previous) end
-  return now
-end
-
--- Every write to a conversation refreshes the TTL of everything it owns.
-local function refresh (doc, msgs, ids, wf, expiresAt)
-  redis.call('PEXPIREAT', doc, expiresAt)
-  redis.call('PEXPIREAT', msgs, expiresAt)
-  redis.call('PEXPIREAT', ids, expiresAt)
-  if redis.call('EXISTS', wf) == 1 then
-    redis.call('HSET', wf, 'expiresAt', expiresAt)
-    redis.call('PEXPIREAT', wf, expiresAt)
-  end
-end
-
--- Appends ids and messages in chunks: unpack() has a limit on its arguments.
-local function push (msgs, ids, idList, jsonList)
-  for first = 1, #idList, 1000 do
-    local last = math.min(first + 999, #idList)
-    redis.call('SADD', ids, unpack(idList, first, last))
-    redis.call('RPUSH', msgs, unpack(jsonList, first, last))
-  end
-end
-`
+import { conversationHelpers as conversation, helpers } from './redis-lua.js'
 
 /**
- * KEYS doc, msgs, ids, wf. ARGV mode, now, ttlMs, ifMatch, ifNoneMatch, userId, body,
- * newIncarnation (used when this write creates the conversation), n, ids…, messages….
+ * ARGV mode, now, ttlMs, ifMatch, ifNoneMatch, userId, body, newIncarnation (used when this
+ * write creates the conversation), n, ids…, messages…, tokens….
  */
-export const writeConversation = `${helpers}
-local doc, msgs, ids, wf = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+export const writeConversation = `${conversation}
 local now, ttl, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[9])
-local current = redis.call('HMGET', doc, 'version', 'userId', 'updatedAt', 'createdAt', 'inc')
+local current = redis.call('HMGET', DOC, 'version', 'userId', 'updatedAt', 'createdAt', 'inc')
 local version = tonumber(current[1])
 if version and ARGV[1] == 'create' then return {'EXISTS'} end
 if version and ARGV[5] == '1' then return {'PRECONDITION'} end
@@ -68,57 +26,58 @@ local updatedAt = writeTime(now, current[3])
 local expiresAt = updatedAt + ttl
 local createdAt = current[4] or tostring(now)
 local incarnation = version and (current[5] or '0') or ARGV[8]
-redis.call('DEL', msgs, ids)
+redis.call('DEL', ORDER, BODIES, TOKENS, IDS, LEGACY)
 -- A new conversation never inherits state left under its id.
-if not version then redis.call('DEL', wf) end
-local idList, jsonList = {}, {}
+if not version then redis.call('DEL', WF) end
+local idList, jsonList, tokenList = {}, {}, {}
 for i = 1, n do
   idList[i] = ARGV[9 + i]
   jsonList[i] = ARGV[9 + n + i]
+  tokenList[i] = ARGV[9 + 2 * n + i]
 end
-push(msgs, ids, idList, jsonList)
-redis.call('HSET', doc, 'body', ARGV[7], 'userId', ARGV[6], 'createdAt', createdAt, 'updatedAt', updatedAt,
-  'expiresAt', expiresAt, 'version', (version or 0) + 1, 'count', n, 'inc', incarnation)
-refresh(doc, msgs, ids, wf, expiresAt)
+push(0, idList, jsonList, tokenList)
+redis.call('HSET', DOC, 'body', ARGV[7], 'userId', ARGV[6], 'createdAt', createdAt, 'updatedAt', updatedAt,
+  'expiresAt', expiresAt, 'version', (version or 0) + 1, 'count', n, 'seq', n, 'inc', incarnation)
+refresh(expiresAt)
 return {'OK', (version or 0) + 1, updatedAt, expiresAt, tonumber(createdAt), version and 0 or 1, incarnation}
 `
 
 /**
- * KEYS doc, msgs, ids, wf. ARGV expectedTag, now, ttlMs, body. Compare-and-set of the body
- * on the tag, so a conversation deleted and created again meanwhile is a conflict too;
- * answers the messages, so the caller's answer matches the version it wrote.
+ * ARGV expectedTag, now, ttlMs, body. Compare-and-set of the body on the tag, so a
+ * conversation deleted and created again meanwhile is a conflict too; answers the messages,
+ * so the caller's answer matches the version it wrote.
  */
-export const replaceBody = `${helpers}
-local doc, msgs, ids, wf = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local current = redis.call('HMGET', doc, 'version', 'updatedAt', 'count', 'inc')
+export const replaceBody = `${conversation}
+local current = redis.call('HMGET', DOC, 'version', 'updatedAt', 'count', 'inc')
 local version = tonumber(current[1])
 if not version then return {'NOT_FOUND'} end
 if tagOf(current[4], version) ~= ARGV[1] then return {'CONFLICT'} end
 local updatedAt = writeTime(tonumber(ARGV[2]), current[2])
 local expiresAt = updatedAt + tonumber(ARGV[3])
-redis.call('HSET', doc, 'body', ARGV[4], 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1)
-refresh(doc, msgs, ids, wf, expiresAt)
-return {'OK', version + 1, updatedAt, expiresAt, current[3], '[' .. table.concat(redis.call('LRANGE', msgs, 0, -1), ',') .. ']'}
+redis.call('HSET', DOC, 'body', ARGV[4], 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1)
+refresh(expiresAt)
+return {'OK', version + 1, updatedAt, expiresAt, current[3], messagesByRank(0, -1)}
 `
 
 /**
- * KEYS doc, msgs, ids, wf. ARGV now, ttlMs, ifMatch, maxMessages, n, ids…, messages….
- * Answers the owner and new times too, so the caller can move the index entry at once.
+ * ARGV now, ttlMs, ifMatch, maxMessages, n, ids…, messages…, tokens…. Answers the owner and
+ * new times too, so the caller can move the index entry at once.
  */
-export const appendMessages = `${helpers}
-local doc, msgs, ids, wf = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+export const appendMessages = `${conversation}
 local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
-local current = redis.call('HMGET', doc, 'version', 'updatedAt', 'count', 'userId', 'inc')
+local current = redis.call('HMGET', DOC, 'version', 'updatedAt', 'count', 'userId', 'inc', 'seq')
 local version = tonumber(current[1])
 if not version then return {'NOT_FOUND'} end
 if not matches(ARGV[3], tagOf(current[5], version)) then return {'PRECONDITION'} end
+if redis.call('EXISTS', LEGACY) == 1 then return {'LEGACY'} end
 local count = tonumber(current[3])
-local seen, idList, jsonList = {}, {}, {}
+local seen, idList, jsonList, tokenList = {}, {}, {}, {}
 for i = 1, n do
   local id = ARGV[5 + i]
-  if not seen[id] and redis.call('SISMEMBER', ids, id) == 0 then
+  if not seen[id] and redis.call('SISMEMBER', IDS, id) == 0 then
     idList[#idList + 1] = id
     jsonList[#jsonList + 1] = ARGV[5 + n + i]
+    tokenList[#tokenList + 1] = ARGV[5 + 2 * n + i]
   end
   seen[id] = true
 end
@@ -127,30 +86,32 @@ if added == 0 then return {'OK', 0, n, version, count, 0, 0, current[4], current
 if count + added > tonumber(ARGV[4]) then return {'TOO_MANY'} end
 local updatedAt = writeTime(now, current[2])
 local expiresAt = updatedAt + ttl
-push(msgs, ids, idList, jsonList)
-redis.call('HSET', doc, 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1, 'count', count + added)
-refresh(doc, msgs, ids, wf, expiresAt)
+local seq = push(tonumber(current[6]) or 0, idList, jsonList, tokenList)
+redis.call('HSET', DOC, 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1, 'count', count + added, 'seq', seq)
+refresh(expiresAt)
 return {'OK', added, n - added, version + 1, count + added, updatedAt, expiresAt, current[4], current[5] or '0'}
 `
 
-/** KEYS doc, msgs, ids, wf. ARGV ifMatch, userId ('' for any owner). */
-export const deleteConversation = `${helpers}
-local current = redis.call('HMGET', KEYS[1], 'version', 'userId', 'updatedAt', 'inc')
+/** ARGV ifMatch, userId ('' for any owner). */
+export const deleteConversation = `${conversation}
+local current = redis.call('HMGET', DOC, 'version', 'userId', 'updatedAt', 'inc')
 local version = tonumber(current[1])
 if not version or (ARGV[2] ~= '' and current[2] ~= ARGV[2]) then return {'NOT_FOUND'} end
 if not matches(ARGV[1], tagOf(current[4], version)) then return {'PRECONDITION'} end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', DOC, ORDER, BODIES, TOKENS, IDS, WF, LEGACY)
 return {'OK', current[2], tonumber(current[3])}
 `
 
 /**
- * KEYS doc, msgs. One consistent snapshot of a conversation with its messages; they come as
- * one JSON array, so the caller parses once rather than per message.
+ * ARGV last ('' for every message, else only the newest N). One consistent snapshot of a
+ * conversation with the messages asked for, in either layout.
  */
-export const readConversation = `
-local fields = redis.call('HMGET', KEYS[1], 'body', 'userId', 'createdAt', 'updatedAt', 'expiresAt', 'version', 'count', 'inc')
+export const readConversation = `${conversation}
+local fields = redis.call('HMGET', DOC, 'body', 'userId', 'createdAt', 'updatedAt', 'expiresAt', 'version', 'count', 'inc')
 if not fields[6] then return {'NOT_FOUND'} end
-local messages = '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']'
+local messages = '[]'
+if ARGV[1] == '' then messages = messagesByRank(0, -1)
+elseif tonumber(ARGV[1]) > 0 then messages = messagesByRank(-tonumber(ARGV[1]), -1) end
 return {'OK', fields[1], fields[2], fields[3], fields[4], fields[5], fields[6], fields[7], messages, fields[8] or '0'}
 `
 

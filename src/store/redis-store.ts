@@ -4,45 +4,29 @@ import {
   TooManyMessagesError, UserMismatchError, WorkflowStateNotFoundError
 } from '../errors.js'
 import type {
-  AppendResult, Conversation, ConversationFields, MessageInput, PatchConversationBody, WorkflowStateBody
+  AppendResult, Conversation, ConversationFields, Message, MessageInput, PatchConversationBody, PatchMessageBody, WorkflowStateBody
 } from '../schemas.js'
+import type { TokenCounter } from '../tokens.js'
 import {
   assertMessageLimit, checkPreconditions, mergePatch, newIncarnation, tagOf, toMessage, toSummary, type StoreLimits
 } from './conversation-rules.js'
-import { conversationKeys, userIndexKey } from './redis-keys.js'
+import { defineScripts, runScript, type ScriptName, type ScriptReply } from './redis-commands.js'
+import { conversationKeyList, conversationKeys, userIndexKey } from './redis-keys.js'
+import { RedisMessages } from './redis-messages.js'
 import {
   InvalidRecordError, iso, parseConversation, parseWorkflowState, SUMMARY_FIELDS, type ParsedRecord, type RawConversation
 } from './redis-records.js'
-import * as scripts from './redis-scripts.js'
 import { guardRedisCall } from './redis-errors.js'
 import type {
-  ConversationPage, ConversationStore, ListCursor, ListOptions, Preconditions, PutResult, StoreHealth, StoreStats, Tagged,
-  TaggedConversation, TaggedWorkflowState
+  ConversationPage, ConversationStore, ListCursor, ListOptions, MessagePage, MessageQuery, MessageSelection, Preconditions,
+  PutResult, StoreHealth, StoreStats, Tagged, TaggedConversation, TaggedView, TaggedWorkflowState
 } from './types.js'
-
-type ScriptReply = [string, ...unknown[]]
-type Script = (...args: Array<string | number>) => Promise<ScriptReply>
-
-const SCRIPTS = {
-  csWriteConversation: { keys: 4, lua: scripts.writeConversation },
-  csReplaceBody: { keys: 4, lua: scripts.replaceBody },
-  csAppendMessages: { keys: 4, lua: scripts.appendMessages },
-  csDeleteConversation: { keys: 4, lua: scripts.deleteConversation },
-  csReadConversation: { keys: 2, lua: scripts.readConversation },
-  csReadWorkflowState: { keys: 2, lua: scripts.readWorkflowState },
-  csWriteWorkflowState: { keys: 2, lua: scripts.writeWorkflowState },
-  csDeleteWorkflowState: { keys: 2, lua: scripts.deleteWorkflowState },
-  csTouchIndex: { keys: 1, lua: scripts.touchIndex },
-  csIndexEntriesAfter: { keys: 1, lua: scripts.indexEntriesAfter },
-  csRemoveIndexEntries: { keys: 1, lua: scripts.removeIndexEntries }
-} as const
-
-type ScriptName = keyof typeof SCRIPTS
 
 export interface RedisStoreOptions {
   client: Redis | Cluster
   keyPrefix: string
   limits: StoreLimits
+  countTokens: TokenCounter
   /** Every operation finishes or fails within this many milliseconds. */
   timeoutMs: number
   /** Logs records that fail validation; never given data beyond the id. */
@@ -63,6 +47,8 @@ export class RedisConversationStore implements ConversationStore {
   readonly #timeoutMs: number
   readonly #clock: () => number
   readonly #onCorruptRecord: (id: string, reason: string) => void
+  readonly #countTokens: TokenCounter
+  readonly #messages: RedisMessages
   // Index entries this much older than their conversation's absence are pruned; younger
   // ones may belong to a create that is still in flight, so they are only skipped.
   readonly #staleAfterMs: number
@@ -75,9 +61,18 @@ export class RedisConversationStore implements ConversationStore {
     this.#clock = options.clock ?? Date.now
     this.#onCorruptRecord = options.onCorruptRecord ?? (() => {})
     this.#staleAfterMs = Math.max(60_000, options.timeoutMs * 4)
-    for (const [name, { keys, lua }] of Object.entries(SCRIPTS)) {
-      if (!(name in this.#client)) this.#client.defineCommand(name, { numberOfKeys: keys, lua })
-    }
+    this.#countTokens = options.countTokens
+    defineScripts(this.#client)
+    this.#messages = new RedisMessages({
+      client: this.#client,
+      keyPrefix: this.#prefix,
+      ttlMs: this.#ttlMs,
+      countTokens: this.#countTokens,
+      clock: this.#clock,
+      touchIndex: async (userId, id, updatedAt, expiresAt) => { await this.#touchIndex('GT', userId, id, updatedAt, expiresAt) },
+      corruptUnless: (id, parse) => this.#corruptUnless(id, parse),
+      onCorruptRecord: this.#onCorruptRecord
+    })
   }
 
   get #ttlMs (): number { return this.#limits.ttlSeconds * 1000 }
@@ -87,10 +82,12 @@ export class RedisConversationStore implements ConversationStore {
     return conversation
   }
 
-  async get (id: string): Promise<TaggedConversation | undefined> {
+  async get (id: string, messages: MessageSelection = 'all'): Promise<TaggedView | undefined> {
     return await this.#guard(async () => {
-      const raw = await this.#read(id, true)
-      return raw === undefined ? undefined : this.#parseTagged(id, raw)
+      const raw = await this.#read(id, messages)
+      if (raw === undefined) return undefined
+      const view = this.#parseTagged(id, raw, messages)
+      return messages === 'none' ? { ...toSummary(view), etag: view.etag } : view
     })
   }
 
@@ -106,12 +103,12 @@ export class RedisConversationStore implements ConversationStore {
       // writes can only delay it; the operation deadline bounds the retries.
       for (;;) {
         deadline.throwIfAborted()
-        const raw = await this.#read(id, false)
+        const raw = await this.#read(id, 'none')
         if (raw === undefined) throw new ConversationNotFoundError(id)
-        const current = this.#parse(id, raw, false)
+        const current = this.#parse(id, raw, 'none')
         const currentTag = tagOf(raw[8], current.version)
         checkPreconditions(currentTag, preconditions)
-        const { id: _id, userId, createdAt, updatedAt: _u, expiresAt: _e, version: _v, messages: _m, ...body } =
+        const { id: _id, userId, createdAt, updatedAt: _u, expiresAt: _e, version: _v, messages: _m, messageCount: _c, ...body } =
           mergePatch(current, patch) as Conversation
         const reply = await this.#script('csReplaceBody', keys, currentTag, this.#clock(), this.#ttlMs, JSON.stringify(body))
         if (reply[0] === 'CONFLICT') continue
@@ -120,7 +117,7 @@ export class RedisConversationStore implements ConversationStore {
         await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
         return this.#parseTagged(id, [
           JSON.stringify(body), userId, String(Date.parse(createdAt)), String(updatedAt), String(expiresAt), String(version), count, messages, raw[8]
-        ])
+        ], 'all')
       }
     })
   }
@@ -140,9 +137,14 @@ export class RedisConversationStore implements ConversationStore {
       // The script skips ids already stored or repeated in the batch.
       const nowIso = iso(this.#clock())
       const all = inputs.map((input) => toMessage(input, nowIso))
-      const reply = await this.#script('csAppendMessages', this.#keys(id),
+      const append = async (): Promise<ScriptReply> => await this.#script('csAppendMessages', this.#keys(id),
         this.#clock(), this.#ttlMs, ifMatchArg(preconditions), this.#limits.maxMessagesPerConversation, all.length,
-        ...all.map((message) => message.id), ...all.map((message) => JSON.stringify(message)))
+        ...all.map((message) => message.id), ...all.map((message) => JSON.stringify(message)), ...all.map(this.#countTokens))
+      let reply = await append()
+      if (reply[0] === 'LEGACY') {
+        await this.#messages.migrate(id)
+        reply = await append()
+      }
       if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
       if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
       if (reply[0] === 'TOO_MANY') throw new TooManyMessagesError(this.#limits.maxMessagesPerConversation)
@@ -171,7 +173,7 @@ export class RedisConversationStore implements ConversationStore {
         const positions: ListCursor[] = []
         for (let i = 0; i < entries.length; i += 2) positions.push({ id: entries[i] as string, updatedAt: Number(entries[i + 1]) })
         // Summaries first (one HMGET each): they decide what to keep without loading messages.
-        const raws = await Promise.all(positions.map(async (position) => await this.#read(position.id, false)))
+        const raws = await Promise.all(positions.map(async (position) => await this.#read(position.id, 'none')))
         const kept: Array<{ position: ListCursor, item: ParsedRecord }> = []
         positions.forEach((position, i) => {
           const raw = raws[i]
@@ -180,7 +182,7 @@ export class RedisConversationStore implements ConversationStore {
             if (now - position.updatedAt > this.#staleAfterMs) stale.push(position.id, position.updatedAt)
             return
           }
-          const item = this.#parseQuietly(position.id, raw, false)
+          const item = this.#parseQuietly(position.id, raw, 'none')
           if (item !== undefined && (options.tenantId === undefined || item.conversation.tenantId === options.tenantId)) {
             kept.push({ position, item })
           }
@@ -193,10 +195,10 @@ export class RedisConversationStore implements ConversationStore {
           for (let next = 0; next < kept.length && found.length < wanted;) {
             const chunk = kept.slice(next, next + wanted - found.length)
             next += chunk.length
-            const records = await Promise.all(chunk.map(async ({ position }) => await this.#read(position.id, true)))
+            const records = await Promise.all(chunk.map(async ({ position }) => await this.#read(position.id, 'all')))
             chunk.forEach(({ position }, i) => {
               const raw = records[i]
-              const item = raw === undefined ? undefined : this.#parseQuietly(position.id, raw, true)
+              const item = raw === undefined ? undefined : this.#parseQuietly(position.id, raw, 'all')
               if (item !== undefined) found.push({ item, position })
             })
           }
@@ -210,7 +212,7 @@ export class RedisConversationStore implements ConversationStore {
       const page = found.slice(0, options.limit)
       const last = page.at(-1)
       return {
-        items: page.map(({ item }) => options.view === 'summary' ? toSummary(item.conversation, item.messageCount) : item.conversation),
+        items: page.map(({ item }) => options.view === 'summary' ? toSummary(item.conversation) : item.conversation),
         nextCursor: found.length > options.limit && last !== undefined ? last.position : null
       }
     })
@@ -236,6 +238,22 @@ export class RedisConversationStore implements ConversationStore {
         await this.#script('csRemoveIndexEntries', [index], ...fresh.flat())
       }
     })
+  }
+
+  async listMessages (id: string, query: MessageQuery): Promise<MessagePage> {
+    return await this.#guard(async () => await this.#messages.list(id, query))
+  }
+
+  async getMessage (id: string, messageId: string): Promise<Message> {
+    return await this.#guard(async () => await this.#messages.get(id, messageId))
+  }
+
+  async patchMessage (id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions): Promise<{ message: Message, etag: string }> {
+    return await this.#guard(async (deadline) => await this.#messages.patch(id, messageId, patch, preconditions, deadline))
+  }
+
+  async deleteMessage (id: string, messageId: string, preconditions: Preconditions): Promise<Tagged> {
+    return await this.#guard(async () => await this.#messages.delete(id, messageId, ifMatchArg(preconditions)))
   }
 
   async getWorkflowState (id: string): Promise<TaggedWorkflowState> {
@@ -306,48 +324,51 @@ export class RedisConversationStore implements ConversationStore {
       if (preconditions.ifMatch === undefined) await this.#touchIndex('NX', userId, id, now, now + this.#ttlMs)
       const reply = await this.#script('csWriteConversation', this.#keys(id),
         mode, now, this.#ttlMs, ifMatchArg(preconditions), preconditions.ifNoneMatch === true ? '1' : '', userId,
-        JSON.stringify(body), newIncarnation(), messages.length, ...messages.map((message) => message.id), ...messages.map((message) => JSON.stringify(message)))
+        JSON.stringify(body), newIncarnation(), messages.length, ...messages.map((message) => message.id), ...messages.map((message) => JSON.stringify(message)),
+        ...messages.map(this.#countTokens))
       if (reply[0] === 'EXISTS') throw new ConversationExistsError(id)
       if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
       if (reply[0] === 'USER_MISMATCH') throw new UserMismatchError()
       const [, version, updatedAt, expiresAt, createdAt, created, incarnation] = reply as [string, number, number, number, number, number, string]
       await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
       const times = { createdAt: iso(createdAt), updatedAt: iso(updatedAt), expiresAt: iso(expiresAt) }
-      const conversation: TaggedConversation = { ...body, userId, id, messages, ...times, version, etag: tagOf(incarnation, version) }
+      const conversation: TaggedConversation = {
+        ...body, userId, id, messages, messageCount: messages.length, ...times, version, etag: tagOf(incarnation, version)
+      }
       return { conversation, created: created === 1 }
     })
   }
 
-  async #read (id: string, withMessages: boolean): Promise<RawConversation | undefined> {
+  async #read (id: string, messages: MessageSelection): Promise<RawConversation | undefined> {
     const keys = conversationKeys(this.#prefix, id)
-    if (!withMessages) {
+    if (messages === 'none') {
       // One hash holds everything but the messages, so a plain HMGET is a consistent
       // snapshot, and far cheaper for Redis than a script (lists read 51 of these).
       const [body, userId, createdAt, updatedAt, expiresAt, version, count, incarnation] = await this.#client.hmget(keys.doc, ...SUMMARY_FIELDS)
       if (version === null || version === undefined) return undefined
       return [body, userId, createdAt, updatedAt, expiresAt, version, count, '[]', incarnation ?? '0'] as RawConversation
     }
-    const reply = await this.#script('csReadConversation', [keys.doc, keys.messages])
+    const reply = await this.#script('csReadConversation', conversationKeyList(keys), messages === 'all' ? '' : messages.last)
     return reply[0] === 'OK' ? reply.slice(1) as RawConversation : undefined
   }
 
   /** Validates a stored record with the schema; a bad one is CORRUPT_RECORD, never a crash. */
-  #parse (id: string, raw: RawConversation, withMessages: boolean): Conversation {
-    return this.#parseCounted(id, raw, withMessages).conversation
+  #parse (id: string, raw: RawConversation, messages: MessageSelection): Conversation {
+    return this.#parseCounted(id, raw, messages).conversation
   }
 
-  #parseTagged (id: string, raw: RawConversation): TaggedConversation {
-    const conversation = this.#parse(id, raw, true)
+  #parseTagged (id: string, raw: RawConversation, messages: MessageSelection): TaggedConversation {
+    const conversation = this.#parse(id, raw, messages)
     return { ...conversation, etag: tagOf(raw[8], conversation.version) }
   }
 
-  #parseCounted (id: string, raw: RawConversation, withMessages: boolean): ParsedRecord {
-    return this.#corruptUnless(id, () => parseConversation(id, raw, withMessages))
+  #parseCounted (id: string, raw: RawConversation, messages: MessageSelection): ParsedRecord {
+    return this.#corruptUnless(id, () => parseConversation(id, raw, messages))
   }
 
-  #parseQuietly (id: string, raw: RawConversation, withMessages: boolean): ParsedRecord | undefined {
+  #parseQuietly (id: string, raw: RawConversation, messages: MessageSelection): ParsedRecord | undefined {
     try {
-      return this.#parseCounted(id, raw, withMessages)
+      return this.#parseCounted(id, raw, messages)
     } catch {
       return undefined
     }
@@ -378,15 +399,13 @@ export class RedisConversationStore implements ConversationStore {
     await this.#script('csTouchIndex', [userIndexKey(this.#prefix, userId)], mode, score, id, expiresAt)
   }
 
-  /** The four keys a conversation script takes, in the order the scripts expect. */
+  /** The keys a conversation script takes, in the order the scripts expect. */
   #keys (id: string): string[] {
-    const keys = conversationKeys(this.#prefix, id)
-    return [keys.doc, keys.messages, keys.messageIds, keys.workflow]
+    return conversationKeyList(conversationKeys(this.#prefix, id))
   }
 
   async #script (name: ScriptName, keys: string[], ...args: Array<string | number>): Promise<ScriptReply> {
-    const command = (this.#client as unknown as Record<ScriptName, Script>)[name]
-    return await command.call(this.#client, ...keys, ...args)
+    return await runScript(this.#client, name, keys, ...args)
   }
 
   /** Bounds the whole operation in time and turns Redis failures into 503s. */

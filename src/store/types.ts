@@ -1,6 +1,6 @@
 import type {
-  AppendResult, Conversation, ConversationFields, ConversationSummary, MessageInput,
-  PatchConversationBody, WorkflowState, WorkflowStateBody
+  AppendResult, Conversation, ConversationFields, ConversationSummary, ConversationView, Message, MessageInput,
+  MessageWithTokens, PatchConversationBody, PatchMessageBody, WorkflowState, WorkflowStateBody
 } from '../schemas.js'
 
 /** Conditions from `If-Match` / `If-None-Match`, checked atomically with the write. */
@@ -36,6 +36,33 @@ export interface ConversationPage {
 export interface Tagged { etag: string }
 
 export type TaggedConversation = Conversation & Tagged
+export type TaggedView = ConversationView & Tagged
+
+/** Which messages a conversation read brings: all, none (a summary), or the newest N. */
+export type MessageSelection = 'all' | 'none' | { last: number }
+
+/** Where a message page goes on: after this message, in the page's order. */
+export interface MessageCursor {
+  /** The incarnation of the conversation the page began on; another one is a bad cursor. */
+  incarnation: string
+  /** The position of the last message of the previous page in append order. */
+  seq: number
+}
+
+export interface MessageQuery {
+  limit: number
+  order: 'asc' | 'desc'
+  after?: MessageCursor
+  /** With order desc: the newest messages whose tokens fit, contiguous. */
+  maxTokens?: number
+}
+
+export interface MessagePage {
+  items: MessageWithTokens[]
+  next: MessageCursor | null
+  messageCount: number
+  totalTokens?: number
+}
 export type TaggedWorkflowState = WorkflowState & Tagged
 
 export interface PutResult {
@@ -65,12 +92,16 @@ export interface StoreHealth {
 export interface ConversationStore {
   readonly backend: 'memory' | 'redis'
   create (id: string, fields: ConversationFields): Promise<TaggedConversation>
-  get (id: string): Promise<TaggedConversation | undefined>
+  get (id: string, messages?: MessageSelection): Promise<TaggedView | undefined>
   put (id: string, fields: ConversationFields, preconditions: Preconditions): Promise<PutResult>
   patch (id: string, patch: PatchConversationBody, preconditions: Preconditions): Promise<TaggedConversation>
   delete (id: string, preconditions: Preconditions): Promise<void>
   appendMessages (id: string, messages: MessageInput[], preconditions: Preconditions): Promise<AppendResult & Tagged>
   listByUser (userId: string, options: ListOptions): Promise<ConversationPage>
+  listMessages (id: string, query: MessageQuery): Promise<MessagePage>
+  getMessage (id: string, messageId: string): Promise<Message>
+  patchMessage (id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions): Promise<{ message: Message, etag: string }>
+  deleteMessage (id: string, messageId: string, preconditions: Preconditions): Promise<Tagged>
   deleteByUser (userId: string): Promise<number>
   getWorkflowState (id: string): Promise<TaggedWorkflowState>
   putWorkflowState (id: string, state: WorkflowStateBody, preconditions: Preconditions): Promise<{ state: TaggedWorkflowState, created: boolean }>

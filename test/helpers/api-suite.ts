@@ -4,6 +4,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import type { Backend } from './backends.js'
 import { edgeSuite } from './edge-suite.js'
+import { messageSuite } from './message-suite.js'
 
 // The API contract as tests, run once per backend. Every test uses its own ids, so
 // backends that share a server (Redis) need no cleaning between tests.
@@ -52,6 +53,7 @@ function assertError (tt: Test, response: LightMyRequestResponse, statusCode: nu
 export function apiSuite (backend: Backend): void {
   const { build } = backend
   edgeSuite(backend)
+  messageSuite(backend)
 
   t.test(`[${backend.name}] create`, async (t) => {
     const app = await build(t)

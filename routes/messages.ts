@@ -1,0 +1,103 @@
+import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
+import { z } from 'zod'
+import { InvalidRequestError } from '../src/errors.js'
+import { decodeMessageCursor, encodeMessageCursor } from '../src/http/cursor.js'
+import { etagHeader, preconditionsFrom } from '../src/http/preconditions.js'
+import {
+  AppendMessagesBodySchema, AppendResultSchema, ConversationParamsSchema, errorResponses, MessageListQuerySchema, MessagePageSchema,
+  MessageParamsSchema, MessageSchema, PatchMessageBodySchema, PreconditionHeadersSchema
+} from '../src/schemas.js'
+import type { MessageQuery } from '../src/store/types.js'
+
+const tags = ['messages']
+const DEFAULT_PAGE = 100
+const MAX_PAGE = 1000
+
+/** A conversation's messages as a resource: append, page, context window, read, edit, delete. */
+const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
+  const store = fastify.conversationStore
+
+  fastify.post('/conversations/:id/messages', {
+    schema: {
+      tags,
+      summary: 'Append messages; ids already used are skipped, so retries are safe',
+      params: ConversationParamsSchema,
+      headers: PreconditionHeadersSchema,
+      body: AppendMessagesBodySchema,
+      response: { 200: AppendResultSchema, 201: AppendResultSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 500, 503) }
+    }
+  }, async (request, reply) => {
+    const result = await store.appendMessages(request.params.id, request.body.messages, preconditionsFrom(request.headers))
+    return reply.code(result.appended > 0 ? 201 : 200).header('etag', etagHeader(result.etag)).send(result)
+  })
+
+  fastify.get('/conversations/:id/messages', {
+    schema: {
+      tags,
+      summary: 'A page of messages by cursor, or with maxTokens the newest that fit in a context window',
+      params: ConversationParamsSchema,
+      querystring: MessageListQuerySchema,
+      response: { 200: MessagePageSchema, ...errorResponses(400, 401, 404, 500, 503) }
+    }
+  }, async (request) => {
+    const { id } = request.params
+    const query = messageQuery(id, request.query)
+    const page = await store.listMessages(id, query)
+    return {
+      items: page.items,
+      nextCursor: page.next === null ? null : encodeMessageCursor(id, query.order, page.next),
+      messageCount: page.messageCount,
+      ...(page.totalTokens === undefined ? {} : { totalTokens: page.totalTokens })
+    }
+  })
+
+  fastify.get('/conversations/:id/messages/:messageId', {
+    schema: {
+      tags,
+      summary: 'Read one message',
+      params: MessageParamsSchema,
+      response: { 200: MessageSchema, ...errorResponses(400, 401, 404, 500, 503) }
+    }
+  }, async (request) => await store.getMessage(request.params.id, request.params.messageId))
+
+  fastify.patch('/conversations/:id/messages/:messageId', {
+    schema: {
+      tags,
+      summary: "Edit a message with a JSON merge patch: a write to its conversation (If-Match on the conversation's ETag)",
+      params: MessageParamsSchema,
+      headers: PreconditionHeadersSchema,
+      body: PatchMessageBodySchema,
+      response: { 200: MessageSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 500, 503) }
+    }
+  }, async (request, reply) => {
+    const { message, etag } = await store.patchMessage(request.params.id, request.params.messageId, request.body, preconditionsFrom(request.headers))
+    return reply.header('etag', etagHeader(etag)).send(message)
+  })
+
+  fastify.delete('/conversations/:id/messages/:messageId', {
+    schema: {
+      tags,
+      summary: 'Delete a message; its id stays used, so a retried append cannot bring it back',
+      params: MessageParamsSchema,
+      headers: PreconditionHeadersSchema,
+      response: { 204: z.null().meta({ description: 'Deleted' }), ...errorResponses(400, 401, 404, 412, 500, 503) }
+    }
+  }, async (request, reply) => {
+    const { etag } = await store.deleteMessage(request.params.id, request.params.messageId, preconditionsFrom(request.headers))
+    return reply.code(204).header('etag', etagHeader(etag)).send(null)
+  })
+}
+
+/** The store query of a message list request; maxTokens goes with order=desc and no cursor only. */
+function messageQuery (id: string, { limit, order = 'asc', cursor, maxTokens }: z.output<typeof MessageListQuerySchema>): MessageQuery {
+  if (maxTokens !== undefined) {
+    if (order !== 'desc') throw new InvalidRequestError('querystring/maxTokens needs order=desc')
+    if (cursor !== undefined) throw new InvalidRequestError('querystring/cursor does not go with maxTokens: a context window has no next page')
+    return { order, limit: limit ?? MAX_PAGE, maxTokens }
+  }
+  const query: MessageQuery = { order, limit: limit ?? DEFAULT_PAGE }
+  if (cursor !== undefined) query.after = decodeMessageCursor(cursor, id, order)
+  return query
+}
+
+export default messageRoutes

@@ -1,0 +1,42 @@
+import type { Cluster, Redis } from 'ioredis'
+import * as messageScripts from './redis-message-scripts.js'
+import * as scripts from './redis-scripts.js'
+
+// The Lua scripts as ioredis commands (EVALSHA, loaded on first use), by name.
+
+export type ScriptReply = [string, ...unknown[]]
+type Script = (...args: Array<string | number>) => Promise<ScriptReply>
+
+const CONVERSATION_KEYS = 7
+
+const SCRIPTS = {
+  csWriteConversation: { keys: CONVERSATION_KEYS, lua: scripts.writeConversation },
+  csReplaceBody: { keys: CONVERSATION_KEYS, lua: scripts.replaceBody },
+  csAppendMessages: { keys: CONVERSATION_KEYS, lua: scripts.appendMessages },
+  csDeleteConversation: { keys: CONVERSATION_KEYS, lua: scripts.deleteConversation },
+  csReadConversation: { keys: CONVERSATION_KEYS, lua: scripts.readConversation },
+  csReadMessages: { keys: CONVERSATION_KEYS, lua: messageScripts.readMessages },
+  csReadMessage: { keys: CONVERSATION_KEYS, lua: messageScripts.readMessage },
+  csReplaceMessage: { keys: CONVERSATION_KEYS, lua: messageScripts.replaceMessage },
+  csDeleteMessage: { keys: CONVERSATION_KEYS, lua: messageScripts.deleteMessage },
+  csMigrateMessages: { keys: CONVERSATION_KEYS, lua: messageScripts.migrateMessages },
+  csReadWorkflowState: { keys: 2, lua: scripts.readWorkflowState },
+  csWriteWorkflowState: { keys: 2, lua: scripts.writeWorkflowState },
+  csDeleteWorkflowState: { keys: 2, lua: scripts.deleteWorkflowState },
+  csTouchIndex: { keys: 1, lua: scripts.touchIndex },
+  csIndexEntriesAfter: { keys: 1, lua: scripts.indexEntriesAfter },
+  csRemoveIndexEntries: { keys: 1, lua: scripts.removeIndexEntries }
+} as const
+
+export type ScriptName = keyof typeof SCRIPTS
+
+export function defineScripts (client: Redis | Cluster): void {
+  for (const [name, { keys, lua }] of Object.entries(SCRIPTS)) {
+    if (!(name in client)) client.defineCommand(name, { numberOfKeys: keys, lua })
+  }
+}
+
+export async function runScript (client: Redis | Cluster, name: ScriptName, keys: string[], ...args: Array<string | number>): Promise<ScriptReply> {
+  const command = (client as unknown as Record<ScriptName, Script>)[name]
+  return await command.call(client, ...keys, ...args)
+}

@@ -2,12 +2,14 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { z } from 'zod'
 import {
   AppendMessagesBodySchema, AppendResultSchema, ConversationPageSchema, ConversationSchema, ConversationSummarySchema,
-  CreateConversationBodySchema, DeleteUserResultSchema, ErrorBodySchema, MessageInputSchema, PatchConversationBodySchema,
-  HealthSchema, ReplaceConversationBodySchema, WorkflowStateBodySchema, WorkflowStateSchema,
-  type AppendResult, type Conversation, type ConversationSummary, type Health, type WorkflowState
+  CreateConversationBodySchema, DeleteUserResultSchema, MessageInputSchema, PatchConversationBodySchema,
+  HealthSchema, MessagePageSchema, MessageSchema, PatchMessageBodySchema, ReplaceConversationBodySchema, WorkflowStateBodySchema,
+  WorkflowStateSchema, type AppendResult, type Conversation, type ConversationSummary, type Health, type Message, type WorkflowState
 } from './schemas.js'
+import { backoff, ConversationStoreError, errorFrom, etagOf, invalid, parse, parseJson, reason, versioned, type Versioned } from './client-answers.js'
 
 export type { Health }
+export { ConversationStoreError, type ConversationStoreErrorCode, type Versioned } from './client-answers.js'
 
 // A typed client for conversation-store, imported as `conversation-store/client`.
 // It uses the schemas the routes use, so a response that does not match the contract is
@@ -29,12 +31,6 @@ export type WorkflowStateInput = z.input<typeof WorkflowStateBodySchema>
  */
 export type IfMatch = string | { etag: string }
 
-export interface Versioned {
-  /** The `ETag` header as received; it names this version of this incarnation. */
-  etag: string
-  version: number
-}
-
 export type ConversationResult = Versioned & { conversation: Conversation }
 export type GetConversationResult =
   | (ConversationResult & { notModified: false })
@@ -50,6 +46,15 @@ export interface ListOptions<V extends View = 'full'> {
   tenantId?: string
 }
 
+export interface MessageListOptions {
+  limit?: number
+  order?: 'asc' | 'desc'
+  cursor?: string
+}
+
+export type MessagePage = z.output<typeof MessagePageSchema>
+export type MessagePatch = z.input<typeof PatchMessageBodySchema>
+
 export interface ConversationPage<T> {
   items: T[]
   nextCursor: string | null
@@ -58,35 +63,6 @@ export interface ConversationPage<T> {
 // Narrower pages than the route's union, so that `view` decides the item type.
 const FullPageSchema = ConversationPageSchema.extend({ items: z.array(ConversationSchema) })
 const SummaryPageSchema = ConversationPageSchema.extend({ items: z.array(ConversationSummarySchema) })
-
-/** The API's stable error codes, plus the client's own; any other string may also appear. */
-export type ConversationStoreErrorCode =
-  | 'CONVERSATION_NOT_FOUND' | 'WORKFLOW_STATE_NOT_FOUND' | 'CONVERSATION_EXISTS' | 'USER_MISMATCH'
-  | 'PRECONDITION_FAILED' | 'TOO_MANY_MESSAGES' | 'FST_ERR_VALIDATION' | 'UNAUTHORIZED' | 'CORRUPT_RECORD'
-  | 'STORE_UNAVAILABLE'
-  /** The request never got an HTTP answer (refused, reset, DNS, aborted); `statusCode` is undefined. */
-  | 'NETWORK_ERROR'
-  /** A success answer that does not match the schemas (e.g. the service is newer than this client). */
-  | 'INVALID_RESPONSE'
-  /** An error answer without the API's JSON error body (e.g. from a proxy); `statusCode` is set. */
-  | 'HTTP_ERROR'
-  | (string & {})
-
-export class ConversationStoreError extends Error {
-  override name = 'ConversationStoreError'
-  /** The HTTP status; undefined when there was no HTTP answer (`NETWORK_ERROR`). */
-  readonly statusCode: number | undefined
-  readonly code: ConversationStoreErrorCode
-  /** From `Retry-After` (seconds), when the service sent one. */
-  readonly retryAfterSeconds: number | undefined
-
-  constructor (message: string, details: { code: string, statusCode?: number, retryAfterSeconds?: number, cause?: unknown }) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause })
-    this.code = details.code
-    this.statusCode = details.statusCode
-    this.retryAfterSeconds = details.retryAfterSeconds
-  }
-}
 
 export interface ClientOptions {
   /** Where the service is, e.g. `https://conversation-store.internal`; a path prefix is kept. */
@@ -182,6 +158,18 @@ export function createConversationStoreClient (options: ClientOptions) {
     return { state, created: answer.status === 201, ...versioned(answer.headers, state.version) }
   }
 
+  const messagePath = (id: string, messageId: string) => `${conversationPath(id)}/messages/${encodeURIComponent(messageId)}`
+
+  async function listMessages (id: string, list: MessageListOptions = {}): Promise<MessagePage> {
+    const query = new URLSearchParams()
+    for (const key of ['limit', 'order', 'cursor'] as const) {
+      const value = list[key]
+      if (value !== undefined) query.set(key, String(value))
+    }
+    const answer = await send({ method: 'GET', path: `${conversationPath(id)}/messages`, query, expect: [200], retryable: true })
+    return parse(MessagePageSchema, answer.body)
+  }
+
   async function listConversations<V extends View = 'full'> (userId: string, list: ListOptions<V> = {}): Promise<ConversationPage<ListItem<V>>> {
     const query = new URLSearchParams()
     for (const key of ['limit', 'cursor', 'view', 'tenantId'] as const) {
@@ -200,10 +188,14 @@ export function createConversationStoreClient (options: ClientOptions) {
       return { conversation, etag, version }
     },
 
-    /** GET a conversation; with `ifNoneMatch` naming the current version, `{ notModified: true }`. */
-    async getConversation (id: string, read: { ifNoneMatch?: IfMatch } = {}): Promise<GetConversationResult> {
+    /**
+     * GET a conversation; with `lastMessages`, only its newest N messages (oldest first);
+     * with `ifNoneMatch` naming the current version, `{ notModified: true }`.
+     */
+    async getConversation (id: string, read: { ifNoneMatch?: IfMatch, lastMessages?: number } = {}): Promise<GetConversationResult> {
       const headers = { 'if-none-match': ifMatch(read.ifNoneMatch) }
-      const answer = await send({ method: 'GET', path: conversationPath(id), headers, expect: [200, 304], retryable: true })
+      const query = new URLSearchParams(read.lastMessages === undefined ? {} : { lastMessages: String(read.lastMessages) })
+      const answer = await send({ method: 'GET', path: conversationPath(id), query, headers, expect: [200, 304], retryable: true })
       if (answer.status === 304) return { notModified: true, etag: etagOf(answer.headers) }
       const conversation = parse(ConversationSchema, answer.body)
       return { notModified: false, conversation, ...versioned(answer.headers, conversation.version) }
@@ -263,6 +255,50 @@ export function createConversationStoreClient (options: ClientOptions) {
       } while (cursor !== undefined)
     },
 
+    listMessages,
+
+    /** Every message of a conversation, page by page, in `order` (oldest first by default). */
+    async * allMessages (id: string, list: Omit<MessageListOptions, 'cursor'> = {}): AsyncGenerator<Message, void, undefined> {
+      let cursor: string | undefined
+      do {
+        const page: MessagePage = await listMessages(id, { ...list, ...(cursor === undefined ? {} : { cursor }) })
+        yield * page.items
+        cursor = page.nextCursor ?? undefined
+      } while (cursor !== undefined)
+    },
+
+    /** The newest messages whose tokens fit in `maxTokens` (newest first), with their counts. */
+    async contextWindow (id: string, maxTokens: number, window: { limit?: number } = {}): Promise<MessagePage> {
+      const query = new URLSearchParams({ order: 'desc', maxTokens: String(maxTokens), ...(window.limit === undefined ? {} : { limit: String(window.limit) }) })
+      const answer = await send({ method: 'GET', path: `${conversationPath(id)}/messages`, query, expect: [200], retryable: true })
+      return parse(MessagePageSchema, answer.body)
+    },
+
+    async getMessage (id: string, messageId: string): Promise<Message> {
+      const answer = await send({ method: 'GET', path: messagePath(id, messageId), expect: [200], retryable: true })
+      return parse(MessageSchema, answer.body)
+    },
+
+    /** A JSON merge patch of text, cardJson, cardId, metadata: a write to the conversation. Not retried. */
+    async patchMessage (id: string, messageId: string, patch: MessagePatch, write: { ifMatch?: IfMatch } = {}): Promise<{ message: Message, etag: string }> {
+      const answer = await send({
+        method: 'PATCH',
+        path: messagePath(id, messageId),
+        body: patch,
+        contentType: 'application/merge-patch+json',
+        headers: { 'if-match': ifMatch(write.ifMatch) },
+        expect: [200],
+        retryable: false
+      })
+      return { message: parse(MessageSchema, answer.body), etag: etagOf(answer.headers) }
+    },
+
+    /** Deletes a message (its id stays used); answers the conversation's new ETag. */
+    async deleteMessage (id: string, messageId: string, write: { ifMatch?: IfMatch } = {}): Promise<{ etag: string }> {
+      const answer = await send({ method: 'DELETE', path: messagePath(id, messageId), headers: { 'if-match': ifMatch(write.ifMatch) }, expect: [204], retryable: true })
+      return { etag: etagOf(answer.headers) }
+    },
+
     /** Returns how many conversations were deleted. */
     async deleteUserConversations (userId: string): Promise<number> {
       const answer = await send({ method: 'DELETE', path: `/v1/users/${encodeURIComponent(userId)}/conversations`, expect: [200], retryable: true })
@@ -295,57 +331,3 @@ export function createConversationStoreClient (options: ClientOptions) {
 }
 
 export type ConversationStoreClient = ReturnType<typeof createConversationStoreClient>
-
-function backoff (attempt: number): number {
-  return 100 * 2 ** (attempt - 1)
-}
-
-/** fetch rejects with a bare "fetch failed"; the useful part (ECONNREFUSED …) is its cause. */
-function reason (error: unknown): string {
-  const detail = error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : ''
-  return `${error instanceof Error ? error.message : String(error)}${detail}`
-}
-
-function parseJson (text: string): unknown {
-  if (text === '') return undefined
-  try {
-    return JSON.parse(text)
-  } catch {
-    return text
-  }
-}
-
-function parse<S extends z.ZodType> (schema: S, body: unknown): z.output<S> {
-  const result = schema.safeParse(body)
-  if (!result.success) throw invalid(result.error)
-  return result.data
-}
-
-function invalid (error: z.ZodError): ConversationStoreError {
-  return new ConversationStoreError(`The service answered with an unexpected body: ${z.prettifyError(error)}`, { code: 'INVALID_RESPONSE', cause: error })
-}
-
-/** The ETag header and the version of the body it came with. */
-function versioned (headers: Headers, version: number): Versioned {
-  return { etag: etagOf(headers), version }
-}
-
-/** The ETag header, which must be a strong entity tag. */
-function etagOf (headers: Headers): string {
-  const etag = headers.get('etag')
-  if (etag === null || !/^"[^"]*"$/.test(etag)) {
-    throw new ConversationStoreError(`The service sent no usable ETag (${String(etag)})`, { code: 'INVALID_RESPONSE' })
-  }
-  return etag
-}
-
-function errorFrom (statusCode: number, headers: Headers, body: unknown): ConversationStoreError {
-  const parsed = ErrorBodySchema.safeParse(body)
-  // The service sends whole seconds; anything else (e.g. an HTTP date) is ignored.
-  const retryAfter = /^\s*(\d+)\s*$/.exec(headers.get('retry-after') ?? '')?.[1]
-  return new ConversationStoreError(parsed.success ? parsed.data.message : `HTTP ${statusCode}`, {
-    code: parsed.success ? parsed.data.code : 'HTTP_ERROR',
-    statusCode,
-    ...(retryAfter === undefined ? {} : { retryAfterSeconds: Number(retryAfter) })
-  })
-}

@@ -363,3 +363,35 @@ t.test('answers that break the contract', async (t) => {
   t.match(await failure(client('Service Unavailable', { status: 503, headers: { 'retry-after': 'soon' } }).health()),
     { statusCode: 503, code: 'HTTP_ERROR', retryAfterSeconds: undefined })
 })
+
+t.test('messages: pages, the async iterator, tail reads, context windows, one message', async (t) => {
+  const client = createConversationStoreClient({ baseUrl: await serve(t) })
+  await client.createConversation({ id: 'mm', userId: 'u1', messages: Array.from({ length: 7 }, (_, i) => message(`m${i}`, `words ${i}`)) })
+
+  const page = await client.listMessages('mm', { limit: 3, order: 'desc' })
+  t.same(page.items.map((item) => item.id), ['m6', 'm5', 'm4'])
+  t.equal(page.messageCount, 7)
+  t.type(page.nextCursor, 'string')
+  const all: string[] = []
+  for await (const item of client.allMessages('mm', { limit: 2 })) all.push(item.id)
+  t.same(all, ['m0', 'm1', 'm2', 'm3', 'm4', 'm5', 'm6'], 'the iterator follows nextCursor')
+
+  const tail = await client.getConversation('mm', { lastMessages: 2 })
+  t.same(tail.notModified ? [] : tail.conversation.messages.map((item) => item.id), ['m5', 'm6'])
+
+  const window = await client.contextWindow('mm', countTokens({ text: 'words 6' }) + countTokens({ text: 'words 5' }))
+  t.same(window.items.map((item) => [item.id, item.tokens]), [['m6', countTokens({ text: 'words 6' })], ['m5', countTokens({ text: 'words 5' })]])
+  t.equal(window.totalTokens, countTokens({ text: 'words 6' }) + countTokens({ text: 'words 5' }))
+  t.same((await client.contextWindow('mm', 1_000_000, { limit: 1 })).items.map((item) => item.id), ['m6'])
+
+  t.match(await client.getMessage('mm', 'm3'), { id: 'm3', text: 'words 3' })
+  const read = await client.getConversation('mm')
+  const edited = await client.patchMessage('mm', 'm3', { text: 'edited', metadata: { k: 1 } }, { ifMatch: read.etag })
+  t.match(edited.message, { id: 'm3', text: 'edited', metadata: { k: 1 } })
+  t.not(edited.etag, read.etag)
+  t.match(await failure(client.patchMessage('mm', 'm3', { text: 'x' }, { ifMatch: read })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+  const deleted = await client.deleteMessage('mm', 'm3', { ifMatch: edited.etag })
+  t.match(deleted.etag, /^"[^"]+"$/)
+  t.match(await failure(client.getMessage('mm', 'm3')), { statusCode: 404, code: 'MESSAGE_NOT_FOUND' })
+  t.equal((await client.listMessages('mm')).messageCount, 6)
+})

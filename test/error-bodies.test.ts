@@ -19,14 +19,15 @@ const bodies: Record<string, unknown> = {
   'PUT /v1/conversations/{id}': { userId: 'u1' },
   'PATCH /v1/conversations/{id}': { title: 'x' },
   'POST /v1/conversations/{id}/messages': { messages: [{ role: 'user' }] },
-  'PUT /v1/conversations/{id}/workflow-state': { step: 's', turnCount: 0, status: 'active' }
+  'PUT /v1/conversations/{id}/workflow-state': { step: 's', turnCount: 0, status: 'active' },
+  'PATCH /v1/conversations/{id}/messages/{messageId}': { text: 'x' }
 }
 
 function operations (document: Document): Array<{ route: string, method: string, url: string, operation: Operation }> {
   return Object.entries(document.paths).flatMap(([path, methods]) => Object.entries(methods).map(([method, operation]) => ({
     route: `${method.toUpperCase()} ${path}`,
     method: method.toUpperCase(),
-    url: path.replace('{id}', 'c1').replace('{userId}', 'u1'),
+    url: path.replace('{id}', 'c1').replace('{userId}', 'u1').replace('{messageId}', 'm1'),
     operation
   })))
 }

@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises'
 import { cpus, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
 import { conversation, messages } from './fixtures.js'
+import { messageRows, tokenCountingMicros } from './message-rows.js'
 import { currentRss, peakRss, redisCeiling, startCeiling, startRedis, startService } from './processes.js'
 
 // npm run bench [-- --duration 10 --connections 50 --scenarios get,append]
@@ -13,7 +14,7 @@ const { values: options } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
-    scenarios: { type: 'string', default: 'ceilings,get,put,append,list,mixed,memory' }
+    scenarios: { type: 'string', default: 'ceilings,get,put,append,list,mixed,messages,memory' }
   }
 })
 const duration = Number(options.duration)
@@ -145,6 +146,16 @@ async function main () {
       }])
     }
 
+    if (scenarios.has('messages')) {
+      ceiling.messagesRedis = await messageRows(plain.url, 'Redis', load)
+      const memory = await startService({ MAX_MESSAGES_PER_CONVERSATION: '100000' })
+      services.push(memory)
+      ceiling.messagesMemory = await messageRows(memory.url, 'memory', load)
+      await memory.stop()
+      ceiling.tokenMicros = await tokenCountingMicros()
+      process.stderr.write(`  token counting: ${ceiling.tokenMicros} µs per appended message\n`)
+    }
+
     const peak = await peakRss(plain.pid)
     let memoryAt10k
     if (scenarios.has('memory')) {
@@ -161,6 +172,18 @@ async function main () {
     await redis.stop()
     await redisTls.stop()
   }
+}
+
+/** Messages read only what they return: a page from 10,000 costs at most 1.3× one from 20. */
+function messageTargets (ceiling) {
+  return [['Redis', ceiling.messagesRedis], ['memory', ceiling.messagesMemory]].flatMap(([backend, r]) => r === undefined
+    ? []
+    : [
+        [`${backend}: page of 20 at 10,000 msgs ≤ 1.3× at 20 (throughput)`, ratio(r.page20.rps, r.page10k.rps), (x) => x <= 1.3],
+        [`${backend}: page of 20 at 10,000 msgs ≤ 1.3× at 20 (p99)`, ratio(r.page10k.p99, r.page20.p99), (x) => x <= 1.3],
+        [`${backend}: lastMessages=20 at 10,000 msgs ≤ 1.3× the page at 20 (throughput)`, ratio(r.page20.rps, r.tail10k.rps), (x) => x <= 1.3],
+        [`${backend}: lastMessages=20 at 10,000 msgs ≤ 1.3× the page at 20 (p99)`, ratio(r.tail10k.p99, r.page20.p99), (x) => x <= 1.3]
+      ])
 }
 
 const ratio = (a, b) => (a === undefined || b === undefined || b === 0) ? undefined : Math.round((a / b) * 100) / 100
@@ -180,6 +203,7 @@ function report ({ peak, memoryAt10k, ceiling, seconds }) {
     ['append at 1,000 msgs costs ≤ 1.3× append at 10 (p99)', ratio(ceiling.append1k?.p99, ceiling.append10?.p99), (r) => r <= 1.3],
     ['list at 100,000 costs ≤ 1.3× list at 100 (throughput)', ratio(ceiling.list100?.rps, ceiling.list100k?.rps), (r) => r <= 1.3],
     ['list at 100,000 costs ≤ 1.3× list at 100 (p99)', ratio(ceiling.list100k?.p99, ceiling.list100?.p99), (r) => r <= 1.3],
+    ...messageTargets(ceiling),
     ['no errors in any row', rows.reduce((sum, row) => sum + row.errors, 0), (n) => n === 0]
   ].filter(([, value]) => value !== undefined).map(([target, value, met]) => ({ target, value, met: met(value) }))
 
@@ -190,6 +214,7 @@ function report ({ peak, memoryAt10k, ceiling, seconds }) {
     rows,
     peakRssMiB: Math.round(peak / 2 ** 20),
     memoryBackendRssAt10kMiB: memoryAt10k === undefined ? undefined : Math.round(memoryAt10k / 2 ** 20),
+    tokenCountingMicrosPerMessage: ceiling.tokenMicros,
     targets,
     seconds
   }
@@ -199,7 +224,8 @@ function report ({ peak, memoryAt10k, ceiling, seconds }) {
     ...rows.map((row) => `| ${row.title} | ${row.rps} | ${row.p50} | ${row.p99} | ${row.p999 ?? '–'} | ${row.errors} | ${row.ratio ?? ''} |`)
   ].join('\n')
   process.stdout.write(`\n${results.machine.cores} cores, Node ${results.machine.node}, ${connections} connections, ${duration} s per row\n\n${table}\n\n`)
-  process.stdout.write(`Peak RSS of the Redis-backed service: ${results.peakRssMiB} MiB. Memory backend RSS at 10,000 conversations: ${results.memoryBackendRssAt10kMiB ?? '–'} MiB.\n\n`)
+  process.stdout.write(`Peak RSS of the Redis-backed service: ${results.peakRssMiB} MiB. Memory backend RSS at 10,000 conversations: ${results.memoryBackendRssAt10kMiB ?? '–'} MiB.\n`)
+  process.stdout.write(`Token counting adds ${ceiling.tokenMicros ?? '–'} µs to each appended message (o200k_base, the 150-character fixture).\n\n`)
   for (const { target, value, met } of targets) process.stdout.write(`${met ? 'met   ' : 'MISSED'}  ${target}: ${value}\n`)
   return writeFile(new URL('./results.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`)
 }

@@ -4,13 +4,13 @@ import {
   WorkflowStateNotFoundError
 } from '../errors.js'
 import type {
-  AppendResult, Conversation, ConversationFields, Message, MessageInput, PatchConversationBody, PatchMessageBody,
+  AppendResult, Conversation, ConversationFields, ConversationSummary, Message, MessageInput, PatchConversationBody, PatchMessageBody,
   WorkflowState, WorkflowStateBody
 } from '../schemas.js'
 import type { TokenCounter } from '../tokens.js'
 import {
   assertMessageLimit, buildConversation, buildWorkflowState, checkPreconditions, newIncarnation, newMessages,
-  patchConversation, patchMessage, tagOf, toSummary, writeStamp, writeTime, type ConversationBody, type StoreLimits
+  patchConversation, patchMessage, tagOf, writeStamp, writeTime, type ConversationBody, type StoreLimits
 } from './conversation-rules.js'
 import { MessageLog } from './message-log.js'
 import { firstAfter, MemoryUserIndex, type IndexKey } from './memory-user-index.js'
@@ -91,7 +91,8 @@ export class MemoryConversationStore implements ConversationStore {
     const entry = this.#live(id)
     if (entry === undefined) return undefined
     if (messages === 'all') return tagged(entry)
-    const view = { ...toSummary(viewOf(entry)), etag: tagOfEntry(entry) }
+    // Only what is returned is copied: a tail read of a long conversation stays cheap.
+    const view = { ...summaryOf(entry), etag: tagOfEntry(entry) }
     return messages === 'none' ? view : { ...view, messages: entry.log.last(messages.last) }
   }
 
@@ -148,7 +149,7 @@ export class MemoryConversationStore implements ConversationStore {
     const page = found.slice(0, options.limit)
     const last = page.at(-1)
     return {
-      items: page.map((entry) => options.view === 'summary' ? toSummary(viewOf(entry)) : viewOf(entry)),
+      items: page.map((entry) => options.view === 'summary' ? summaryOf(entry) : viewOf(entry)),
       nextCursor: found.length > options.limit && last !== undefined ? indexKeyOf(last.body) : null
     }
   }
@@ -298,6 +299,10 @@ function badCursor (): Error {
 
 function tagOfEntry (entry: Entry): string {
   return tagOf(entry.incarnation, entry.body.version)
+}
+
+function summaryOf (entry: Entry): ConversationSummary {
+  return { ...entry.body, messageCount: entry.log.count }
 }
 
 function viewOf (entry: Entry): Conversation {

@@ -62,6 +62,17 @@ local function push (seq, idList, jsonList, tokenList)
   return seq
 end
 
+-- Messages passed as ARGV from offset + 1: n ids, then n bodies, then n token counts.
+local function messageArgs (offset, n)
+  local idList, jsonList, tokenList = {}, {}, {}
+  for i = 1, n do
+    idList[i] = ARGV[offset + i]
+    jsonList[i] = ARGV[offset + n + i]
+    tokenList[i] = ARGV[offset + 2 * n + i]
+  end
+  return idList, jsonList, tokenList
+end
+
 -- The bodies of these message ids as one JSON array, so the caller parses once.
 local function messagesJson (ids)
   local parts = {}

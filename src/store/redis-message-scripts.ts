@@ -107,15 +107,9 @@ export const migrateMessages = `${existing}
 if tagOf(current[5], version) ~= ARGV[1] then return {'CONFLICT'} end
 if redis.call('EXISTS', LEGACY) == 0 then return {'OK'} end
 local n = tonumber(ARGV[2])
-local idList, jsonList, tokenList = {}, {}, {}
-for i = 1, n do
-  idList[i] = ARGV[2 + i]
-  jsonList[i] = ARGV[2 + n + i]
-  tokenList[i] = ARGV[2 + 2 * n + i]
-end
 local expiresAt = redis.call('PEXPIRETIME', DOC)
 redis.call('DEL', ORDER, BODIES, TOKENS)
-push(0, idList, jsonList, tokenList)
+push(0, messageArgs(2, n))
 redis.call('DEL', LEGACY)
 redis.call('HSET', DOC, 'seq', n, 'count', n)
 if expiresAt > 0 then

@@ -29,13 +29,7 @@ local incarnation = version and (current[5] or '0') or ARGV[8]
 redis.call('DEL', ORDER, BODIES, TOKENS, IDS, LEGACY)
 -- A new conversation never inherits state left under its id.
 if not version then redis.call('DEL', WF) end
-local idList, jsonList, tokenList = {}, {}, {}
-for i = 1, n do
-  idList[i] = ARGV[9 + i]
-  jsonList[i] = ARGV[9 + n + i]
-  tokenList[i] = ARGV[9 + 2 * n + i]
-end
-push(0, idList, jsonList, tokenList)
+push(0, messageArgs(9, n))
 redis.call('HSET', DOC, 'body', ARGV[7], 'userId', ARGV[6], 'createdAt', createdAt, 'updatedAt', updatedAt,
   'expiresAt', expiresAt, 'version', (version or 0) + 1, 'count', n, 'seq', n, 'inc', incarnation)
 refresh(expiresAt)

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { getHeapStatistics } from 'node:v8'
 import type { Redis } from 'ioredis'
 import { instrumentStore } from '../src/store/instrumented-store.js'
 import { MemoryConversationStore } from '../src/store/memory-store.js'
@@ -18,12 +19,23 @@ export interface ConversationStoreOptions {
   store?: ConversationStore
 }
 
+/**
+ * A sixth of the heap that is left once the service has started (the token encoding alone
+ * takes about 35 MB): stored objects, and the garbage of the requests that write them, take
+ * about three times their JSON, and load shedding starts at 90 % of the heap.
+ */
+function defaultMemoryMaxBytes (): number {
+  const { heap_size_limit: limit, used_heap_size: used } = getHeapStatistics()
+  return Math.floor((limit - used) / 6)
+}
+
 async function configuredStore (fastify: FastifyInstance): Promise<ConversationStore> {
   const { config, log } = fastify
   const limits = { ttlSeconds: config.ttlSeconds, maxMessagesPerConversation: config.maxMessagesPerConversation }
   const countTokens = await loadTokenCounter(config.tokenEncoding)
   if (config.redis === undefined) {
-    return new MemoryConversationStore({ maxConversations: config.memoryMaxConversations, maxBytes: config.memoryMaxBytes, limits, countTokens })
+    const maxBytes = config.memoryMaxBytes ?? defaultMemoryMaxBytes()
+    return new MemoryConversationStore({ maxConversations: config.memoryMaxConversations, maxBytes, limits, countTokens })
   }
   return new RedisConversationStore({
     client: fastify.redis as unknown as Redis,

@@ -63,8 +63,8 @@ export interface Config {
   ttlSeconds: number
   maxMessagesPerConversation: number
   memoryMaxConversations: number
-  /** Bound on the memory backend's stored size (the JSON of its conversations). */
-  memoryMaxBytes: number
+  /** Bound on the memory backend's stored size (the JSON of its conversations); unset: see defaultMemoryMaxBytes. */
+  memoryMaxBytes?: number
   /** How message tokens are counted for context windows. */
   tokenEncoding: TokenEncoding
   healthTimeoutMs: number
@@ -111,8 +111,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     ttlSeconds: settings.REDIS_TTL,
     maxMessagesPerConversation: settings.MAX_MESSAGES_PER_CONVERSATION,
     memoryMaxConversations: settings.MEMORY_MAX_CONVERSATIONS,
-    // A fifth of the heap: objects take about twice their JSON, and load shedding starts at 90%.
-    memoryMaxBytes: settings.MEMORY_MAX_BYTES ?? Math.floor(getHeapStatistics().heap_size_limit / 5),
+    ...(settings.MEMORY_MAX_BYTES === undefined ? {} : { memoryMaxBytes: settings.MEMORY_MAX_BYTES }),
     tokenEncoding: settings.TOKEN_ENCODING,
     healthTimeoutMs: settings.HEALTH_TIMEOUT_MS,
     shutdownTimeoutMs: settings.SHUTDOWN_TIMEOUT_MS,

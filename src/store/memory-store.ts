@@ -77,7 +77,7 @@ export class MemoryConversationStore implements ConversationStore {
 
   stats (): StoreStats {
     const stats: StoreStats = { conversations: this.#entries.size, evictions: this.#evictions }
-    if (this.#maxBytes !== Infinity) stats.bytes = this.#entries.calculatedSize
+    if (this.#maxBytes !== Infinity) Object.assign(stats, { bytes: this.#entries.calculatedSize, maxBytes: this.#maxBytes })
     return stats
   }
 

@@ -73,8 +73,9 @@ export interface PutResult {
 /** Figures for the metrics; each backend reports what it has. */
 export interface StoreStats {
   conversations?: number
-  /** Stored size of the memory backend's conversations. */
+  /** Stored size of the memory backend's conversations, and its bound. */
   bytes?: number
+  maxBytes?: number
   evictions?: number
   connection?: string
 }

@@ -9,6 +9,7 @@ import { loadConfig } from '../../src/config.js'
 const config = loadConfig({ LOG_LEVEL: 'silent' })
 const app = await buildApp(config, { logger: false })
 await app.ready()
+const maxBytes = app.conversationStore.stats().maxBytes as number
 
 const statuses: Record<string, number> = {}
 const count = (status: number): void => { statuses[status] = (statuses[status] ?? 0) + 1 }
@@ -18,7 +19,7 @@ const perConversation = JSON.stringify(messages).length
 let written = 0
 let created = 0
 let peakHeapUsed = 0
-while (written < config.memoryMaxBytes * 4) {
+while (written < maxBytes * 4) {
   const id = `big-${created++}`
   const response = await app.inject({ method: 'POST', url: '/v1/conversations', payload: { id, userId: `user-${created % 20}`, messages } })
   count(response.statusCode)
@@ -38,7 +39,6 @@ process.stdout.write(JSON.stringify({
   last: [last.statusCode, read.statusCode, health.statusCode],
   written,
   created,
-  maxBytes: config.memoryMaxBytes,
   heapLimit: getHeapStatistics().heap_size_limit,
   peakHeapUsed,
   ...app.conversationStore.stats()

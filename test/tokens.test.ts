@@ -17,3 +17,12 @@ t.test('TOKEN_ENCODING defaults to o200k_base and accepts only the known encodin
   t.equal(loadConfig({ TOKEN_ENCODING: 'cl100k_base' }).tokenEncoding, 'cl100k_base')
   t.throws(() => loadConfig({ TOKEN_ENCODING: 'gpt2' }), /TOKEN_ENCODING/)
 })
+
+t.test('a long run without whitespace is counted in 64-character pieces, so that counting stays linear', async (t) => {
+  const countTokens = await loadTokenCounter('o200k_base')
+  const piece = 'abcdefgh'.repeat(8)
+  t.equal(countTokens({ text: piece.repeat(1000) }), 1000 * countTokens({ text: piece }), 'a 64,000-character run is 1,000 pieces')
+  t.equal(countTokens({ text: `before ${piece.repeat(2)}x after` }),
+    countTokens({ text: 'before ' }) + 2 * countTokens({ text: piece }) + countTokens({ text: 'x' }) + countTokens({ text: ' after' }))
+  t.equal(countTokens({ text: 'ordinary words are counted exactly' }), 5)
+})

@@ -4,9 +4,10 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { rootCertificates } from 'node:tls'
 import type { RedisConfig } from '../config.js'
+import type { StoreHealth } from './types.js'
 
-// How the service connects to Redis: client options, cluster options, start-up checks
-// and credential updates. The redis plugin wires these into Fastify.
+// How the service connects to Redis: client options, cluster options, start-up checks,
+// credential updates and the health round trip. The redis plugin wires these into Fastify.
 
 export type RedisClient = Redis | Cluster
 
@@ -177,4 +178,23 @@ export async function openClient (config: RedisConfig, log: FastifyBaseLogger, e
     client.disconnect()
     throw new Error(`Redis refused the connection: ${(error as Error).message}`)
   }
+}
+
+/**
+ * A real round trip, timed. A cluster serves only when it says so and every master
+ * answers: a dead master's slots fail for a while before the cluster notices.
+ */
+export async function pingRedis (client: RedisClient): Promise<StoreHealth> {
+  const started = performance.now()
+  const health: StoreHealth = { latencyMs: 0, connection: client.status }
+  if (client instanceof Cluster) {
+    const info = await client.cluster('INFO') as string
+    health.cluster = /cluster_state:(\w+)/.exec(info)?.[1] ?? 'unknown'
+    if (health.cluster !== 'ok') throw new Error(`CLUSTERDOWN cluster_state is ${String(health.cluster)}`)
+    await Promise.all(client.nodes('master').map(async (node) => await node.ping()))
+  } else {
+    await client.ping()
+  }
+  health.latencyMs = Math.round((performance.now() - started) * 100) / 100
+  return health
 }

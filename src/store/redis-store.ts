@@ -13,12 +13,14 @@ import {
 import { defineScripts, runScript, type ScriptName, type ScriptReply } from './redis-commands.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './redis-keys.js'
 import { RedisMessages } from './redis-messages.js'
+import { RedisUserLists } from './redis-user-lists.js'
 import {
   InvalidRecordError, iso, parseConversation, parseWorkflowState, SUMMARY_FIELDS, type ParsedRecord, type RawConversation
 } from './redis-records.js'
+import { pingRedis } from './redis-connection.js'
 import { guardRedisCall } from './redis-errors.js'
 import type {
-  ConversationPage, ConversationStore, ListCursor, ListOptions, MessagePage, MessageQuery, MessageSelection, Preconditions,
+  ConversationPage, ConversationStore, ListOptions, MessagePage, MessageQuery, MessageSelection, Preconditions,
   PutResult, StoreHealth, StoreStats, Tagged, TaggedConversation, TaggedView, TaggedWorkflowState
 } from './types.js'
 
@@ -49,9 +51,7 @@ export class RedisConversationStore implements ConversationStore {
   readonly #onCorruptRecord: (id: string, reason: string) => void
   readonly #countTokens: TokenCounter
   readonly #messages: RedisMessages
-  // Index entries this much older than their conversation's absence are pruned; younger
-  // ones may belong to a create that is still in flight, so they are only skipped.
-  readonly #staleAfterMs: number
+  readonly #lists: RedisUserLists
 
   constructor (options: RedisStoreOptions) {
     this.#client = options.client
@@ -60,7 +60,16 @@ export class RedisConversationStore implements ConversationStore {
     this.#timeoutMs = options.timeoutMs
     this.#clock = options.clock ?? Date.now
     this.#onCorruptRecord = options.onCorruptRecord ?? (() => {})
-    this.#staleAfterMs = Math.max(60_000, options.timeoutMs * 4)
+    this.#lists = new RedisUserLists({
+      client: this.#client,
+      keyPrefix: this.#prefix,
+      // Index entries this much older than their conversation's absence are pruned; younger
+      // ones may belong to a create that is still in flight, so they are only skipped.
+      staleAfterMs: Math.max(60_000, options.timeoutMs * 4),
+      clock: this.#clock,
+      read: async (id, messages) => await this.#read(id, messages),
+      parseQuietly: (id, raw, messages) => this.#parseQuietly(id, raw, messages)
+    })
     this.#countTokens = options.countTokens
     defineScripts(this.#client)
     this.#messages = new RedisMessages({
@@ -98,7 +107,7 @@ export class RedisConversationStore implements ConversationStore {
   async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions): Promise<TaggedConversation> {
     return await this.#guard(async (deadline) => {
       const keys = this.#keys(id)
-      // Optimistic concurrency: merge in Node, then compare-and-set on the version inside
+      // Optimistic concurrency: merge in Node, then compare-and-set on the tag inside
       // Redis (merging in Lua would re-encode user JSON with cjson, which is lossy). Other
       // writes can only delay it; the operation deadline bounds the retries.
       for (;;) {
@@ -156,88 +165,11 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   async listByUser (userId: string, options: ListOptions): Promise<ConversationPage> {
-    return await this.#guard(async (deadline) => {
-      const index = userIndexKey(this.#prefix, userId)
-      const wanted = options.limit + 1 // one more tells whether a next page exists
-      const found: Array<{ item: ParsedRecord, position: ListCursor }> = []
-      const stale: Array<string | number> = []
-      const now = this.#clock()
-      let after = options.cursor
-      // The first read asks for exactly what a page needs; when entries are skipped
-      // (another tenant, stale, corrupt) each further read asks for twice as many.
-      let batch = wanted
-      while (found.length < wanted) {
-        deadline.throwIfAborted()
-        const entries = await this.#script('csIndexEntriesAfter', [index],
-          after === undefined ? '+inf' : after.updatedAt, after === undefined ? '' : after.id, batch) as unknown as string[]
-        const positions: ListCursor[] = []
-        for (let i = 0; i < entries.length; i += 2) positions.push({ id: entries[i] as string, updatedAt: Number(entries[i + 1]) })
-        // Summaries first (one HMGET each): they decide what to keep without loading messages.
-        const raws = await Promise.all(positions.map(async (position) => await this.#read(position.id, 'none')))
-        const kept: Array<{ position: ListCursor, item: ParsedRecord }> = []
-        positions.forEach((position, i) => {
-          const raw = raws[i]
-          if (raw === undefined || raw[1] !== userId) {
-            // A stale entry: its conversation expired, was deleted, or is being created.
-            if (now - position.updatedAt > this.#staleAfterMs) stale.push(position.id, position.updatedAt)
-            return
-          }
-          const item = this.#parseQuietly(position.id, raw, 'none')
-          if (item !== undefined && (options.tenantId === undefined || item.conversation.tenantId === options.tenantId)) {
-            kept.push({ position, item })
-          }
-        })
-        if (options.view === 'summary') {
-          found.push(...kept.slice(0, wanted - found.length))
-        } else {
-          // The full view reads kept conversations again, atomically with their messages;
-          // one gone or corrupt by then makes room for the next.
-          for (let next = 0; next < kept.length && found.length < wanted;) {
-            const chunk = kept.slice(next, next + wanted - found.length)
-            next += chunk.length
-            const records = await Promise.all(chunk.map(async ({ position }) => await this.#read(position.id, 'all')))
-            chunk.forEach(({ position }, i) => {
-              const raw = records[i]
-              const item = raw === undefined ? undefined : this.#parseQuietly(position.id, raw, 'all')
-              if (item !== undefined) found.push({ item, position })
-            })
-          }
-        }
-        after = positions.at(-1)
-        if (positions.length < batch) break
-        batch = Math.min(batch * 2, 1000)
-      }
-      // Pruning is best effort: it only removes entries that did not move since we saw them.
-      if (stale.length > 0) await this.#script('csRemoveIndexEntries', [index], ...stale)
-      const page = found.slice(0, options.limit)
-      const last = page.at(-1)
-      return {
-        items: page.map(({ item }) => options.view === 'summary' ? toSummary(item.conversation) : item.conversation),
-        nextCursor: found.length > options.limit && last !== undefined ? last.position : null
-      }
-    })
+    return await this.#guard(async (deadline) => await this.#lists.list(userId, options, deadline))
   }
 
   async deleteByUser (userId: string): Promise<number> {
-    return await this.#guard(async () => {
-      const index = userIndexKey(this.#prefix, userId)
-      const seen = new Set<string>()
-      let deleted = 0
-      for (;;) {
-        const entries = await this.#client.zrange(index, '0', '499', 'WITHSCORES')
-        const fresh: Array<[string, string]> = []
-        for (let i = 0; i < entries.length; i += 2) {
-          const id = entries[i] as string
-          if (!seen.has(id)) fresh.push([id, entries[i + 1] as string])
-          seen.add(id)
-        }
-        if (fresh.length === 0) return deleted
-        const replies = await Promise.all(fresh.map(async ([id]) =>
-          await this.#script('csDeleteConversation', this.#keys(id), '', userId)))
-        deleted += replies.filter((reply) => reply[0] === 'OK').length
-        await this.#script('csRemoveIndexEntries', [index], ...fresh.flat())
-      }
-    })
+    return await this.#guard(async () => await this.#lists.deleteAll(userId))
   }
 
   async listMessages (id: string, query: MessageQuery): Promise<MessagePage> {
@@ -286,22 +218,7 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   async ping (): Promise<StoreHealth> {
-    return await this.#guard(async () => {
-      const started = performance.now()
-      const health: StoreHealth = { latencyMs: 0, connection: this.#client.status }
-      if (this.#client instanceof Cluster) {
-        // A cluster serves only when it says so and every master answers: a dead master's
-        // slots fail for a while before the cluster notices.
-        const info = await this.#client.cluster('INFO') as string
-        health.cluster = /cluster_state:(\w+)/.exec(info)?.[1] ?? 'unknown'
-        if (health.cluster !== 'ok') throw new Error(`CLUSTERDOWN cluster_state is ${String(health.cluster)}`)
-        await Promise.all(this.#client.nodes('master').map(async (node) => await node.ping()))
-      } else {
-        await this.#client.ping()
-      }
-      health.latencyMs = Math.round((performance.now() - started) * 100) / 100
-      return health
-    })
+    return await this.#guard(async () => await pingRedis(this.#client))
   }
 
   stats (): StoreStats {

@@ -1,0 +1,131 @@
+import type { Cluster, Redis } from 'ioredis'
+import { toSummary } from './conversation-rules.js'
+import { runScript } from './redis-commands.js'
+import { conversationKeyList, conversationKeys, userIndexKey } from './redis-keys.js'
+import type { ParsedRecord, RawConversation } from './redis-records.js'
+import type { ConversationPage, ListCursor, ListOptions, MessageSelection } from './types.js'
+
+export interface RedisUserListsOptions {
+  client: Redis | Cluster
+  keyPrefix: string
+  /** Index entries this much older than their conversation's absence are pruned. */
+  staleAfterMs: number
+  clock: () => number
+  read: (id: string, messages: MessageSelection) => Promise<RawConversation | undefined>
+  /** A validated record, or undefined for a corrupt one (reported, then skipped). */
+  parseQuietly: (id: string, raw: RawConversation, messages: MessageSelection) => ParsedRecord | undefined
+}
+
+interface Found { position: ListCursor, item: ParsedRecord }
+
+/**
+ * A user's conversations through the per-user index, which lives in another hash slot than
+ * the conversations and is kept in step without a cross-slot transaction (see the README):
+ * lists walk it from a position and skip what it points at wrongly; delete-all walks it to
+ * the end.
+ */
+export class RedisUserLists {
+  readonly #options: RedisUserListsOptions
+
+  constructor (options: RedisUserListsOptions) {
+    this.#options = options
+  }
+
+  async list (userId: string, options: ListOptions, deadline: AbortSignal): Promise<ConversationPage> {
+    const index = userIndexKey(this.#options.keyPrefix, userId)
+    const wanted = options.limit + 1 // one more tells whether a next page exists
+    const found: Found[] = []
+    const stale: Array<string | number> = []
+    let after = options.cursor
+    // The first read asks for exactly what a page needs; when entries are skipped
+    // (another tenant, stale, corrupt) each further read asks for twice as many.
+    let batch = wanted
+    while (found.length < wanted) {
+      deadline.throwIfAborted()
+      const positions = await this.#positionsAfter(index, after, batch)
+      const kept = await this.#summaries(userId, positions, options.tenantId, stale)
+      if (options.view === 'summary') found.push(...kept.slice(0, wanted - found.length))
+      else found.push(...await this.#withMessages(kept, wanted - found.length))
+      after = positions.at(-1)
+      if (positions.length < batch) break
+      batch = Math.min(batch * 2, 1000)
+    }
+    // Pruning is best effort: it only removes entries that did not move since we saw them.
+    if (stale.length > 0) await runScript(this.#options.client, 'csRemoveIndexEntries', [index], ...stale)
+    const page = found.slice(0, options.limit)
+    const last = page.at(-1)
+    return {
+      items: page.map(({ item }) => options.view === 'summary' ? toSummary(item.conversation) : item.conversation),
+      nextCursor: found.length > options.limit && last !== undefined ? last.position : null
+    }
+  }
+
+  async deleteAll (userId: string): Promise<number> {
+    const { client, keyPrefix } = this.#options
+    const index = userIndexKey(keyPrefix, userId)
+    const seen = new Set<string>()
+    let deleted = 0
+    for (;;) {
+      const entries = await client.zrange(index, '0', '499', 'WITHSCORES')
+      const fresh: Array<[string, string]> = []
+      for (let i = 0; i < entries.length; i += 2) {
+        const id = entries[i] as string
+        if (!seen.has(id)) fresh.push([id, entries[i + 1] as string])
+        seen.add(id)
+      }
+      if (fresh.length === 0) return deleted
+      const replies = await Promise.all(fresh.map(async ([id]) =>
+        await runScript(client, 'csDeleteConversation', conversationKeyList(conversationKeys(keyPrefix, id)), '', userId)))
+      deleted += replies.filter((reply) => reply[0] === 'OK').length
+      await runScript(client, 'csRemoveIndexEntries', [index], ...fresh.flat())
+    }
+  }
+
+  async #positionsAfter (index: string, after: ListCursor | undefined, count: number): Promise<ListCursor[]> {
+    const entries = await runScript(this.#options.client, 'csIndexEntriesAfter', [index],
+      after === undefined ? '+inf' : after.updatedAt, after === undefined ? '' : after.id, count) as unknown as string[]
+    const positions: ListCursor[] = []
+    for (let i = 0; i < entries.length; i += 2) positions.push({ id: entries[i] as string, updatedAt: Number(entries[i + 1]) })
+    return positions
+  }
+
+  /**
+   * Summaries first (one HMGET each): they decide what to keep without loading messages.
+   * Entries whose conversation is gone (or another user's) are stale; old ones go to `stale`.
+   */
+  async #summaries (userId: string, positions: ListCursor[], tenantId: string | undefined, stale: Array<string | number>): Promise<Found[]> {
+    const now = this.#options.clock()
+    const raws = await Promise.all(positions.map(async (position) => await this.#options.read(position.id, 'none')))
+    const kept: Found[] = []
+    positions.forEach((position, i) => {
+      const raw = raws[i]
+      if (raw === undefined || raw[1] !== userId) {
+        // A stale entry: its conversation expired, was deleted, or is being created.
+        if (now - position.updatedAt > this.#options.staleAfterMs) stale.push(position.id, position.updatedAt)
+        return
+      }
+      const item = this.#options.parseQuietly(position.id, raw, 'none')
+      if (item !== undefined && (tenantId === undefined || item.conversation.tenantId === tenantId)) kept.push({ position, item })
+    })
+    return kept
+  }
+
+  /**
+   * The full view reads kept conversations again, atomically with their messages; one gone
+   * or corrupt by then makes room for the next.
+   */
+  async #withMessages (kept: Found[], wanted: number): Promise<Found[]> {
+    const found: Found[] = []
+    for (let next = 0; next < kept.length && found.length < wanted;) {
+      const chunk = kept.slice(next, next + wanted - found.length)
+      next += chunk.length
+      const records = await Promise.all(chunk.map(async ({ position }) => await this.#options.read(position.id, 'all')))
+      chunk.forEach(({ position }, i) => {
+        const raw = records[i]
+        const item = raw === undefined ? undefined : this.#options.parseQuietly(position.id, raw, 'all')
+        if (item !== undefined) found.push({ item, position })
+      })
+    }
+    return found
+  }
+}

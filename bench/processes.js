@@ -145,11 +145,11 @@ async function answers (url) {
 
 /**
  * The compiled service, as production runs it. `onLine` sees each line it logs; `running`
- * says whether it still runs.
+ * says whether it still runs. `nodeArgs` go to node (e.g. `--cpu-prof`).
  */
-export async function startService (env, { onLine } = {}) {
+export async function startService (env, { onLine, nodeArgs = [] } = {}) {
   const port = await freePort()
-  const proc = startProcess(process.execPath, ['dist/src/server.js'], {
+  const proc = startProcess(process.execPath, [...nodeArgs, 'dist/src/server.js'], {
     onLine,
     env: {
       PATH: process.env.PATH,
@@ -166,14 +166,17 @@ export async function startService (env, { onLine } = {}) {
   return { url, pid: proc.child.pid, running: () => running(proc), output: proc.output, stop: () => stopProcess(proc) }
 }
 
-/** A bare Fastify route that returns fixed bytes: the framework's ceiling. */
-export async function startCeiling (body) {
+/**
+ * One of the bench's own servers (`bench/<file>`): the framework ceiling, the Redis
+ * round-trip route or the plain design, given its settings in the environment.
+ */
+export async function startBenchServer (file, env = {}) {
   const port = await freePort()
-  const proc = startProcess(process.execPath, ['bench/ceiling-server.js'], {
-    env: { PATH: process.env.PATH, NODE_ENV: 'production', PORT: String(port), BODY: body }
+  const proc = startProcess(process.execPath, [`bench/${file}`], {
+    env: { PATH: process.env.PATH, NODE_ENV: 'production', PORT: String(port), ...env }
   })
   const url = `http://127.0.0.1:${port}`
-  await waitFor(() => answers(url), 'the ceiling server', proc)
+  await waitFor(async () => (await fetch(url)).status < 500, file, proc)
   return { url, stop: () => stopProcess(proc) }
 }
 

@@ -4,7 +4,9 @@ import { cpus, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
 import { conversation, messages } from './fixtures.js'
 import { messageRows, tokenCountingMicros } from './message-rows.js'
-import { currentRss, peakRss, redisCeiling, startCeiling, startRedis, startService } from './processes.js'
+import { currentRss, peakRss, redisCeiling, startBenchServer, startRedis, startService } from './processes.js'
+import { readPathRows, startPeers } from './read-path.js'
+import { ratio, targetsOf } from './targets.js'
 
 // npm run bench [-- --duration 10 --connections 50 --scenarios get,append]
 // Every figure is measured in this run, and targets are ratios against ceilings measured
@@ -14,7 +16,7 @@ const { values: options } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
-    scenarios: { type: 'string', default: 'ceilings,get,put,append,list,mixed,messages,memory' }
+    scenarios: { type: 'string', default: 'ceilings,get,put,append,list,mixed,messages,plain,memory' }
   }
 })
 const duration = Number(options.duration)
@@ -84,20 +86,24 @@ async function main () {
     services.push(plain)
     process.stderr.write(`seeding ${POOL} conversations of 20 messages\n`)
     await seed(plain.url, POOL, (i) => ({ ...fixture, id: `c-${i}` }))
+    const peers = await startPeers({ redisUrl: redis.url, serviceUrl: plain.url, pool: POOL, seed })
+    services.push(peers)
 
     if (scenarios.has('ceilings')) {
       const body = await (await fetch(`${plain.url}/v1/conversations/c-0`)).text()
       process.stderr.write(`fixture: ${body.length} bytes of JSON\n`)
-      const bare = await startCeiling(body)
+      const bare = await startBenchServer('ceiling-server.js', { BODY: body })
       ceiling.framework = await load('1. framework ceiling (bare Fastify, same bytes)', bare.url, [{ method: 'GET', path: '/' }])
       await bare.stop()
       ceiling.redis = { title: '2. Redis ceiling (redis-benchmark GET 4 KB)', ...await redisCeiling(redis, connections, duration) }
       rows.push(ceiling.redis)
       process.stderr.write(`  ${ceiling.redis.title}: ${ceiling.redis.rps} req/s\n`)
+      ceiling.roundTrip = await load('2. Redis round-trip limit (bare Fastify route, one ioredis GET, bytes as stored)', peers.roundTrip.url, getRequests('c'))
     }
 
     if (scenarios.has('get')) {
       ceiling.getRedis = await load('3. GET conversation, Redis', plain.url, getRequests('c'))
+      ceiling.plainGet = await load('3. GET conversation, plain design (Express + ioredis)', peers.plain.url, getRequests('c'))
       const tls = await startService({ REDIS_URL: redisTls.url, REDIS_TLS_CA_FILE: redisTls.caFile })
       services.push(tls)
       await seed(tls.url, POOL, (i) => ({ ...fixture, id: `c-${i}` }))
@@ -156,6 +162,10 @@ async function main () {
       process.stderr.write(`  token counting: ${ceiling.tokenMicros} µs per appended message\n`)
     }
 
+    if (scenarios.has('plain')) {
+      ceiling.readPath = await readPathRows({ serviceUrl: plain.url, plainUrl: peers.plain.url, seed, load })
+    }
+
     const peak = await peakRss(plain.pid)
     let memoryAt10k
     if (scenarios.has('memory')) {
@@ -174,38 +184,22 @@ async function main () {
   }
 }
 
-/** Messages read only what they return: a page from 10,000 costs at most 1.3× one from 20. */
-function messageTargets (ceiling) {
-  return [['Redis', ceiling.messagesRedis], ['memory', ceiling.messagesMemory]].flatMap(([backend, r]) => r === undefined
-    ? []
-    : [
-        [`${backend}: page of 20 at 10,000 msgs ≤ 1.3× at 20 (throughput)`, ratio(r.page20.rps, r.page10k.rps), (x) => x <= 1.3],
-        [`${backend}: page of 20 at 10,000 msgs ≤ 1.3× at 20 (p99)`, ratio(r.page10k.p99, r.page20.p99), (x) => x <= 1.3],
-        [`${backend}: lastMessages=20 at 10,000 msgs ≤ 1.3× the page at 20 (throughput)`, ratio(r.page20.rps, r.tail10k.rps), (x) => x <= 1.3],
-        [`${backend}: lastMessages=20 at 10,000 msgs ≤ 1.3× the page at 20 (p99)`, ratio(r.tail10k.p99, r.page20.p99), (x) => x <= 1.3]
-      ])
-}
-
-const ratio = (a, b) => (a === undefined || b === undefined || b === 0) ? undefined : Math.round((a / b) * 100) / 100
-
 function report ({ peak, memoryAt10k, ceiling, seconds }) {
   const floor = Math.min(ceiling.framework?.rps ?? Infinity, ceiling.redis?.rps ?? Infinity)
   for (const row of rows) {
     if (row.title.startsWith('3.')) row.ratio = ratio(row.rps, floor)
   }
+  if (ceiling.roundTrip !== undefined) ceiling.roundTrip.ratio = ratio(ceiling.roundTrip.rps, ceiling.framework?.rps)
   if (ceiling.append1k !== undefined) ceiling.append1k.ratio = ratio(ceiling.append10.rps, ceiling.append1k.rps)
   if (ceiling.list100k !== undefined) ceiling.list100k.ratio = ratio(ceiling.list100.rps, ceiling.list100k.rps)
+  // The read-path rows: the service against the plain design's same row (summaries: its full list).
+  const paths = ceiling.readPath
+  if (paths !== undefined) {
+    for (const row of [paths.listFull, paths.listSummaries]) row.ratio = ratio(row.rps, paths.plainListFull.rps)
+    paths.turn.ratio = ratio(paths.turn.rps, paths.plainTurn.rps)
+  }
 
-  const targets = [
-    ['GET on Redis ≥ 0.6× framework ceiling', ratio(ceiling.getRedis?.rps, ceiling.framework?.rps), (r) => r >= 0.6],
-    ['GET on memory ≥ 0.8× framework ceiling', ratio(ceiling.getMemory?.rps, ceiling.framework?.rps), (r) => r >= 0.8],
-    ['append at 1,000 msgs costs ≤ 1.3× append at 10 (throughput)', ratio(ceiling.append10?.rps, ceiling.append1k?.rps), (r) => r <= 1.3],
-    ['append at 1,000 msgs costs ≤ 1.3× append at 10 (p99)', ratio(ceiling.append1k?.p99, ceiling.append10?.p99), (r) => r <= 1.3],
-    ['list at 100,000 costs ≤ 1.3× list at 100 (throughput)', ratio(ceiling.list100?.rps, ceiling.list100k?.rps), (r) => r <= 1.3],
-    ['list at 100,000 costs ≤ 1.3× list at 100 (p99)', ratio(ceiling.list100k?.p99, ceiling.list100?.p99), (r) => r <= 1.3],
-    ...messageTargets(ceiling),
-    ['no errors in any row', rows.reduce((sum, row) => sum + row.errors, 0), (n) => n === 0]
-  ].filter(([, value]) => value !== undefined).map(([target, value, met]) => ({ target, value, met: met(value) }))
+  const targets = targetsOf(ceiling, rows)
 
   const results = {
     date: new Date().toISOString(),
@@ -225,6 +219,9 @@ function report ({ peak, memoryAt10k, ceiling, seconds }) {
   ].join('\n')
   process.stdout.write(`\n${results.machine.cores} cores, Node ${results.machine.node}, ${connections} connections, ${duration} s per row\n\n${table}\n\n`)
   process.stdout.write(`Peak RSS of the Redis-backed service: ${results.peakRssMiB} MiB. Memory backend RSS at 10,000 conversations: ${results.memoryBackendRssAt10kMiB ?? '–'} MiB.\n`)
+  if (paths !== undefined) {
+    process.stdout.write(`Chat turns: ${paths.turn.turns}/s with ${paths.turn.lost} acknowledged messages lost; the plain design ${paths.plainTurn.turns}/s with ${paths.plainTurn.lost} lost.\n`)
+  }
   process.stdout.write(`Token counting adds ${ceiling.tokenMicros ?? '–'} µs to each appended message (o200k_base, the 150-character fixture).\n\n`)
   for (const { target, value, met } of targets) process.stdout.write(`${met ? 'met   ' : 'MISSED'}  ${target}: ${value}\n`)
   return writeFile(new URL('./results.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`)

@@ -41,6 +41,7 @@ async function configuredStore (fastify: FastifyInstance): Promise<ConversationS
     client: fastify.redis as unknown as Redis,
     keyPrefix: config.redis.keyPrefix,
     timeoutMs: config.redis.timeoutMs,
+    viewCacheBytes: config.viewCacheMaxBytes,
     limits,
     countTokens,
     onCorruptRecord: (id, reason) => { log.error({ conversationId: id, reason }, '[STORE] corrupt record skipped') }

@@ -18,6 +18,7 @@ const EnvSchema = z.object({
   MAX_MESSAGES_PER_CONVERSATION: integer(10000, 1),
   MEMORY_MAX_CONVERSATIONS: integer(10000, 1),
   MEMORY_MAX_BYTES: z.coerce.number().int().min(1024).optional(),
+  VIEW_CACHE_MAX_BYTES: integer(32 * 1024 * 1024, 0),
   TOKEN_ENCODING: z.enum(TOKEN_ENCODINGS).default('o200k_base'),
   HEALTH_TIMEOUT_MS: integer(1000, 1),
   SHUTDOWN_TIMEOUT_MS: integer(4500, 1),
@@ -65,6 +66,8 @@ export interface Config {
   memoryMaxConversations: number
   /** Bound on the memory backend's stored size (the JSON of its conversations); unset: see defaultMemoryMaxBytes. */
   memoryMaxBytes?: number
+  /** Bound on the validated, serialised views each process keeps for reads; 0 turns them off. */
+  viewCacheMaxBytes: number
   /** How message tokens are counted for context windows. */
   tokenEncoding: TokenEncoding
   healthTimeoutMs: number
@@ -112,6 +115,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     maxMessagesPerConversation: settings.MAX_MESSAGES_PER_CONVERSATION,
     memoryMaxConversations: settings.MEMORY_MAX_CONVERSATIONS,
     ...(settings.MEMORY_MAX_BYTES === undefined ? {} : { memoryMaxBytes: settings.MEMORY_MAX_BYTES }),
+    viewCacheMaxBytes: settings.VIEW_CACHE_MAX_BYTES,
     tokenEncoding: settings.TOKEN_ENCODING,
     healthTimeoutMs: settings.HEALTH_TIMEOUT_MS,
     shutdownTimeoutMs: settings.SHUTDOWN_TIMEOUT_MS,

@@ -1,5 +1,5 @@
 import { ConversationListItemSchema } from '../schemas.js'
-import { compileSerializer } from './serializer.js'
+import { compileSerializer, VIEW_JSON } from './serializer.js'
 
 const serializeItem = compileSerializer(ConversationListItemSchema)
 
@@ -9,12 +9,12 @@ const serializeItem = compileSerializer(ConversationListItemSchema)
  * whole list fail.
  */
 export function serializePage (
-  items: Array<{ id: string }>, nextCursor: string | null, onSkipped: (id: string, error: unknown) => void
+  items: Array<{ id: string, [VIEW_JSON]?: string }>, nextCursor: string | null, onSkipped: (id: string, error: unknown) => void
 ): string {
   const parts: string[] = []
   for (const item of items) {
     try {
-      parts.push(serializeItem(item))
+      parts.push(item[VIEW_JSON] ?? serializeItem(item))
     } catch (error) {
       onSkipped(item.id, error)
     }

@@ -8,7 +8,17 @@ import { z } from 'zod'
  * but it does not validate every response a second time. The benchmark showed zod's
  * encode-then-JSON.stringify as the largest cost of a GET (bench/README.md).
  */
-export const serializerCompiler: FastifySerializerCompiler<z.ZodType> = ({ schema }) => compileSerializer(schema)
+export const serializerCompiler: FastifySerializerCompiler<z.ZodType> = ({ schema }) => {
+  const serialize = compileSerializer(schema)
+  return (data) => (data as Partial<Record<typeof VIEW_JSON, string>> | null)?.[VIEW_JSON] ?? serialize(data)
+}
+
+/**
+ * Where a conversation view carries the JSON it was validated and serialised to, with the
+ * list-item schema that GET and lists answer (see src/store/view-cache.ts): it is sent as
+ * it is.
+ */
+export const VIEW_JSON = Symbol('conversation-store.viewJson')
 
 /** A serialiser for one zod schema, as routes use for their responses. */
 export function compileSerializer (schema: z.ZodType): (data: unknown) => string {

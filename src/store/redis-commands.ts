@@ -25,18 +25,21 @@ const SCRIPTS = {
   csDeleteWorkflowState: { keys: 2, lua: scripts.deleteWorkflowState },
   csTouchIndex: { keys: 1, lua: scripts.touchIndex },
   csIndexEntriesAfter: { keys: 1, lua: scripts.indexEntriesAfter },
-  csRemoveIndexEntries: { keys: 1, lua: scripts.removeIndexEntries }
+  csRemoveIndexEntries: { keys: 1, lua: scripts.removeIndexEntries },
+  // Any number of keys, counted in the call: on a Redis that is not a cluster only.
+  csReadSummaries: { keys: undefined, lua: scripts.readSummaries }
 } as const
 
 export type ScriptName = keyof typeof SCRIPTS
 
 export function defineScripts (client: Redis | Cluster): void {
   for (const [name, { keys, lua }] of Object.entries(SCRIPTS)) {
-    if (!(name in client)) client.defineCommand(name, { numberOfKeys: keys, lua })
+    if (!(name in client)) client.defineCommand(name, keys === undefined ? { lua } : { numberOfKeys: keys, lua })
   }
 }
 
 export async function runScript (client: Redis | Cluster, name: ScriptName, keys: string[], ...args: Array<string | number>): Promise<ScriptReply> {
   const command = (client as unknown as Record<ScriptName, Script>)[name]
+  if (SCRIPTS[name].keys === undefined) return await command.call(client, keys.length, ...keys, ...args)
   return await command.call(client, ...keys, ...args)
 }

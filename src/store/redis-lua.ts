@@ -1,5 +1,15 @@
+import { SCHEMA_STAMP } from './redis-records.js'
+
 // Lua shared by the scripts. Conversation scripts take the seven keys of one conversation
 // in the order of `conversationKeyList` (redis-keys.ts); the helpers name them.
+
+/** A record's fingerprint, as fingerprintOf (redis-records.ts) builds it: '' without the current stamp. */
+export const fingerprint = `
+local function fingerprintOf (doc, incarnation, version, stamp)
+  if stamp ~= '${SCHEMA_STAMP}' then return '' end
+  return (incarnation or '0') .. '.' .. version .. '.' .. stamp .. '.' .. redis.call('HSTRLEN', doc, 'body')
+end
+`
 
 export const helpers = `
 -- The entity tag of a version, as tagOf (conversation-rules.ts) builds it. Records from

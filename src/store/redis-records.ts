@@ -6,14 +6,33 @@ import type { MessageSelection } from './types.js'
 // reach a caller: a record this service did not write, or wrote under another schema, may
 // not match it (CONTRACT-NOTES §11).
 
-/** A conversation hash as the read script returns it. */
+/**
+ * Written into every conversation this release creates or replaces, and kept by the writes
+ * after (which validate what they add). Change it whenever the stored shape or the schema
+ * changes: records without the current stamp are validated on every read.
+ */
+export const SCHEMA_STAMP = 'v2'
+
+/**
+ * A conversation hash as the read script returns it. The fingerprint names the version and
+ * the stamp ('' without the current stamp): a view validated once may be answered again
+ * for the same fingerprint (view-cache.ts).
+ */
 export type RawConversation = [
   body: string, userId: string, createdAt: string, updatedAt: string, expiresAt: string, version: string, count: string,
-  messages: string, incarnation: string
+  messages: string, incarnation: string, fingerprint: string
 ]
 
-/** The fields HMGET reads for a summary, in RawConversation order (no messages). */
-export const SUMMARY_FIELDS = ['body', 'userId', 'createdAt', 'updatedAt', 'expiresAt', 'version', 'count', 'inc'] as const
+/** The fields HMGET reads for a summary, in RawConversation order (no messages), and the stamp. */
+export const SUMMARY_FIELDS = ['body', 'userId', 'createdAt', 'updatedAt', 'expiresAt', 'version', 'count', 'inc', 'sv'] as const
+
+/**
+ * A record's fingerprint, as the read script computes it: incarnation, version, stamp and
+ * the body's length in bytes (a cheap check that the body is still the one written).
+ */
+export function fingerprintOf (incarnation: string, version: string, stamp: string | null, body: string): string {
+  return stamp === SCHEMA_STAMP ? `${incarnation}.${version}.${stamp}.${Buffer.byteLength(body)}` : ''
+}
 
 /** A validated record, with the message count the hash keeps beside the messages. */
 export interface ParsedRecord { conversation: Conversation, messageCount: number }

@@ -8,7 +8,8 @@
 // 'MESSAGE_NOT_FOUND', 'PRECONDITION', 'USER_MISMATCH', 'TOO_MANY', 'CONFLICT', 'BAD_CURSOR',
 // and 'LEGACY' (the messages are still in the list of the release before: migrate first).
 
-import { conversationHelpers as conversation, helpers } from './redis-lua.js'
+import { conversationHelpers as conversation, fingerprint, helpers } from './redis-lua.js'
+import { SCHEMA_STAMP } from './redis-records.js'
 
 /**
  * ARGV mode, now, ttlMs, ifMatch, ifNoneMatch, userId, body, newIncarnation (used when this
@@ -31,7 +32,7 @@ redis.call('DEL', ORDER, BODIES, TOKENS, IDS, LEGACY)
 if not version then redis.call('DEL', WF) end
 push(0, messageArgs(9, n))
 redis.call('HSET', DOC, 'body', ARGV[7], 'userId', ARGV[6], 'createdAt', createdAt, 'updatedAt', updatedAt,
-  'expiresAt', expiresAt, 'version', (version or 0) + 1, 'count', n, 'seq', n, 'inc', incarnation)
+  'expiresAt', expiresAt, 'version', (version or 0) + 1, 'count', n, 'seq', n, 'inc', incarnation, 'sv', '${SCHEMA_STAMP}')
 refresh(expiresAt)
 return {'OK', (version or 0) + 1, updatedAt, expiresAt, tonumber(createdAt), version and 0 or 1, incarnation}
 `
@@ -97,16 +98,45 @@ return {'OK', current[2], tonumber(current[3])}
 `
 
 /**
- * ARGV last ('' for every message, else only the newest N). One consistent snapshot of a
- * conversation with the messages asked for, in either layout.
+ * ARGV last ('' for every message, else only the newest N), known fingerprint ('' for
+ * none). One consistent snapshot of a conversation with the messages asked for, in either
+ * layout, and its fingerprint; or just 'SAME' when the fingerprint is the one known.
  */
 export const readConversation = `${conversation}
-local fields = redis.call('HMGET', DOC, 'body', 'userId', 'createdAt', 'updatedAt', 'expiresAt', 'version', 'count', 'inc')
+${fingerprint}
+local fields = redis.call('HMGET', DOC, 'body', 'userId', 'createdAt', 'updatedAt', 'expiresAt', 'version', 'count', 'inc', 'sv')
 if not fields[6] then return {'NOT_FOUND'} end
+local fingerprint = fingerprintOf(DOC, fields[8], fields[6], fields[9])
+if fingerprint ~= '' and fingerprint == ARGV[2] then return {'SAME'} end
 local messages = '[]'
 if ARGV[1] == '' then messages = messagesByRank(0, -1)
 elseif tonumber(ARGV[1]) > 0 then messages = messagesByRank(-tonumber(ARGV[1]), -1) end
-return {'OK', fields[1], fields[2], fields[3], fields[4], fields[5], fields[6], fields[7], messages, fields[8] or '0'}
+return {'OK', fields[1], fields[2], fields[3], fields[4], fields[5], fields[6], fields[7], messages, fields[8] or '0', fingerprint}
+`
+
+/**
+ * KEYS the documents of some conversations, on a Redis that is not a cluster (they are in
+ * many slots). ARGV the fingerprint known for each ('' for none). For each: 'SAME' when it
+ * still has that fingerprint, else the fields HMGET reads for a summary (all false for a
+ * conversation that is gone) and its fingerprint.
+ */
+export const readSummaries = `${fingerprint}
+local out = {}
+for i = 1, #KEYS do
+  local same = false
+  if ARGV[i] ~= '' then
+    local tag = redis.call('HMGET', KEYS[i], 'inc', 'version', 'sv')
+    same = tag[2] and fingerprintOf(KEYS[i], tag[1], tag[2], tag[3]) == ARGV[i]
+  end
+  if same then
+    out[i] = 'SAME'
+  else
+    local fields = redis.call('HMGET', KEYS[i], 'body', 'userId', 'createdAt', 'updatedAt', 'expiresAt', 'version', 'count', 'inc', 'sv')
+    fields[10] = fields[6] and fingerprintOf(KEYS[i], fields[8], fields[6], fields[9]) or ''
+    out[i] = fields
+  end
+end
+return out
 `
 
 /** KEYS doc, wf. */

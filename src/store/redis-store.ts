@@ -8,21 +8,21 @@ import type {
 } from '../schemas.js'
 import type { TokenCounter } from '../tokens.js'
 import {
-  assertMessageLimit, checkPreconditions, mergePatch, newIncarnation, tagOf, toMessage, toSummary, type StoreLimits
+  assertMessageLimit, checkPreconditions, mergePatch, newIncarnation, tagOf, toMessage, type StoreLimits
 } from './conversation-rules.js'
 import { defineScripts, runScript, type ScriptName, type ScriptReply } from './redis-commands.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './redis-keys.js'
 import { RedisMessages } from './redis-messages.js'
 import { RedisUserLists } from './redis-user-lists.js'
-import {
-  InvalidRecordError, iso, parseConversation, parseWorkflowState, SUMMARY_FIELDS, type ParsedRecord, type RawConversation
-} from './redis-records.js'
+import { InvalidRecordError, iso, parseWorkflowState } from './redis-records.js'
+import { RedisViews } from './redis-views.js'
 import { pingRedis } from './redis-connection.js'
 import { guardRedisCall } from './redis-errors.js'
 import type {
   ConversationPage, ConversationStore, ListOptions, MessagePage, MessageQuery, MessageSelection, Preconditions,
   PutResult, StoreHealth, StoreStats, Tagged, TaggedConversation, TaggedView, TaggedWorkflowState
 } from './types.js'
+import { ViewCache } from './view-cache.js'
 
 export interface RedisStoreOptions {
   client: Redis | Cluster
@@ -31,6 +31,8 @@ export interface RedisStoreOptions {
   countTokens: TokenCounter
   /** Every operation finishes or fails within this many milliseconds. */
   timeoutMs: number
+  /** Bound of the validated views this process keeps (view-cache.ts); 0 keeps none. */
+  viewCacheBytes?: number
   /** Logs records that fail validation; never given data beyond the id. */
   onCorruptRecord?: (id: string, reason: string) => void
   clock?: () => number
@@ -52,6 +54,7 @@ export class RedisConversationStore implements ConversationStore {
   readonly #countTokens: TokenCounter
   readonly #messages: RedisMessages
   readonly #lists: RedisUserLists
+  readonly #views: RedisViews
 
   constructor (options: RedisStoreOptions) {
     this.#client = options.client
@@ -60,6 +63,12 @@ export class RedisConversationStore implements ConversationStore {
     this.#timeoutMs = options.timeoutMs
     this.#clock = options.clock ?? Date.now
     this.#onCorruptRecord = options.onCorruptRecord ?? (() => {})
+    this.#views = new RedisViews({
+      client: this.#client,
+      keyPrefix: this.#prefix,
+      cache: new ViewCache(options.viewCacheBytes ?? 0),
+      corruptUnless: (id, parse) => this.#corruptUnless(id, parse)
+    })
     this.#lists = new RedisUserLists({
       client: this.#client,
       keyPrefix: this.#prefix,
@@ -67,8 +76,7 @@ export class RedisConversationStore implements ConversationStore {
       // ones may belong to a create that is still in flight, so they are only skipped.
       staleAfterMs: Math.max(60_000, options.timeoutMs * 4),
       clock: this.#clock,
-      read: async (id, messages) => await this.#read(id, messages),
-      parseQuietly: (id, raw, messages) => this.#parseQuietly(id, raw, messages)
+      views: this.#views
     })
     this.#countTokens = options.countTokens
     defineScripts(this.#client)
@@ -92,12 +100,7 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   async get (id: string, messages: MessageSelection = 'all'): Promise<TaggedView | undefined> {
-    return await this.#guard(async () => {
-      const raw = await this.#read(id, messages)
-      if (raw === undefined) return undefined
-      const view = this.#parseTagged(id, raw, messages)
-      return messages === 'none' ? { ...toSummary(view), etag: view.etag } : view
-    })
+    return await this.#guard(async () => await this.#views.get(id, messages))
   }
 
   async put (id: string, fields: ConversationFields, preconditions: Preconditions): Promise<PutResult> {
@@ -112,9 +115,9 @@ export class RedisConversationStore implements ConversationStore {
       // writes can only delay it; the operation deadline bounds the retries.
       for (;;) {
         deadline.throwIfAborted()
-        const raw = await this.#read(id, 'none')
+        const raw = await this.#views.read(id, 'none')
         if (raw === undefined) throw new ConversationNotFoundError(id)
-        const current = this.#parse(id, raw, 'none')
+        const current = this.#views.parse(id, raw, 'none')
         const currentTag = tagOf(raw[8], current.version)
         checkPreconditions(currentTag, preconditions)
         const { id: _id, userId, createdAt, updatedAt: _u, expiresAt: _e, version: _v, messages: _m, messageCount: _c, ...body } =
@@ -124,9 +127,10 @@ export class RedisConversationStore implements ConversationStore {
         if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
         const [, version, updatedAt, expiresAt, count, messages] = reply as [string, number, number, number, string, string]
         await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
-        return this.#parseTagged(id, [
-          JSON.stringify(body), userId, String(Date.parse(createdAt)), String(updatedAt), String(expiresAt), String(version), count, messages, raw[8]
+        const written = this.#views.parse(id, [
+          JSON.stringify(body), userId, String(Date.parse(createdAt)), String(updatedAt), String(expiresAt), String(version), count, messages, raw[8], ''
         ], 'all')
+        return { ...written, etag: tagOf(raw[8], version) }
       }
     })
   }
@@ -254,41 +258,6 @@ export class RedisConversationStore implements ConversationStore {
       }
       return { conversation, created: created === 1 }
     })
-  }
-
-  async #read (id: string, messages: MessageSelection): Promise<RawConversation | undefined> {
-    const keys = conversationKeys(this.#prefix, id)
-    if (messages === 'none') {
-      // One hash holds everything but the messages, so a plain HMGET is a consistent
-      // snapshot, and far cheaper for Redis than a script (lists read 51 of these).
-      const [body, userId, createdAt, updatedAt, expiresAt, version, count, incarnation] = await this.#client.hmget(keys.doc, ...SUMMARY_FIELDS)
-      if (version === null || version === undefined) return undefined
-      return [body, userId, createdAt, updatedAt, expiresAt, version, count, '[]', incarnation ?? '0'] as RawConversation
-    }
-    const reply = await this.#script('csReadConversation', conversationKeyList(keys), messages === 'all' ? '' : messages.last)
-    return reply[0] === 'OK' ? reply.slice(1) as RawConversation : undefined
-  }
-
-  /** Validates a stored record with the schema; a bad one is CORRUPT_RECORD, never a crash. */
-  #parse (id: string, raw: RawConversation, messages: MessageSelection): Conversation {
-    return this.#parseCounted(id, raw, messages).conversation
-  }
-
-  #parseTagged (id: string, raw: RawConversation, messages: MessageSelection): TaggedConversation {
-    const conversation = this.#parse(id, raw, messages)
-    return { ...conversation, etag: tagOf(raw[8], conversation.version) }
-  }
-
-  #parseCounted (id: string, raw: RawConversation, messages: MessageSelection): ParsedRecord {
-    return this.#corruptUnless(id, () => parseConversation(id, raw, messages))
-  }
-
-  #parseQuietly (id: string, raw: RawConversation, messages: MessageSelection): ParsedRecord | undefined {
-    try {
-      return this.#parseCounted(id, raw, messages)
-    } catch {
-      return undefined
-    }
   }
 
   #workflowState (id: string, body: string, version: number, updatedAt: number, expiresAt: number, incarnation: string): TaggedWorkflowState {

@@ -1,9 +1,9 @@
 import type { Cluster, Redis } from 'ioredis'
-import { toSummary } from './conversation-rules.js'
+import type { ConversationSummary, ConversationView } from '../schemas.js'
 import { runScript } from './redis-commands.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './redis-keys.js'
-import type { ParsedRecord, RawConversation } from './redis-records.js'
-import type { ConversationPage, ListCursor, ListOptions, MessageSelection } from './types.js'
+import type { RedisViews } from './redis-views.js'
+import type { ConversationPage, ListCursor, ListOptions } from './types.js'
 
 export interface RedisUserListsOptions {
   client: Redis | Cluster
@@ -11,12 +11,11 @@ export interface RedisUserListsOptions {
   /** Index entries this much older than their conversation's absence are pruned. */
   staleAfterMs: number
   clock: () => number
-  read: (id: string, messages: MessageSelection) => Promise<RawConversation | undefined>
-  /** A validated record, or undefined for a corrupt one (reported, then skipped). */
-  parseQuietly: (id: string, raw: RawConversation, messages: MessageSelection) => ParsedRecord | undefined
+  views: RedisViews
 }
 
-interface Found { position: ListCursor, item: ParsedRecord }
+/** A listed conversation: where it is in the list, its view, and the fingerprint it was read with. */
+interface Found { position: ListCursor, item: ConversationSummary | ConversationView, fingerprint: string }
 
 /**
  * A user's conversations through the per-user index, which lives in another hash slot than
@@ -55,7 +54,7 @@ export class RedisUserLists {
     const page = found.slice(0, options.limit)
     const last = page.at(-1)
     return {
-      items: page.map(({ item }) => options.view === 'summary' ? toSummary(item.conversation) : item.conversation),
+      items: page.map(({ item }) => item),
       nextCursor: found.length > options.limit && last !== undefined ? last.position : null
     }
   }
@@ -94,38 +93,52 @@ export class RedisUserLists {
    * Entries whose conversation is gone (or another user's) are stale; old ones go to `stale`.
    */
   async #summaries (userId: string, positions: ListCursor[], tenantId: string | undefined, stale: Array<string | number>): Promise<Found[]> {
-    const now = this.#options.clock()
-    const raws = await Promise.all(positions.map(async (position) => await this.#options.read(position.id, 'none')))
+    const { views, clock, staleAfterMs } = this.#options
+    const now = clock()
+    const reads = await views.summaries(positions.map((position) => position.id))
     const kept: Found[] = []
     positions.forEach((position, i) => {
-      const raw = raws[i]
-      if (raw === undefined || raw[1] !== userId) {
+      const read = reads[i]
+      if (read === undefined || read.userId !== userId) {
         // A stale entry: its conversation expired, was deleted, or is being created.
-        if (now - position.updatedAt > this.#options.staleAfterMs) stale.push(position.id, position.updatedAt)
+        if (now - position.updatedAt > staleAfterMs) stale.push(position.id, position.updatedAt)
         return
       }
-      const item = this.#options.parseQuietly(position.id, raw, 'none')
-      if (item !== undefined && (tenantId === undefined || item.conversation.tenantId === tenantId)) kept.push({ position, item })
+      const item = read.view
+      if (item !== undefined && (tenantId === undefined || item.tenantId === tenantId)) kept.push({ position, item, fingerprint: read.fingerprint })
     })
     return kept
   }
 
   /**
-   * The full view reads kept conversations again, atomically with their messages; one gone
-   * or corrupt by then makes room for the next.
+   * The full view: a conversation whose summary still has the fingerprint of a full view
+   * this process validated is answered from it; the others are read again, atomically with
+   * their messages, and one gone or corrupt by then makes room for the next.
    */
   async #withMessages (kept: Found[], wanted: number): Promise<Found[]> {
+    const { views } = this.#options
     const found: Found[] = []
     for (let next = 0; next < kept.length && found.length < wanted;) {
       const chunk = kept.slice(next, next + wanted - found.length)
       next += chunk.length
-      const records = await Promise.all(chunk.map(async ({ position }) => await this.#options.read(position.id, 'all')))
-      chunk.forEach(({ position }, i) => {
-        const raw = records[i]
-        const item = raw === undefined ? undefined : this.#options.parseQuietly(position.id, raw, 'all')
-        if (item !== undefined) found.push({ item, position })
+      const records = await Promise.all(chunk.map(async ({ position, fingerprint }) =>
+        views.cachedFull(position.id, fingerprint)?.view ?? await views.read(position.id, 'all')))
+      chunk.forEach((listed, i) => {
+        const record = records[i]
+        if (record === undefined) return
+        const item = Array.isArray(record) ? quietly(() => views.fullOf(listed.position.id, record)) : record
+        if (item !== undefined) found.push({ ...listed, item })
       })
     }
     return found
+  }
+}
+
+/** A validated view, or undefined for a corrupt record (reported, then skipped). */
+function quietly<T> (view: () => T): T | undefined {
+  try {
+    return view()
+  } catch {
+    return undefined
   }
 }

@@ -1,0 +1,32 @@
+import { readFile } from 'node:fs/promises'
+
+// node bench/profile-summary.js <file.cpuprofile> [top]: self time by function, and the
+// share of time spent under each of the service's own source files (total time).
+
+const [file, top = '25'] = process.argv.slice(2)
+const profile = JSON.parse(await readFile(file, 'utf8'))
+const byId = new Map(profile.nodes.map((node) => [node.id, node]))
+const selfTime = new Map()
+const intervals = profile.timeDeltas
+const total = intervals.reduce((sum, delta) => sum + delta, 0)
+profile.samples.forEach((id, i) => {
+  const node = byId.get(id)
+  const { functionName, url, lineNumber } = node.callFrame
+  const key = `${functionName || '(anonymous)'} ${url.replace(/^.*\/(node_modules\/)?/, '')}:${lineNumber + 1}`
+  selfTime.set(key, (selfTime.get(key) ?? 0) + (intervals[i] ?? 0))
+})
+const rows = [...selfTime].sort((a, b) => b[1] - a[1]).slice(0, Number(top))
+for (const [key, time] of rows) process.stdout.write(`${(100 * time / total).toFixed(1).padStart(5)} %  ${key}\n`)
+
+// Self time by where the code lives: a package, the service's own files, or the runtime.
+const byPlace = new Map()
+profile.samples.forEach((id, i) => {
+  const { url, functionName } = byId.get(id).callFrame
+  const place = /node_modules\/((@[^/]+\/)?[^/]+)/.exec(url)?.[1] ?? /\/(dist\/[^/]+)\//.exec(url)?.[1] ??
+    (url === '' ? (functionName.startsWith('(') ? functionName : '(native)') : url.startsWith('node:') ? 'node:*' : url)
+  byPlace.set(place, (byPlace.get(place) ?? 0) + (intervals[i] ?? 0))
+})
+process.stdout.write('\nby place:\n')
+for (const [place, time] of [...byPlace].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
+  process.stdout.write(`${(100 * time / total).toFixed(1).padStart(5)} %  ${place}\n`)
+}

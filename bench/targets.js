@@ -1,0 +1,43 @@
+// The targets a bench run is checked against, each a ratio of rows measured in that run.
+
+export const ratio = (a, b) => (a === undefined || b === undefined || b === 0) ? undefined : Math.round((a / b) * 100) / 100
+
+/** Messages read only what they return: a page from 10,000 costs at most 1.3× one from 20. */
+function messageTargets (ceiling) {
+  return [['Redis', ceiling.messagesRedis], ['memory', ceiling.messagesMemory]].flatMap(([backend, r]) => r === undefined
+    ? []
+    : [
+        [`${backend}: page of 20 at 10,000 msgs ≤ 1.3× at 20 (throughput)`, ratio(r.page20.rps, r.page10k.rps), (x) => x <= 1.3],
+        [`${backend}: page of 20 at 10,000 msgs ≤ 1.3× at 20 (p99)`, ratio(r.page10k.p99, r.page20.p99), (x) => x <= 1.3],
+        [`${backend}: lastMessages=20 at 10,000 msgs ≤ 1.3× the page at 20 (throughput)`, ratio(r.page20.rps, r.tail10k.rps), (x) => x <= 1.3],
+        [`${backend}: lastMessages=20 at 10,000 msgs ≤ 1.3× the page at 20 (p99)`, ratio(r.tail10k.p99, r.page20.p99), (x) => x <= 1.3]
+      ])
+}
+
+/** The read path against the plain design (Express + ioredis) and the ceilings. */
+function readPathTargets (ceiling) {
+  const { getRedis, getMemory, plainGet, framework } = ceiling
+  const r = ceiling.readPath ?? {}
+  return [
+    ['GET on Redis ≥ 2.5× the plain design', ratio(getRedis?.rps, plainGet?.rps), (x) => x >= 2.5],
+    ['GET on Redis ≥ 0.45× the framework ceiling', ratio(getRedis?.rps, framework?.rps), (x) => x >= 0.45],
+    ['GET on Redis p99 ≤ 10 ms at the bench connections', getRedis?.p99, (x) => x <= 10],
+    ['GET on memory ≥ 0.7× the framework ceiling', ratio(getMemory?.rps, framework?.rps), (x) => x >= 0.7],
+    ['list of 50 full ≥ 2× the plain design', ratio(r.listFull?.rps, r.plainListFull?.rps), (x) => x >= 2],
+    ['list of 50 summaries ≥ 5× the plain design\'s full list', ratio(r.listSummaries?.rps, r.plainListFull?.rps), (x) => x >= 5],
+    ['chat turn ≥ 3× the plain design\'s turn', ratio(r.turn?.rps, r.plainTurn?.rps), (x) => x >= 3],
+    ['chat turns lose no acknowledged message', r.turn?.lost, (x) => x === 0]
+  ]
+}
+
+export function targetsOf (ceiling, rows) {
+  return [
+    ...readPathTargets(ceiling),
+    ['append at 1,000 msgs costs ≤ 1.3× append at 10 (throughput)', ratio(ceiling.append10?.rps, ceiling.append1k?.rps), (r) => r <= 1.3],
+    ['append at 1,000 msgs costs ≤ 1.3× append at 10 (p99)', ratio(ceiling.append1k?.p99, ceiling.append10?.p99), (r) => r <= 1.3],
+    ['list at 100,000 costs ≤ 1.3× list at 100 (throughput)', ratio(ceiling.list100?.rps, ceiling.list100k?.rps), (r) => r <= 1.3],
+    ['list at 100,000 costs ≤ 1.3× list at 100 (p99)', ratio(ceiling.list100k?.p99, ceiling.list100?.p99), (r) => r <= 1.3],
+    ...messageTargets(ceiling),
+    ['no errors in any row', rows.reduce((sum, row) => sum + row.errors, 0), (n) => n === 0]
+  ].filter(([, value]) => value !== undefined).map(([target, value, met]) => ({ target, value, met: met(value) }))
+}

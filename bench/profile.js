@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util'
 import { conversation } from './fixtures.js'
 import { startRedis, startService } from './processes.js'
 
-// npm run bench:profile -- --path /v1/users/list-full/conversations?limit=50 [--backend memory]
+// npm run bench:profile -- --path /v1/users/list-full/conversations?limit=50 [--backend memory] [--method POST]
 // Seeds the service as the bench does (1,000 fixture conversations c-<i>, and user
 // list-full with 100), loads one path for --duration seconds, and leaves a CPU profile of
 // the service (node --cpu-prof) in --dir, to open in Chrome DevTools or speedscope.
@@ -12,6 +12,7 @@ import { startRedis, startService } from './processes.js'
 const { values: options } = parseArgs({
   options: {
     path: { type: 'string', default: '/v1/conversations/c-1' },
+    method: { type: 'string', default: 'GET' },
     backend: { type: 'string', default: 'redis' },
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
@@ -36,12 +37,22 @@ const service = await startService(env, { nodeArgs: ['--cpu-prof', `--cpu-prof-d
 try {
   await seed(service.url, 1000, (i) => ({ ...conversation('bench-user'), id: `c-${i}` }))
   await seed(service.url, 100, (i) => ({ ...conversation('list-full'), id: `lf-${i}` }))
+  let appended = 0
   const path = options.path.replace('c-1', 'c-[<id>]')
   const result = await autocannon({
     url: service.url,
     connections: Number(options.connections),
     duration: Number(options.duration),
-    requests: [{ method: 'GET', setupRequest: (request) => ({ ...request, path: path.replace('[<id>]', String(Math.floor(Math.random() * 1000))) }) }]
+    requests: [{
+      method: options.method,
+      headers: { 'content-type': 'application/json' },
+      setupRequest: (request) => ({
+        ...request,
+        path: path.replace('[<id>]', String(Math.floor(Math.random() * 1000))),
+        // POST: one new message each time (an append, when the path is …/messages).
+        ...(options.method === 'POST' ? { body: JSON.stringify({ messages: [{ id: `p${appended++}`, role: 'user', text: 'one more message in this chat' }] }) } : {})
+      })
+    }]
   })
   process.stdout.write(`${options.path}: ${Math.round(result.requests.average)} req/s, p99 ${result.latency.p99} ms, non-2xx ${result.non2xx}\n`)
 } finally {

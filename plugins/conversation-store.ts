@@ -35,7 +35,9 @@ async function configuredStore (fastify: FastifyInstance): Promise<ConversationS
   const countTokens = await loadTokenCounter(config.tokenEncoding)
   if (config.redis === undefined) {
     const maxBytes = config.memoryMaxBytes ?? defaultMemoryMaxBytes()
-    return new MemoryConversationStore({ maxConversations: config.memoryMaxConversations, maxBytes, limits, countTokens })
+    return new MemoryConversationStore({
+      maxConversations: config.memoryMaxConversations, maxBytes, viewCacheBytes: config.viewCacheMaxBytes, limits, countTokens
+    })
   }
   return new RedisConversationStore({
     client: fastify.redis as unknown as Redis,

@@ -4,7 +4,7 @@ import {
   WorkflowStateNotFoundError
 } from '../errors.js'
 import type {
-  AppendResult, Conversation, ConversationFields, ConversationSummary, Message, MessageInput, PatchConversationBody, PatchMessageBody,
+  AppendResult, Conversation, ConversationFields, ConversationSummary, ConversationView, Message, MessageInput, PatchConversationBody, PatchMessageBody,
   WorkflowState, WorkflowStateBody
 } from '../schemas.js'
 import type { TokenCounter } from '../tokens.js'
@@ -13,6 +13,7 @@ import {
   patchConversation, patchMessage, tagOf, writeStamp, writeTime, type ConversationBody, type StoreLimits
 } from './conversation-rules.js'
 import { MessageLog } from './message-log.js'
+import { ViewCache } from './view-cache.js'
 import { firstAfter, MemoryUserIndex, type IndexKey } from './memory-user-index.js'
 import type {
   ConversationPage, ConversationStore, ListOptions, MessagePage, MessageQuery, MessageSelection, Preconditions, PutResult,
@@ -25,6 +26,8 @@ export interface MemoryStoreOptions {
   maxBytes?: number
   limits: StoreLimits
   countTokens: TokenCounter
+  /** Bound of the serialised full views kept for reads (view-cache.ts); 0 keeps none. */
+  viewCacheBytes?: number
   /** Milliseconds since the epoch; injectable so tests can move time. */
   clock?: () => number
 }
@@ -56,6 +59,8 @@ export class MemoryConversationStore implements ConversationStore {
   readonly #maxBytes: number
   readonly #countTokens: TokenCounter
   readonly #clock: () => number
+  // Keyed by tag, which every write changes: a stale view is never found.
+  readonly #views: ViewCache
   #evictions = 0
 
   constructor (options: MemoryStoreOptions) {
@@ -63,6 +68,7 @@ export class MemoryConversationStore implements ConversationStore {
     this.#countTokens = options.countTokens
     this.#clock = options.clock ?? Date.now
     this.#maxBytes = options.maxBytes ?? Infinity
+    this.#views = new ViewCache(options.viewCacheBytes ?? 0)
     this.#entries = new LRUCache<string, Entry>({
       max: options.maxConversations,
       ...(options.maxBytes === undefined ? {} : { maxSize: options.maxBytes, sizeCalculation: sizeOf }),
@@ -90,7 +96,7 @@ export class MemoryConversationStore implements ConversationStore {
   async get (id: string, messages: MessageSelection = 'all'): Promise<TaggedView | undefined> {
     const entry = this.#live(id)
     if (entry === undefined) return undefined
-    if (messages === 'all') return tagged(entry)
+    if (messages === 'all') return { ...this.#fullView(entry), etag: tagOfEntry(entry) }
     // Only what is returned is copied: a tail read of a long conversation stays cheap.
     const view = { ...summaryOf(entry), etag: tagOfEntry(entry) }
     return messages === 'none' ? view : { ...view, messages: entry.log.last(messages.last) }
@@ -149,7 +155,7 @@ export class MemoryConversationStore implements ConversationStore {
     const page = found.slice(0, options.limit)
     const last = page.at(-1)
     return {
-      items: page.map((entry) => options.view === 'summary' ? summaryOf(entry) : viewOf(entry)),
+      items: page.map((entry) => options.view === 'summary' ? summaryOf(entry) : this.#fullView(entry)),
       nextCursor: found.length > options.limit && last !== undefined ? indexKeyOf(last.body) : null
     }
   }
@@ -235,6 +241,13 @@ export class MemoryConversationStore implements ConversationStore {
   }
 
   /** The entry while it has not expired; an expired one is removed on sight. */
+  /** The full view, serialised once per version. */
+  #fullView (entry: Entry): ConversationView {
+    const tag = tagOfEntry(entry)
+    return this.#views.get<ConversationView>('full', entry.body.id, tag)?.view ??
+      this.#views.remember('full', entry.body.id, tag, tag, viewOf(entry))
+  }
+
   #live (id: string, { touch } = { touch: true }): Entry | undefined {
     const entry = touch ? this.#entries.get(id) : this.#entries.peek(id)
     if (entry === undefined) return undefined

@@ -52,7 +52,9 @@ async function seed (url, count, body) {
     amount: count,
     requests: [{ method: 'POST', path: '/v1/conversations', headers: json, setupRequest: (request) => ({ ...request, body: JSON.stringify(body(next++)) }) }]
   })
-  if (result.non2xx + result.errors > 0) throw new Error(`seeding failed: ${result.non2xx} non-2xx, ${result.errors} errors`)
+  if (result.non2xx + result.errors > 0) {
+    throw new Error(`seeding failed: ${result.non2xx} non-2xx, ${result.errors} errors; statuses ${JSON.stringify(result.statusCodeStats)}`)
+  }
 }
 
 function getRequests (prefix) {

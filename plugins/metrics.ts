@@ -72,6 +72,12 @@ export default fp(async (fastify) => {
     registers,
     collect () { this.set(store().stats().evictions ?? 0) }
   })
+  new Gauge({
+    name: 'view_cache_bytes',
+    help: 'What the cache of validated views holds, in the bytes VIEW_CACHE_MAX_BYTES bounds',
+    registers,
+    collect () { this.set(store().stats().viewCacheBytes ?? 0) }
+  })
   /* eslint-enable no-new */
 
   fastify.decorate('storeObserver', {

@@ -74,7 +74,7 @@ t.test('metrics', async (t) => {
     })
     t.equal(store.backend, 'memory')
     await store.create('a', { userId: 'u', tenantId: 'default', status: 'active', messages: [] })
-    t.same(store.stats(), { conversations: 1, evictions: 0 })
+    t.same(store.stats(), { conversations: 1, evictions: 0, viewCacheBytes: 0 })
     await t.rejects(store.create('a', { userId: 'u', tenantId: 'default', status: 'active', messages: [] }), { code: 'CONVERSATION_EXISTS' })
     t.same(seen, ['create', 'create'])
   })

@@ -265,3 +265,27 @@ t.test('on a Redis Cluster, lists follow the writes of another instance', async 
   t.ok(cluster.nodes.every((node) => node.port < 55536), 'cluster ports leave room for the bus ports')
   await writesOnB(t, await build(t, clusterEnv), await build(t, clusterEnv), await build(t, { ...clusterEnv, VIEW_CACHE_MAX_BYTES: '0' }))
 })
+
+t.test("an instance's own writes drop what it cached of the conversation (memory and Redis)", async (t) => {
+  const cachedBytes = async (app: FastifyInstance): Promise<number> =>
+    Number(/^view_cache_bytes (\d+)$/m.exec((await app.inject({ method: 'GET', url: '/metrics' })).body)?.[1])
+  for (const [backend, settings] of [['memory', {}], ['redis', env]] as const) {
+    const app = await build(t, settings)
+    const userId = unique('u')
+    const { id } = await create(app, { id: unique('c'), userId, messages: [{ id: 'm1', role: 'user', text: 'hello' }] })
+    t.equal(await cachedBytes(app), 0, `${backend}: nothing cached before a read`)
+    const writes: Array<[string, () => Promise<LightMyRequestResponse>]> = [
+      ['append', async () => await write(app, 'POST', `${id as string}/messages`, { messages: [{ id: 'm2', role: 'user', text: 'more' }] })],
+      ['PATCH', async () => await write(app, 'PATCH', id as string, { title: 'patched' })],
+      ['message edit', async () => await app.inject({ method: 'PATCH', url: `/v1/conversations/${id as string}/messages/m1`, payload: { text: 'edited' } })],
+      ['PUT', async () => await write(app, 'PUT', id as string, { userId, messages: [] })],
+      ['delete-all of the user', async () => await app.inject({ method: 'DELETE', url: `/v1/users/${userId}/conversations` })]
+    ]
+    for (const [name, change] of writes) {
+      t.equal((await get(app, id as string)).statusCode, 200)
+      t.ok(await cachedBytes(app) > 0, `${backend}: a read caches the view (before ${name})`)
+      t.ok((await change()).statusCode < 300, `${backend}: ${name}`)
+      t.equal(await cachedBytes(app), 0, `${backend}: ${name} drops it`)
+    }
+  }
+})

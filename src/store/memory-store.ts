@@ -76,13 +76,14 @@ export class MemoryConversationStore implements ConversationStore {
       dispose: (entry, _id, reason) => {
         if (reason === 'set') return
         if (reason === 'evict') this.#evictions++
+        this.#views.forget(entry.body.id)
         this.#index.remove(entry.body.userId, indexKeyOf(entry.body))
       }
     })
   }
 
   stats (): StoreStats {
-    const stats: StoreStats = { conversations: this.#entries.size, evictions: this.#evictions }
+    const stats: StoreStats = { conversations: this.#entries.size, evictions: this.#evictions, viewCacheBytes: this.#views.bytes }
     if (this.#maxBytes !== Infinity) Object.assign(stats, { bytes: this.#entries.calculatedSize, maxBytes: this.#maxBytes })
     return stats
   }
@@ -300,6 +301,7 @@ export class MemoryConversationStore implements ConversationStore {
     if (stored !== undefined) entry.workflowState = { ...stored, state: { ...stored.state, expiresAt: body.expiresAt } }
     this.#assertFits(sizeOf(entry))
     if (previous !== undefined) this.#index.remove(previous.body.userId, indexKeyOf(previous.body))
+    this.#views.forget(body.id)
     this.#entries.set(body.id, entry)
     this.#index.add(body.userId, indexKeyOf(body))
     return entry

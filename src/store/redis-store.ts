@@ -108,7 +108,7 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions): Promise<TaggedConversation> {
-    return await this.#guard(async (deadline) => {
+    return await this.#guardWrite(id, async (deadline) => {
       const keys = this.#keys(id)
       // Optimistic concurrency: merge in Node, then compare-and-set on the tag inside
       // Redis (merging in Lua would re-encode user JSON with cjson, which is lossy). Other
@@ -136,7 +136,7 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   async delete (id: string, preconditions: Preconditions): Promise<void> {
-    await this.#guard(async () => {
+    await this.#guardWrite(id, async () => {
       const reply = await this.#script('csDeleteConversation', this.#keys(id), ifMatchArg(preconditions), '')
       if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
       if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
@@ -146,7 +146,7 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions): Promise<AppendResult & Tagged> {
-    return await this.#guard(async () => {
+    return await this.#guardWrite(id, async () => {
       // The script skips ids already stored or repeated in the batch.
       const nowIso = iso(this.#clock())
       const all = inputs.map((input) => toMessage(input, nowIso))
@@ -185,11 +185,11 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   async patchMessage (id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions): Promise<{ message: Message, etag: string }> {
-    return await this.#guard(async (deadline) => await this.#messages.patch(id, messageId, patch, preconditions, deadline))
+    return await this.#guardWrite(id, async (deadline) => await this.#messages.patch(id, messageId, patch, preconditions, deadline))
   }
 
   async deleteMessage (id: string, messageId: string, preconditions: Preconditions): Promise<Tagged> {
-    return await this.#guard(async () => await this.#messages.delete(id, messageId, ifMatchArg(preconditions)))
+    return await this.#guardWrite(id, async () => await this.#messages.delete(id, messageId, ifMatchArg(preconditions)))
   }
 
   async getWorkflowState (id: string): Promise<TaggedWorkflowState> {
@@ -226,7 +226,7 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   stats (): StoreStats {
-    return { connection: this.#client.status }
+    return { connection: this.#client.status, viewCacheBytes: this.#views.cacheBytes }
   }
 
   async close (): Promise<void> {
@@ -234,7 +234,7 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   async #write (mode: 'create' | 'put', id: string, fields: ConversationFields, preconditions: Preconditions): Promise<PutResult> {
-    return await this.#guard(async () => {
+    return await this.#guardWrite(id, async () => {
       assertMessageLimit(fields.messages.length, this.#limits)
       const now = this.#clock()
       const { userId, messages: inputs, ...body } = fields
@@ -292,6 +292,15 @@ export class RedisConversationStore implements ConversationStore {
 
   async #script (name: ScriptName, keys: string[], ...args: Array<string | number>): Promise<ScriptReply> {
     return await runScript(this.#client, name, keys, ...args)
+  }
+
+  /** A write to one conversation: guarded, and whatever this process cached of it is dropped. */
+  async #guardWrite<T> (id: string, operation: (deadline: AbortSignal) => Promise<T>): Promise<T> {
+    try {
+      return await this.#guard(operation)
+    } finally {
+      this.#views.forget(id)
+    }
   }
 
   /** Bounds the whole operation in time and turns Redis failures into 503s. */

@@ -75,6 +75,7 @@ export class RedisUserLists {
       if (fresh.length === 0) return deleted
       const replies = await Promise.all(fresh.map(async ([id]) =>
         await runScript(client, 'csDeleteConversation', conversationKeyList(conversationKeys(keyPrefix, id)), '', userId)))
+      for (const [id] of fresh) this.#options.views.forget(id)
       deleted += replies.filter((reply) => reply[0] === 'OK').length
       await runScript(client, 'csRemoveIndexEntries', [index], ...fresh.flat())
     }

@@ -134,6 +134,15 @@ export class RedisViews {
     return fingerprint === '' ? view : this.#cache.remember(kind, id, fingerprint, tagOf(raw[8], view.version), view)
   }
 
+  /** After a write by this process (see ViewCache.forget). */
+  forget (id: string): void {
+    this.#cache.forget(id)
+  }
+
+  get cacheBytes (): number {
+    return this.#cache.bytes
+  }
+
   get #cache (): ViewCache {
     return this.#options.cache
   }

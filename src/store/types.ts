@@ -78,6 +78,8 @@ export interface StoreStats {
   maxBytes?: number
   evictions?: number
   connection?: string
+  /** What the cache of validated views holds (view-cache.ts), in the bytes its bound counts. */
+  viewCacheBytes?: number
 }
 
 export interface StoreHealth {

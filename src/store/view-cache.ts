@@ -38,10 +38,27 @@ export class ViewCache {
     return { view: { ...entry.view, [VIEW_JSON]: entry.json } as unknown as T, etag: entry.etag }
   }
 
+  /**
+   * Drops what is cached for `id`, after a write by this process: that version is gone,
+   * and a deleted conversation's views would otherwise stay until the LRU reached them.
+   */
+  forget (id: string): void {
+    this.#entries?.delete(`full:${id}`)
+    this.#entries?.delete(`summary:${id}`)
+  }
+
+  /** What the cache holds, in the bytes its bound counts. */
+  get bytes (): number {
+    return this.#entries?.calculatedSize ?? 0
+  }
+
   /** Keeps a view that has just passed the schema, and answers a copy with its JSON. */
   remember<T extends View> (kind: ViewKind, id: string, fingerprint: string, etag: string, view: T): T {
     if (this.#entries === undefined) return view
-    const json = serializeView(view)
+    // fast-json-stringify builds its answer by concatenation, which V8 keeps as a tree of
+    // pieces: three times the memory of the text (measured: 15 KB for a 5 KB answer). A
+    // copy through a Buffer is one flat string.
+    const json = Buffer.from(serializeView(view)).toString()
     this.#entries.set(`${kind}:${id}`, { fingerprint, etag, view, json })
     return { ...view, [VIEW_JSON]: json }
   }

@@ -159,11 +159,12 @@ t.test('the Dockerfile describes a production image', async (t) => {
     else t.ok(await exists(join(final.dir, 'node_modules', name)), `${name}, which production needs too, is in the image`)
   }
 
-  // The base images must run the Node.js the project declares.
-  const minimum = Number(/^>=\s*(\d+)/.exec(packageJson.engines?.node ?? '')?.[1])
+  // The base images must run a Node.js line the project declares (engines: ^20.x || ^22.x).
+  const supported = [...(packageJson.engines?.node ?? '').matchAll(/\^(\d+)\./g)].map((match) => Number(match[1]))
+  t.ok(supported.length > 0, 'engines.node names the supported lines')
   for (const stage of dockerfile.stages) {
     const major = Number(/^node:(\d+)/.exec(stage.image)?.[1])
-    t.ok(major >= minimum, `${stage.image} satisfies engines.node ${packageJson.engines?.node}`)
+    t.ok(supported.includes(major), `${stage.image} satisfies engines.node ${packageJson.engines?.node}`)
     if (major !== Number(process.versions.node.split('.')[0])) t.comment(`note: ${stage.image} is performed here with Node.js ${process.versions.node}`)
   }
 })

@@ -24,16 +24,6 @@ async function measure (title, url, pid, path) {
   process.stdout.write(`| ${title} | ${Math.round(result.requests.total / 8)} | ${Math.round(micros)} |\n`)
 }
 
-async function pidOf (url) {
-  // The bench servers are this process's children; ask the one listening on the port.
-  const { execFile } = await import('node:child_process')
-  const port = new URL(url).port
-  return await new Promise((resolve, reject) => execFile('ss', ['-ltnpH', `sport = :${port}`], (error, stdout) => {
-    if (error !== null) reject(error)
-    else resolve(Number(/pid=(\d+)/.exec(stdout)?.[1]))
-  }))
-}
-
 const redis = await startRedis()
 const services = [await startService({}), await startService({ REDIS_URL: redis.url, REDIS_ALLOW_PLAINTEXT: 'true' })]
 try {
@@ -44,7 +34,7 @@ try {
     if (i === 0) {
       const body = await (await fetch(`${service.url}/v1/conversations/c-1`)).text()
       const ceiling = await startBenchServer('ceiling-server.js', { BODY: body })
-      await measure('framework ceiling (same bytes)', ceiling.url, await pidOf(ceiling.url), '/')
+      await measure('framework ceiling (same bytes)', ceiling.url, ceiling.pid, '/')
       await ceiling.stop()
       await measure('/health/live (the plugin stack, no store)', service.url, service.pid, '/health/live')
     }

@@ -177,7 +177,7 @@ export async function startBenchServer (file, env = {}) {
   })
   const url = `http://127.0.0.1:${port}`
   await waitFor(async () => (await fetch(url)).status < 500, file, proc)
-  return { url, stop: () => stopProcess(proc) }
+  return { url, pid: proc.child.pid, stop: () => stopProcess(proc) }
 }
 
 /** redis-benchmark's GET of a 4 KB value: the Redis ceiling, in requests per second. */

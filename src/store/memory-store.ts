@@ -97,7 +97,7 @@ export class MemoryConversationStore implements ConversationStore {
   async get (id: string, messages: MessageSelection = 'all'): Promise<TaggedView | undefined> {
     const entry = this.#live(id)
     if (entry === undefined) return undefined
-    if (messages === 'all') return { ...this.#fullView(entry), etag: tagOfEntry(entry) }
+    if (messages === 'all') return Object.assign(this.#fullView(entry), { etag: tagOfEntry(entry) })
     // Only what is returned is copied: a tail read of a long conversation stays cheap.
     const view = { ...summaryOf(entry), etag: tagOfEntry(entry) }
     return messages === 'none' ? view : { ...view, messages: entry.log.last(messages.last) }

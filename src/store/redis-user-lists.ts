@@ -2,7 +2,7 @@ import type { Cluster, Redis } from 'ioredis'
 import type { ConversationSummary, ConversationView } from '../schemas.js'
 import { runScript } from './redis-commands.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './redis-keys.js'
-import type { RedisViews } from './redis-views.js'
+import { quietly, type RedisViews } from './redis-views.js'
 import type { ConversationPage, ListCursor, ListOptions } from './types.js'
 
 export interface RedisUserListsOptions {
@@ -132,14 +132,5 @@ export class RedisUserLists {
       })
     }
     return found
-  }
-}
-
-/** A validated view, or undefined for a corrupt record (reported, then skipped). */
-function quietly<T> (view: () => T): T | undefined {
-  try {
-    return view()
-  } catch {
-    return undefined
   }
 }

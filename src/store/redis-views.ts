@@ -120,13 +120,7 @@ export class RedisViews {
   }
 
   #summaryReadOf (id: string, raw: RawConversation): SummaryRead {
-    let view: ConversationSummary | undefined
-    try {
-      view = this.summaryOf(id, raw)
-    } catch {
-      // Corrupt: reported by summaryOf, and skipped by the list.
-    }
-    return { userId: raw[1], fingerprint: raw[9], view }
+    return { userId: raw[1], fingerprint: raw[9], view: quietly(() => this.summaryOf(id, raw)) }
   }
 
   #remember<T extends ConversationView | ConversationSummary> (kind: 'full' | 'summary', id: string, raw: RawConversation, view: T): T {
@@ -152,4 +146,13 @@ export class RedisViews {
 function summaryRaw (fields: Array<string | null>): RawConversation {
   const [body, userId, createdAt, updatedAt, expiresAt, version, count, incarnation, , fingerprint] = fields
   return [body, userId, createdAt, updatedAt, expiresAt, version, count, '[]', incarnation ?? '0', fingerprint ?? ''] as RawConversation
+}
+
+/** A validated view, or undefined for a corrupt record (reported by the parse, then skipped by lists). */
+export function quietly<T> (view: () => T): T | undefined {
+  try {
+    return view()
+  } catch {
+    return undefined
+  }
 }

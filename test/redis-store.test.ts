@@ -104,6 +104,26 @@ t.test('key layout: every key the service writes has a TTL, and the index is sco
   t.equal(Number(await redis.zscore(keys.index, id)), Date.parse(stored.updatedAt), 'index score is updatedAt')
 })
 
+t.test('a conversation from before the tenant had its own field is still checked by its body\'s tenant', async (t) => {
+  const app = await build(t, env)
+  const userId = unique('u')
+  const { id } = await create(app, { id: unique('c'), userId, tenantId: 'contoso', messages: [{ id: 'm1', role: 'user', text: 'hi' }] })
+  const keys = keysOf(id, userId)
+  t.equal(await redis.hget(keys.doc, 'tenantId'), 'contoso', 'a write stores the tenant beside the body')
+  await redis.hdel(keys.doc, 'tenantId')
+  const store = app.conversationStore
+  const contoso = { tenants: new Set(['contoso']) }
+  const fabrikam = { tenants: new Set(['fabrikam']) }
+  const message = [{ id: 'm2', role: 'user' as const, kind: 'text' as const, text: 'more' }]
+  await t.rejects(store.appendMessages(id, message, {}, fabrikam), { code: 'CONVERSATION_NOT_FOUND' })
+  await t.rejects(store.getMessage(id, 'm1', fabrikam), { code: 'CONVERSATION_NOT_FOUND' })
+  t.match(await store.appendMessages(id, message, {}, contoso), { appended: 1 })
+  t.match(await store.getMessage(id, 'm1', contoso), { id: 'm1' })
+  await redis.hset(keys.doc, 'body', 'not json')
+  await t.rejects(store.getMessage(id, 'm1', contoso), { code: 'CONVERSATION_NOT_FOUND' }, 'a body that cannot be read names no tenant: out of reach')
+  t.match(await store.getMessage(id, 'm1'), { id: 'm1' }, 'a caller of every tenant is not asked')
+})
+
 t.test('every write refreshes the TTL of everything the conversation owns', async (t) => {
   const app = await build(t, { ...env, REDIS_TTL: '60' })
   const userId = unique('u')

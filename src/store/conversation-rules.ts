@@ -4,7 +4,7 @@ import type {
   Conversation, ConversationFields, ConversationSummary, Message, MessageInput, PatchConversationBody, PatchMessageBody,
   WorkflowState, WorkflowStateBody
 } from '../schemas.js'
-import type { Preconditions } from './types.js'
+import type { Preconditions, Reach } from './types.js'
 
 // The rules every backend applies in the same way, kept free of I/O so that both
 // backends share them and tests can check them directly.
@@ -34,6 +34,11 @@ export function checkPreconditions (currentTag: string | undefined, precondition
   if (ifMatch === undefined) return
   const matches = currentTag !== undefined && (ifMatch === '*' || ifMatch.includes(currentTag))
   if (!matches) throw new PreconditionFailedError()
+}
+
+/** Whether a caller with this reach may see the conversation (see Reach). */
+export function canReach (reach: Reach, { userId, tenantId }: { userId: string, tenantId: string }): boolean {
+  return (reach.userId === undefined || reach.userId === userId) && (reach.tenants === '*' || reach.tenants.has(tenantId))
 }
 
 /** The write time: never earlier than the previous write, so updatedAt never goes backwards. */

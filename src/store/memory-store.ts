@@ -9,15 +9,16 @@ import type {
 } from '../schemas.js'
 import type { TokenCounter } from '../tokens.js'
 import {
-  assertMessageLimit, buildConversation, buildWorkflowState, checkPreconditions, newIncarnation, newMessages,
+  assertMessageLimit, buildConversation, buildWorkflowState, canReach, checkPreconditions, newIncarnation, newMessages,
   patchConversation, patchMessage, tagOf, writeStamp, writeTime, type ConversationBody, type StoreLimits
 } from './conversation-rules.js'
 import { MessageLog } from './message-log.js'
 import { ViewCache } from './view-cache.js'
 import { firstAfter, MemoryUserIndex, type IndexKey } from './memory-user-index.js'
-import type {
-  ConversationPage, ConversationStore, ListOptions, MessagePage, MessageQuery, MessageSelection, Preconditions, PutResult,
-  StoreHealth, StoreStats, Tagged, TaggedConversation, TaggedView, TaggedWorkflowState
+import {
+  EVERYWHERE, type ConversationPage, type ConversationStore, type ListOptions, type MessagePage, type MessageQuery, type MessageSelection,
+  type Preconditions, type PutResult, type Reach, type StoreHealth, type StoreStats, type Tagged, type TaggedConversation, type TaggedView,
+  type TaggedWorkflowState
 } from './types.js'
 
 export interface MemoryStoreOptions {
@@ -94,8 +95,8 @@ export class MemoryConversationStore implements ConversationStore {
     return tagged(this.#store(body, new MessageLog(this.#countTokens, messages)))
   }
 
-  async get (id: string, messages: MessageSelection = 'all'): Promise<TaggedView | undefined> {
-    const entry = this.#live(id)
+  async get (id: string, messages: MessageSelection = 'all', reach = EVERYWHERE): Promise<TaggedView | undefined> {
+    const entry = this.#reachable(id, reach)
     if (entry === undefined) return undefined
     if (messages === 'all') return Object.assign(this.#fullView(entry), { etag: tagOfEntry(entry) })
     // Only what is returned is copied: a tail read of a long conversation stays cheap.
@@ -103,8 +104,9 @@ export class MemoryConversationStore implements ConversationStore {
     return messages === 'none' ? view : { ...view, messages: entry.log.last(messages.last) }
   }
 
-  async put (id: string, fields: ConversationFields, preconditions: Preconditions): Promise<PutResult> {
+  async put (id: string, fields: ConversationFields, preconditions: Preconditions, reach = EVERYWHERE): Promise<PutResult> {
     const previous = this.#live(id)
+    if (previous !== undefined && !canReach(reach, previous.body)) throw new ConversationNotFoundError(id)
     checkPreconditions(previous === undefined ? undefined : tagOfEntry(previous), preconditions)
     const writeMs = writeTime(this.#clock(), previous?.body.updatedAt)
     const { messages, messageCount: _count, ...body } = buildConversation(id, fields, writeMs, this.#limits, previous?.body)
@@ -112,19 +114,19 @@ export class MemoryConversationStore implements ConversationStore {
     return { conversation: tagged(entry), created: previous === undefined }
   }
 
-  async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions): Promise<TaggedConversation> {
-    const entry = this.#existing(id, preconditions)
+  async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions, reach = EVERYWHERE): Promise<TaggedConversation> {
+    const entry = this.#existing(id, preconditions, reach)
     const writeMs = writeTime(this.#clock(), entry.body.updatedAt)
     return tagged(this.#store(patchConversation(entry.body, patch, writeMs, this.#limits), entry.log, entry))
   }
 
-  async delete (id: string, preconditions: Preconditions): Promise<void> {
-    this.#existing(id, preconditions)
+  async delete (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<void> {
+    this.#existing(id, preconditions, reach)
     this.#entries.delete(id)
   }
 
-  async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions): Promise<AppendResult & Tagged> {
-    const entry = this.#existing(id, preconditions)
+  async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions, reach = EVERYWHERE): Promise<AppendResult & Tagged> {
+    const entry = this.#existing(id, preconditions, reach)
     const writeMs = writeTime(this.#clock(), entry.body.updatedAt)
     const { added, skipped } = newMessages(entry.log, inputs, new Date(writeMs).toISOString())
     if (added.length === 0) {
@@ -138,8 +140,10 @@ export class MemoryConversationStore implements ConversationStore {
     return { appended: added.length, skipped, version: updated.body.version, messageCount: updated.log.count, etag: tagOfEntry(updated) }
   }
 
-  async listByUser (userId: string, options: ListOptions): Promise<ConversationPage> {
+  async listByUser (userId: string, options: ListOptions, reach = EVERYWHERE): Promise<ConversationPage> {
     const index = this.#index.keys(userId)
+    const wanted = (body: ConversationBody): boolean =>
+      (options.tenantId === undefined || body.tenantId === options.tenantId) && canReach(reach, body)
     const start = options.cursor === undefined ? 0 : firstAfter(index, options.cursor)
     const found: Entry[] = []
     const expired: string[] = []
@@ -149,7 +153,7 @@ export class MemoryConversationStore implements ConversationStore {
       const { id } = index[i] as IndexKey
       const entry = this.#entries.peek(id) as Entry
       if (Date.parse(entry.body.expiresAt) <= now) expired.push(id)
-      else if (options.tenantId === undefined || entry.body.tenantId === options.tenantId) found.push(entry)
+      else if (wanted(entry.body)) found.push(entry)
     }
     // Deleting unindexes (see dispose), so it waits until the walk is over.
     for (const id of expired) this.#entries.delete(id)
@@ -161,20 +165,21 @@ export class MemoryConversationStore implements ConversationStore {
     }
   }
 
-  async deleteByUser (userId: string): Promise<number> {
+  async deleteByUser (userId: string, reach = EVERYWHERE): Promise<number> {
     let deleted = 0
+    // Deleting unindexes (see dispose), so the walk goes over a copy.
     for (const key of [...this.#index.keys(userId)]) {
-      if (this.#live(key.id, { touch: false }) !== undefined) {
+      const entry = this.#live(key.id, { touch: false })
+      if (entry !== undefined && canReach(reach, entry.body)) {
         this.#entries.delete(key.id)
         deleted++
       }
     }
-    this.#index.removeUser(userId)
     return deleted
   }
 
-  async listMessages (id: string, query: MessageQuery): Promise<MessagePage> {
-    const entry = this.#existing(id, {})
+  async listMessages (id: string, query: MessageQuery, reach = EVERYWHERE): Promise<MessagePage> {
+    const entry = this.#existing(id, {}, reach)
     if (query.after !== undefined && query.after.incarnation !== entry.incarnation) throw badCursor()
     const { items, nextSeq, totalTokens } = entry.log.page(query)
     return {
@@ -185,12 +190,14 @@ export class MemoryConversationStore implements ConversationStore {
     }
   }
 
-  async getMessage (id: string, messageId: string): Promise<Message> {
-    return this.#message(this.#existing(id, {}), messageId)
+  async getMessage (id: string, messageId: string, reach = EVERYWHERE): Promise<Message> {
+    return this.#message(this.#existing(id, {}, reach), messageId)
   }
 
-  async patchMessage (id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions): Promise<{ message: Message, etag: string }> {
-    const entry = this.#existing(id, preconditions)
+  async patchMessage (
+    id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach = EVERYWHERE
+  ): Promise<{ message: Message, etag: string }> {
+    const entry = this.#existing(id, preconditions, reach)
     const message = patchMessage(this.#message(entry, messageId), patch)
     this.#assertFits(sizeOf(entry) + MessageLog.bytesOf([message]))
     entry.log.replace(message)
@@ -198,21 +205,21 @@ export class MemoryConversationStore implements ConversationStore {
     return { message, etag: tagOfEntry(updated) }
   }
 
-  async deleteMessage (id: string, messageId: string, preconditions: Preconditions): Promise<Tagged> {
-    const entry = this.#existing(id, preconditions)
+  async deleteMessage (id: string, messageId: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<Tagged> {
+    const entry = this.#existing(id, preconditions, reach)
     this.#message(entry, messageId)
     entry.log.remove(messageId)
     return { etag: tagOfEntry(this.#touch(entry, writeTime(this.#clock(), entry.body.updatedAt))) }
   }
 
-  async getWorkflowState (id: string): Promise<TaggedWorkflowState> {
-    return taggedState(this.#workflowState(id, this.#existing(id, {})))
+  async getWorkflowState (id: string, reach = EVERYWHERE): Promise<TaggedWorkflowState> {
+    return taggedState(this.#workflowState(id, this.#existing(id, {}, reach)))
   }
 
   async putWorkflowState (
-    id: string, body: WorkflowStateBody, preconditions: Preconditions
+    id: string, body: WorkflowStateBody, preconditions: Preconditions, reach = EVERYWHERE
   ): Promise<{ state: TaggedWorkflowState, created: boolean }> {
-    const entry = this.#existing(id, {})
+    const entry = this.#existing(id, {}, reach)
     const previous = this.#liveWorkflowState(entry)
     checkPreconditions(previous === undefined ? undefined : tagOf(previous.incarnation, previous.state.version), preconditions)
     const writeMs = writeTime(this.#clock(), previous?.state.updatedAt)
@@ -224,8 +231,8 @@ export class MemoryConversationStore implements ConversationStore {
     return { state: taggedState(stored), created: previous === undefined }
   }
 
-  async deleteWorkflowState (id: string, preconditions: Preconditions): Promise<void> {
-    const entry = this.#existing(id, {})
+  async deleteWorkflowState (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<void> {
+    const entry = this.#existing(id, {}, reach)
     const current = this.#workflowState(id, entry)
     checkPreconditions(tagOf(current.incarnation, current.state.version), preconditions)
     const { workflowState: _deleted, ...rest } = entry
@@ -241,7 +248,6 @@ export class MemoryConversationStore implements ConversationStore {
     this.#index.clear()
   }
 
-  /** The entry while it has not expired; an expired one is removed on sight. */
   /** The full view, serialised once per version. */
   #fullView (entry: Entry): ConversationView {
     const tag = tagOfEntry(entry)
@@ -249,6 +255,7 @@ export class MemoryConversationStore implements ConversationStore {
       this.#views.remember('full', entry.body.id, tag, tag, viewOf(entry))
   }
 
+  /** The entry while it has not expired; an expired one is removed on sight. */
   #live (id: string, { touch } = { touch: true }): Entry | undefined {
     const entry = touch ? this.#entries.get(id) : this.#entries.peek(id)
     if (entry === undefined) return undefined
@@ -257,8 +264,14 @@ export class MemoryConversationStore implements ConversationStore {
     return undefined
   }
 
-  #existing (id: string, preconditions: Preconditions): Entry {
+  /** The live entry when the caller may reach it; one out of reach is as absent as a missing one. */
+  #reachable (id: string, reach: Reach): Entry | undefined {
     const entry = this.#live(id)
+    return entry !== undefined && canReach(reach, entry.body) ? entry : undefined
+  }
+
+  #existing (id: string, preconditions: Preconditions, reach: Reach): Entry {
+    const entry = this.#reachable(id, reach)
     if (entry === undefined) throw new ConversationNotFoundError(id)
     checkPreconditions(tagOfEntry(entry), preconditions)
     return entry

@@ -30,10 +30,6 @@ export class MemoryUserIndex {
     if (index.length === 0) this.#byUser.delete(userId)
   }
 
-  removeUser (userId: string): void {
-    this.#byUser.delete(userId)
-  }
-
   clear (): void {
     this.#byUser.clear()
   }

@@ -1,6 +1,7 @@
 import type { Cluster, Redis } from 'ioredis'
 import * as messageScripts from './redis-message-scripts.js'
 import * as scripts from './redis-scripts.js'
+import type { Reach } from './types.js'
 
 // The Lua scripts as ioredis commands (EVALSHA, loaded on first use), by name.
 
@@ -42,4 +43,19 @@ export async function runScript (client: Redis | Cluster, name: ScriptName, keys
   const command = (client as unknown as Record<ScriptName, Script>)[name]
   if (SCRIPTS[name].keys === undefined) return await command.call(client, keys.length, ...keys, ...args)
   return await command.call(client, ...keys, ...args)
+}
+
+/**
+ * The caller's reach as the last two arguments of a script that checks it (`reachable` in
+ * redis-lua.ts): tenants separated by spaces, which tenant ids never hold ('' for all; a
+ * lone space, which names none, for an empty set), and the user ('' for any).
+ */
+export function reachArgs (reach: Reach): [string, string] {
+  const tenants = reach.tenants === '*' ? '' : [...reach.tenants].join(' ') || ' '
+  return [tenants, reach.userId ?? '']
+}
+
+/** A reply about a conversation that is not there, or that the caller may not see. */
+export function absent (reply: ScriptReply): boolean {
+  return reply[0] === 'NOT_FOUND' || reply[0] === 'OUT_OF_REACH'
 }

@@ -3,7 +3,8 @@ import { conversationHelpers as conversation } from './redis-lua.js'
 // Scripts for the messages as a resource. Each takes the conversation's seven keys
 // (conversationKeyList), so it is atomic with every other write to the conversation, and
 // each reads or writes only what it returns: pages by position in the order sorted set,
-// messages by id in the bodies hash. Statuses as in redis-scripts.ts.
+// messages by id in the bodies hash. Statuses as in redis-scripts.ts; all but the migration
+// take the caller's reach as their last two ARGV.
 
 const existing = `${conversation}
 local current = redis.call('HMGET', DOC, 'version', 'updatedAt', 'count', 'userId', 'inc', 'seq')
@@ -11,12 +12,16 @@ local version = tonumber(current[1])
 if not version then return {'NOT_FOUND'} end
 `
 
+const existingInReach = `${existing}
+if not reachable(DOC) then return {'OUT_OF_REACH'} end
+`
+
 /**
  * ARGV incarnation ('' without a cursor), order ('asc' or 'desc'), after (position, '' from
  * the start), limit, maxTokens ('' for none). A page: { 'OK', messageCount, incarnation,
  * next position ('' on the last page), messages JSON, and with maxTokens id, tokens, … }.
  */
-export const readMessages = `${existing}
+export const readMessages = `${existingInReach}
 if ARGV[1] ~= '' and ARGV[1] ~= (current[5] or '0') then return {'BAD_CURSOR'} end
 if redis.call('EXISTS', LEGACY) == 1 then return {'LEGACY'} end
 local limit = tonumber(ARGV[4])
@@ -61,7 +66,7 @@ return reply
 `
 
 /** ARGV messageId. { 'OK', tag, message JSON }, or { 'MESSAGE_NOT_FOUND', tag }. */
-export const readMessage = `${existing}
+export const readMessage = `${existingInReach}
 if redis.call('EXISTS', LEGACY) == 1 then return {'LEGACY'} end
 local body = redis.call('HGET', BODIES, ARGV[1])
 if not body then return {'MESSAGE_NOT_FOUND', tagOf(current[5], version)} end
@@ -72,7 +77,7 @@ return {'OK', tagOf(current[5], version), body}
  * ARGV expectedTag, now, ttlMs, messageId, message JSON, tokens. Compare-and-set of one
  * message on the conversation's tag (the edit is merged in Node, as for PATCH).
  */
-export const replaceMessage = `${existing}
+export const replaceMessage = `${existingInReach}
 if tagOf(current[5], version) ~= ARGV[1] then return {'CONFLICT'} end
 if redis.call('HEXISTS', BODIES, ARGV[4]) == 0 then return {'MESSAGE_NOT_FOUND'} end
 local updatedAt = writeTime(tonumber(ARGV[2]), current[2])
@@ -85,7 +90,7 @@ return {'OK', version + 1, updatedAt, expiresAt, current[4], current[5] or '0'}
 `
 
 /** ARGV now, ttlMs, ifMatch, messageId. The id stays in the ids set, so it stays used. */
-export const deleteMessage = `${existing}
+export const deleteMessage = `${existingInReach}
 if not matches(ARGV[3], tagOf(current[5], version)) then return {'PRECONDITION'} end
 if redis.call('EXISTS', LEGACY) == 1 then return {'LEGACY'} end
 if redis.call('ZREM', ORDER, ARGV[4]) == 0 then return {'MESSAGE_NOT_FOUND'} end

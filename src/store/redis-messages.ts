@@ -3,10 +3,10 @@ import { ConversationNotFoundError, InvalidRequestError, MessageNotFoundError, P
 import type { Message, MessageWithTokens, PatchMessageBody } from '../schemas.js'
 import type { TokenCounter } from '../tokens.js'
 import { checkPreconditions, patchMessage, tagOf } from './conversation-rules.js'
-import { runScript, type ScriptName, type ScriptReply } from './redis-commands.js'
+import { absent, reachArgs, runScript, type ScriptName, type ScriptReply } from './redis-commands.js'
 import { conversationKeyList, conversationKeys } from './redis-keys.js'
 import { parseMessage, parseMessages } from './redis-records.js'
-import type { MessagePage, MessageQuery, Preconditions, Tagged } from './types.js'
+import type { MessagePage, MessageQuery, Preconditions, Reach, Tagged } from './types.js'
 
 export interface RedisMessagesOptions {
   client: Redis | Cluster
@@ -34,8 +34,8 @@ export class RedisMessages {
     this.#options = options
   }
 
-  async list (id: string, query: MessageQuery): Promise<MessagePage> {
-    const reply = await this.#run('csReadMessages', id, query.after?.incarnation ?? '', query.order,
+  async list (id: string, query: MessageQuery, reach: Reach): Promise<MessagePage> {
+    const reply = await this.#run('csReadMessages', id, reach, query.after?.incarnation ?? '', query.order,
       query.after?.seq ?? '', query.limit, query.maxTokens ?? '')
     if (reply[0] === 'BAD_CURSOR') throw new InvalidRequestError('querystring/cursor belongs to another conversation, or to one since deleted')
     const [, messageCount, incarnation, next, json, ...counts] = reply as [string, string, string, string, string, ...Array<string | number>]
@@ -51,36 +51,38 @@ export class RedisMessages {
     return page
   }
 
-  async get (id: string, messageId: string): Promise<Message> {
-    return found(await this.#current(id, messageId), messageId)
+  async get (id: string, messageId: string, reach: Reach): Promise<Message> {
+    return found(await this.#current(id, messageId, reach), messageId)
   }
 
-  async patch (id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, deadline: AbortSignal): Promise<{ message: Message, etag: string }> {
+  async patch (
+    id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach: Reach, deadline: AbortSignal
+  ): Promise<{ message: Message, etag: string }> {
     // As PATCH of a conversation: merge in Node, then compare-and-set on the tag in Redis.
     for (;;) {
       deadline.throwIfAborted()
       // Preconditions first, as for every write: a stale tag is 412 whether or not the message exists.
-      const current = await this.#current(id, messageId)
+      const current = await this.#current(id, messageId, reach)
       checkPreconditions(current.tag, preconditions)
       const message = patchMessage(found(current, messageId), patch)
-      const reply = await this.#run('csReplaceMessage', id, current.tag, this.#options.clock(), this.#options.ttlMs,
+      const reply = await this.#run('csReplaceMessage', id, reach, current.tag, this.#options.clock(), this.#options.ttlMs,
         messageId, JSON.stringify(message), this.#options.countTokens(message))
       if (reply[0] === 'CONFLICT') continue
       return { message, etag: await this.#written(id, messageId, reply) }
     }
   }
 
-  async delete (id: string, messageId: string, ifMatch: string): Promise<Tagged> {
-    const reply = await this.#run('csDeleteMessage', id, this.#options.clock(), this.#options.ttlMs, ifMatch, messageId)
+  async delete (id: string, messageId: string, ifMatch: string, reach: Reach): Promise<Tagged> {
+    const reply = await this.#run('csDeleteMessage', id, reach, this.#options.clock(), this.#options.ttlMs, ifMatch, messageId)
     return { etag: await this.#written(id, messageId, reply) }
   }
 
   /** Runs a conversation script; when the conversation is in the old layout, migrates it and runs it again. */
-  async #run (name: ScriptName, id: string, ...args: Array<string | number>): Promise<ScriptReply> {
+  async #run (name: ScriptName, id: string, reach: Reach, ...args: Array<string | number>): Promise<ScriptReply> {
     const keys = conversationKeyList(conversationKeys(this.#options.keyPrefix, id))
     for (;;) {
-      const reply = await runScript(this.#options.client, name, keys, ...args)
-      if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
+      const reply = await runScript(this.#options.client, name, keys, ...args, ...reachArgs(reach))
+      if (absent(reply)) throw new ConversationNotFoundError(id)
       if (reply[0] !== 'LEGACY') return reply
       await this.migrate(id)
     }
@@ -105,8 +107,8 @@ export class RedisMessages {
   }
 
   /** The message (absent when there is none) and its conversation's tag. */
-  async #current (id: string, messageId: string): Promise<{ message?: Message, tag: string }> {
-    const [status, tag, json] = await this.#run('csReadMessage', id, messageId) as [string, string, string]
+  async #current (id: string, messageId: string, reach: Reach): Promise<{ message?: Message, tag: string }> {
+    const [status, tag, json] = await this.#run('csReadMessage', id, reach, messageId) as [string, string, string]
     if (status === 'MESSAGE_NOT_FOUND') return { tag }
     return { message: this.#options.corruptUnless(id, () => parseMessage(json)), tag }
   }

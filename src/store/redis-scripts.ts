@@ -6,20 +6,23 @@
 //
 // Scripts answer { status, ... }: 'OK' or one of 'EXISTS', 'NOT_FOUND', 'WORKFLOW_NOT_FOUND',
 // 'MESSAGE_NOT_FOUND', 'PRECONDITION', 'USER_MISMATCH', 'TOO_MANY', 'CONFLICT', 'BAD_CURSOR',
-// and 'LEGACY' (the messages are still in the list of the release before: migrate first).
+// 'OUT_OF_REACH' (the caller may not see the conversation: answered as NOT_FOUND) and
+// 'LEGACY' (the messages are still in the list of the release before: migrate first).
+// Scripts that check reach take the caller's reach as their last two ARGV (redis-lua.ts).
 
-import { conversationHelpers as conversation, fingerprint, helpers } from './redis-lua.js'
+import { conversationHelpers as conversation, fingerprint, helpers, reach } from './redis-lua.js'
 import { SCHEMA_STAMP } from './redis-records.js'
 
 /**
  * ARGV mode, now, ttlMs, ifMatch, ifNoneMatch, userId, body, newIncarnation (used when this
- * write creates the conversation), n, ids…, messages…, tokens….
+ * write creates the conversation), tenantId, n, ids…, messages…, tokens…, reach.
  */
 export const writeConversation = `${conversation}
-local now, ttl, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[9])
+local now, ttl, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[10])
 local current = redis.call('HMGET', DOC, 'version', 'userId', 'updatedAt', 'createdAt', 'inc')
 local version = tonumber(current[1])
 if version and ARGV[1] == 'create' then return {'EXISTS'} end
+if version and not reachable(DOC) then return {'OUT_OF_REACH'} end
 if version and ARGV[5] == '1' then return {'PRECONDITION'} end
 if not matches(ARGV[4], tagOf(current[5], version)) then return {'PRECONDITION'} end
 if version and current[2] ~= ARGV[6] then return {'USER_MISMATCH'} end
@@ -30,8 +33,8 @@ local incarnation = version and (current[5] or '0') or ARGV[8]
 redis.call('DEL', ORDER, BODIES, TOKENS, IDS, LEGACY)
 -- A new conversation never inherits state left under its id.
 if not version then redis.call('DEL', WF) end
-push(0, messageArgs(9, n))
-redis.call('HSET', DOC, 'body', ARGV[7], 'userId', ARGV[6], 'createdAt', createdAt, 'updatedAt', updatedAt,
+push(0, messageArgs(10, n))
+redis.call('HSET', DOC, 'body', ARGV[7], 'userId', ARGV[6], 'tenantId', ARGV[9], 'createdAt', createdAt, 'updatedAt', updatedAt,
   'expiresAt', expiresAt, 'version', (version or 0) + 1, 'count', n, 'seq', n, 'inc', incarnation, 'sv', '${SCHEMA_STAMP}')
 refresh(expiresAt)
 return {'OK', (version or 0) + 1, updatedAt, expiresAt, tonumber(createdAt), version and 0 or 1, incarnation}
@@ -55,7 +58,7 @@ return {'OK', version + 1, updatedAt, expiresAt, current[3], messagesByRank(0, -
 `
 
 /**
- * ARGV now, ttlMs, ifMatch, maxMessages, n, ids…, messages…, tokens…. Answers the owner and
+ * ARGV now, ttlMs, ifMatch, maxMessages, n, ids…, messages…, tokens…, reach. Answers the owner and
  * new times too, so the caller can move the index entry at once.
  */
 export const appendMessages = `${conversation}
@@ -63,6 +66,7 @@ local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
 local current = redis.call('HMGET', DOC, 'version', 'updatedAt', 'count', 'userId', 'inc', 'seq')
 local version = tonumber(current[1])
 if not version then return {'NOT_FOUND'} end
+if not reachable(DOC) then return {'OUT_OF_REACH'} end
 if not matches(ARGV[3], tagOf(current[5], version)) then return {'PRECONDITION'} end
 if redis.call('EXISTS', LEGACY) == 1 then return {'LEGACY'} end
 local count = tonumber(current[3])
@@ -87,11 +91,12 @@ refresh(expiresAt)
 return {'OK', added, n - added, version + 1, count + added, updatedAt, expiresAt, current[4], current[5] or '0'}
 `
 
-/** ARGV ifMatch, userId ('' for any owner). */
+/** ARGV ifMatch, userId ('' for any owner), reach. */
 export const deleteConversation = `${conversation}
 local current = redis.call('HMGET', DOC, 'version', 'userId', 'updatedAt', 'inc')
 local version = tonumber(current[1])
 if not version or (ARGV[2] ~= '' and current[2] ~= ARGV[2]) then return {'NOT_FOUND'} end
+if not reachable(DOC) then return {'OUT_OF_REACH'} end
 if not matches(ARGV[1], tagOf(current[4], version)) then return {'PRECONDITION'} end
 redis.call('DEL', DOC, ORDER, BODIES, TOKENS, IDS, WF, LEGACY)
 return {'OK', current[2], tonumber(current[3])}
@@ -139,9 +144,10 @@ end
 return out
 `
 
-/** KEYS doc, wf. */
-export const readWorkflowState = `
+/** KEYS doc, wf. ARGV reach. */
+export const readWorkflowState = `${reach}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
+if not reachable(KEYS[1]) then return {'OUT_OF_REACH'} end
 local fields = redis.call('HMGET', KEYS[2], 'body', 'version', 'updatedAt', 'expiresAt', 'inc')
 if not fields[2] then return {'WORKFLOW_NOT_FOUND'} end
 return {'OK', fields[1], fields[2], fields[3], fields[4], fields[5] or '0'}
@@ -149,10 +155,11 @@ return {'OK', fields[1], fields[2], fields[3], fields[4], fields[5] or '0'}
 
 /**
  * KEYS doc, wf. ARGV now, ttlMs, ifMatch, ifNoneMatch, body, newIncarnation (used when this
- * write creates the state). The conversation is left as it is.
+ * write creates the state), reach. The conversation is left as it is.
  */
 export const writeWorkflowState = `${helpers}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
+if not reachable(KEYS[1]) then return {'OUT_OF_REACH'} end
 local current = redis.call('HMGET', KEYS[2], 'version', 'updatedAt', 'inc')
 local version = tonumber(current[1])
 if version and ARGV[4] == '1' then return {'PRECONDITION'} end
@@ -166,9 +173,10 @@ redis.call('PEXPIREAT', KEYS[2], expiresAt)
 return {'OK', (version or 0) + 1, updatedAt, expiresAt, version and 0 or 1, incarnation}
 `
 
-/** KEYS doc, wf. ARGV ifMatch. */
+/** KEYS doc, wf. ARGV ifMatch, reach. */
 export const deleteWorkflowState = `${helpers}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
+if not reachable(KEYS[1]) then return {'OUT_OF_REACH'} end
 local current = redis.call('HMGET', KEYS[2], 'version', 'inc')
 local version = tonumber(current[1])
 if not version then return {'WORKFLOW_NOT_FOUND'} end

@@ -8,9 +8,9 @@ import type {
 } from '../schemas.js'
 import type { TokenCounter } from '../tokens.js'
 import {
-  assertMessageLimit, checkPreconditions, mergePatch, newIncarnation, tagOf, toMessage, type StoreLimits
+  assertMessageLimit, canReach, checkPreconditions, mergePatch, newIncarnation, tagOf, toMessage, type StoreLimits
 } from './conversation-rules.js'
-import { defineScripts, runScript, type ScriptName, type ScriptReply } from './redis-commands.js'
+import { absent, defineScripts, reachArgs, runScript, type ScriptName, type ScriptReply } from './redis-commands.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './redis-keys.js'
 import { RedisMessages } from './redis-messages.js'
 import { RedisUserLists } from './redis-user-lists.js'
@@ -18,9 +18,10 @@ import { InvalidRecordError, iso, parseWorkflowState } from './redis-records.js'
 import { RedisViews } from './redis-views.js'
 import { pingRedis } from './redis-connection.js'
 import { guardRedisCall } from './redis-errors.js'
-import type {
-  ConversationPage, ConversationStore, ListOptions, MessagePage, MessageQuery, MessageSelection, Preconditions,
-  PutResult, StoreHealth, StoreStats, Tagged, TaggedConversation, TaggedView, TaggedWorkflowState
+import {
+  EVERYWHERE, type ConversationPage, type ConversationStore, type ListOptions, type MessagePage, type MessageQuery, type MessageSelection,
+  type Preconditions, type PutResult, type Reach, type StoreHealth, type StoreStats, type Tagged, type TaggedConversation, type TaggedView,
+  type TaggedWorkflowState
 } from './types.js'
 import { ViewCache } from './view-cache.js'
 
@@ -95,19 +96,20 @@ export class RedisConversationStore implements ConversationStore {
   get #ttlMs (): number { return this.#limits.ttlSeconds * 1000 }
 
   async create (id: string, fields: ConversationFields): Promise<TaggedConversation> {
-    const { conversation } = await this.#write('create', id, fields, {})
+    const { conversation } = await this.#write('create', id, fields, {}, EVERYWHERE)
     return conversation
   }
 
-  async get (id: string, messages: MessageSelection = 'all'): Promise<TaggedView | undefined> {
-    return await this.#guard(async () => await this.#views.get(id, messages))
+  async get (id: string, messages: MessageSelection = 'all', reach = EVERYWHERE): Promise<TaggedView | undefined> {
+    const view = await this.#guard(async () => await this.#views.get(id, messages))
+    return view !== undefined && canReach(reach, view) ? view : undefined
   }
 
-  async put (id: string, fields: ConversationFields, preconditions: Preconditions): Promise<PutResult> {
-    return await this.#write('put', id, fields, preconditions)
+  async put (id: string, fields: ConversationFields, preconditions: Preconditions, reach = EVERYWHERE): Promise<PutResult> {
+    return await this.#write('put', id, fields, preconditions, reach)
   }
 
-  async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions): Promise<TaggedConversation> {
+  async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions, reach = EVERYWHERE): Promise<TaggedConversation> {
     return await this.#guardWrite(id, async (deadline) => {
       const keys = this.#keys(id)
       // Optimistic concurrency: merge in Node, then compare-and-set on the tag inside
@@ -118,6 +120,8 @@ export class RedisConversationStore implements ConversationStore {
         const raw = await this.#views.read(id, 'none')
         if (raw === undefined) throw new ConversationNotFoundError(id)
         const current = this.#views.parse(id, raw, 'none')
+        // The compare-and-set below fails if the owner or tenant changed since this read.
+        if (!canReach(reach, current)) throw new ConversationNotFoundError(id)
         const currentTag = tagOf(raw[8], current.version)
         checkPreconditions(currentTag, preconditions)
         const { id: _id, userId, createdAt, updatedAt: _u, expiresAt: _e, version: _v, messages: _m, messageCount: _c, ...body } =
@@ -135,30 +139,30 @@ export class RedisConversationStore implements ConversationStore {
     })
   }
 
-  async delete (id: string, preconditions: Preconditions): Promise<void> {
+  async delete (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<void> {
     await this.#guardWrite(id, async () => {
-      const reply = await this.#script('csDeleteConversation', this.#keys(id), ifMatchArg(preconditions), '')
-      if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
+      const reply = await this.#script('csDeleteConversation', this.#keys(id), ifMatchArg(preconditions), '', ...reachArgs(reach))
+      if (absent(reply)) throw new ConversationNotFoundError(id)
       if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
       const [, userId, updatedAt] = reply as [string, string, number]
       await this.#script('csRemoveIndexEntries', [userIndexKey(this.#prefix, userId)], id, updatedAt)
     })
   }
 
-  async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions): Promise<AppendResult & Tagged> {
+  async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions, reach = EVERYWHERE): Promise<AppendResult & Tagged> {
     return await this.#guardWrite(id, async () => {
       // The script skips ids already stored or repeated in the batch.
       const nowIso = iso(this.#clock())
       const all = inputs.map((input) => toMessage(input, nowIso))
       const append = async (): Promise<ScriptReply> => await this.#script('csAppendMessages', this.#keys(id),
         this.#clock(), this.#ttlMs, ifMatchArg(preconditions), this.#limits.maxMessagesPerConversation, all.length,
-        ...all.map((message) => message.id), ...all.map((message) => JSON.stringify(message)), ...all.map(this.#countTokens))
+        ...all.map((message) => message.id), ...all.map((message) => JSON.stringify(message)), ...all.map(this.#countTokens), ...reachArgs(reach))
       let reply = await append()
       if (reply[0] === 'LEGACY') {
         await this.#messages.migrate(id)
         reply = await append()
       }
-      if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
+      if (absent(reply)) throw new ConversationNotFoundError(id)
       if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
       if (reply[0] === 'TOO_MANY') throw new TooManyMessagesError(this.#limits.maxMessagesPerConversation)
       const [, appended, skipped, version, messageCount, updatedAt, expiresAt, userId, incarnation] =
@@ -168,56 +172,60 @@ export class RedisConversationStore implements ConversationStore {
     })
   }
 
-  async listByUser (userId: string, options: ListOptions): Promise<ConversationPage> {
-    return await this.#guard(async (deadline) => await this.#lists.list(userId, options, deadline))
+  async listByUser (userId: string, options: ListOptions, reach = EVERYWHERE): Promise<ConversationPage> {
+    return await this.#guard(async (deadline) => await this.#lists.list(userId, options, reach, deadline))
   }
 
-  async deleteByUser (userId: string): Promise<number> {
-    return await this.#guard(async () => await this.#lists.deleteAll(userId))
+  async deleteByUser (userId: string, reach = EVERYWHERE): Promise<number> {
+    return await this.#guard(async () => await this.#lists.deleteAll(userId, reach))
   }
 
-  async listMessages (id: string, query: MessageQuery): Promise<MessagePage> {
-    return await this.#guard(async () => await this.#messages.list(id, query))
+  async listMessages (id: string, query: MessageQuery, reach = EVERYWHERE): Promise<MessagePage> {
+    return await this.#guard(async () => await this.#messages.list(id, query, reach))
   }
 
-  async getMessage (id: string, messageId: string): Promise<Message> {
-    return await this.#guard(async () => await this.#messages.get(id, messageId))
+  async getMessage (id: string, messageId: string, reach = EVERYWHERE): Promise<Message> {
+    return await this.#guard(async () => await this.#messages.get(id, messageId, reach))
   }
 
-  async patchMessage (id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions): Promise<{ message: Message, etag: string }> {
-    return await this.#guardWrite(id, async (deadline) => await this.#messages.patch(id, messageId, patch, preconditions, deadline))
+  async patchMessage (
+    id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach = EVERYWHERE
+  ): Promise<{ message: Message, etag: string }> {
+    return await this.#guardWrite(id, async (deadline) => await this.#messages.patch(id, messageId, patch, preconditions, reach, deadline))
   }
 
-  async deleteMessage (id: string, messageId: string, preconditions: Preconditions): Promise<Tagged> {
-    return await this.#guardWrite(id, async () => await this.#messages.delete(id, messageId, ifMatchArg(preconditions)))
+  async deleteMessage (id: string, messageId: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<Tagged> {
+    return await this.#guardWrite(id, async () => await this.#messages.delete(id, messageId, ifMatchArg(preconditions), reach))
   }
 
-  async getWorkflowState (id: string): Promise<TaggedWorkflowState> {
+  async getWorkflowState (id: string, reach = EVERYWHERE): Promise<TaggedWorkflowState> {
     return await this.#guard(async () => {
       const keys = conversationKeys(this.#prefix, id)
-      const reply = await this.#script('csReadWorkflowState', [keys.doc, keys.workflow])
+      const reply = await this.#script('csReadWorkflowState', [keys.doc, keys.workflow], ...reachArgs(reach))
       this.#throwForWorkflow(id, reply)
       const [, body, version, updatedAt, expiresAt, incarnation] = reply as [string, string, string, string, string, string]
       return this.#workflowState(id, body, Number(version), Number(updatedAt), Number(expiresAt), incarnation)
     })
   }
 
-  async putWorkflowState (id: string, state: WorkflowStateBody, preconditions: Preconditions): Promise<{ state: TaggedWorkflowState, created: boolean }> {
+  async putWorkflowState (
+    id: string, state: WorkflowStateBody, preconditions: Preconditions, reach = EVERYWHERE
+  ): Promise<{ state: TaggedWorkflowState, created: boolean }> {
     return await this.#guard(async () => {
       const keys = conversationKeys(this.#prefix, id)
       const body = JSON.stringify(state)
       const reply = await this.#script('csWriteWorkflowState', [keys.doc, keys.workflow],
-        this.#clock(), this.#ttlMs, ifMatchArg(preconditions), preconditions.ifNoneMatch === true ? '1' : '', body, newIncarnation())
+        this.#clock(), this.#ttlMs, ifMatchArg(preconditions), preconditions.ifNoneMatch === true ? '1' : '', body, newIncarnation(), ...reachArgs(reach))
       this.#throwForWorkflow(id, reply)
       const [, version, updatedAt, expiresAt, created, incarnation] = reply as [string, number, number, number, number, string]
       return { state: this.#workflowState(id, body, version, updatedAt, expiresAt, incarnation), created: created === 1 }
     })
   }
 
-  async deleteWorkflowState (id: string, preconditions: Preconditions): Promise<void> {
+  async deleteWorkflowState (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<void> {
     await this.#guard(async () => {
       const keys = conversationKeys(this.#prefix, id)
-      this.#throwForWorkflow(id, await this.#script('csDeleteWorkflowState', [keys.doc, keys.workflow], ifMatchArg(preconditions)))
+      this.#throwForWorkflow(id, await this.#script('csDeleteWorkflowState', [keys.doc, keys.workflow], ifMatchArg(preconditions), ...reachArgs(reach)))
     })
   }
 
@@ -233,7 +241,7 @@ export class RedisConversationStore implements ConversationStore {
     // The client belongs to the redis plugin, which quits it.
   }
 
-  async #write (mode: 'create' | 'put', id: string, fields: ConversationFields, preconditions: Preconditions): Promise<PutResult> {
+  async #write (mode: 'create' | 'put', id: string, fields: ConversationFields, preconditions: Preconditions, reach: Reach): Promise<PutResult> {
     return await this.#guardWrite(id, async () => {
       assertMessageLimit(fields.messages.length, this.#limits)
       const now = this.#clock()
@@ -245,9 +253,10 @@ export class RedisConversationStore implements ConversationStore {
       if (preconditions.ifMatch === undefined) await this.#touchIndex('NX', userId, id, now, now + this.#ttlMs)
       const reply = await this.#script('csWriteConversation', this.#keys(id),
         mode, now, this.#ttlMs, ifMatchArg(preconditions), preconditions.ifNoneMatch === true ? '1' : '', userId,
-        JSON.stringify(body), newIncarnation(), messages.length, ...messages.map((message) => message.id), ...messages.map((message) => JSON.stringify(message)),
-        ...messages.map(this.#countTokens))
+        JSON.stringify(body), newIncarnation(), body.tenantId, messages.length, ...messages.map((message) => message.id),
+        ...messages.map((message) => JSON.stringify(message)), ...messages.map(this.#countTokens), ...reachArgs(reach))
       if (reply[0] === 'EXISTS') throw new ConversationExistsError(id)
+      if (reply[0] === 'OUT_OF_REACH') throw new ConversationNotFoundError(id)
       if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
       if (reply[0] === 'USER_MISMATCH') throw new UserMismatchError()
       const [, version, updatedAt, expiresAt, createdAt, created, incarnation] = reply as [string, number, number, number, number, number, string]
@@ -276,7 +285,7 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   #throwForWorkflow (id: string, reply: ScriptReply): void {
-    if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
+    if (absent(reply)) throw new ConversationNotFoundError(id)
     if (reply[0] === 'WORKFLOW_NOT_FOUND') throw new WorkflowStateNotFoundError(id)
     if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
   }

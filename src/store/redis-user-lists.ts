@@ -1,9 +1,10 @@
 import type { Cluster, Redis } from 'ioredis'
 import type { ConversationSummary, ConversationView } from '../schemas.js'
-import { runScript } from './redis-commands.js'
+import { canReach } from './conversation-rules.js'
+import { reachArgs, runScript } from './redis-commands.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './redis-keys.js'
 import { quietly, type RedisViews } from './redis-views.js'
-import type { ConversationPage, ListCursor, ListOptions } from './types.js'
+import type { ConversationPage, ListCursor, ListOptions, Reach } from './types.js'
 
 export interface RedisUserListsOptions {
   client: Redis | Cluster
@@ -30,7 +31,8 @@ export class RedisUserLists {
     this.#options = options
   }
 
-  async list (userId: string, options: ListOptions, deadline: AbortSignal): Promise<ConversationPage> {
+  async list (userId: string, options: ListOptions, reach: Reach, deadline: AbortSignal): Promise<ConversationPage> {
+    if (reach.userId !== undefined && reach.userId !== userId) return { items: [], nextCursor: null }
     const index = userIndexKey(this.#options.keyPrefix, userId)
     const wanted = options.limit + 1 // one more tells whether a next page exists
     const found: Found[] = []
@@ -42,7 +44,8 @@ export class RedisUserLists {
     while (found.length < wanted) {
       deadline.throwIfAborted()
       const positions = await this.#positionsAfter(index, after, batch)
-      const kept = await this.#summaries(userId, positions, options.tenantId, stale)
+      const kept = await this.#summaries(userId, positions, (item) =>
+        (options.tenantId === undefined || item.tenantId === options.tenantId) && canReach(reach, item), stale)
       if (options.view === 'summary') found.push(...kept.slice(0, wanted - found.length))
       else found.push(...await this.#withMessages(kept, wanted - found.length))
       after = positions.at(-1)
@@ -59,13 +62,16 @@ export class RedisUserLists {
     }
   }
 
-  async deleteAll (userId: string): Promise<number> {
+  /** Deletes the user's conversations within reach; the index keeps the entries of the others. */
+  async deleteAll (userId: string, reach: Reach): Promise<number> {
+    if (reach.userId !== undefined && reach.userId !== userId) return 0
     const { client, keyPrefix } = this.#options
     const index = userIndexKey(keyPrefix, userId)
     const seen = new Set<string>()
     let deleted = 0
+    let kept = 0
     for (;;) {
-      const entries = await client.zrange(index, '0', '499', 'WITHSCORES')
+      const entries = await client.zrange(index, String(kept), String(kept + 499), 'WITHSCORES')
       const fresh: Array<[string, string]> = []
       for (let i = 0; i < entries.length; i += 2) {
         const id = entries[i] as string
@@ -74,10 +80,12 @@ export class RedisUserLists {
       }
       if (fresh.length === 0) return deleted
       const replies = await Promise.all(fresh.map(async ([id]) =>
-        await runScript(client, 'csDeleteConversation', conversationKeyList(conversationKeys(keyPrefix, id)), '', userId)))
+        await runScript(client, 'csDeleteConversation', conversationKeyList(conversationKeys(keyPrefix, id)), '', userId, ...reachArgs(reach))))
       for (const [id] of fresh) this.#options.views.forget(id)
       deleted += replies.filter((reply) => reply[0] === 'OK').length
-      await runScript(client, 'csRemoveIndexEntries', [index], ...fresh.flat())
+      const gone = fresh.filter((_, i) => replies[i]?.[0] !== 'OUT_OF_REACH')
+      kept += fresh.length - gone.length
+      if (gone.length > 0) await runScript(client, 'csRemoveIndexEntries', [index], ...gone.flat())
     }
   }
 
@@ -92,8 +100,11 @@ export class RedisUserLists {
   /**
    * Summaries first (one HMGET each): they decide what to keep without loading messages.
    * Entries whose conversation is gone (or another user's) are stale; old ones go to `stale`.
+   * Of the others, those `wanted` are kept (the tenant asked for, within the caller's reach).
    */
-  async #summaries (userId: string, positions: ListCursor[], tenantId: string | undefined, stale: Array<string | number>): Promise<Found[]> {
+  async #summaries (
+    userId: string, positions: ListCursor[], wanted: (item: ConversationSummary) => boolean, stale: Array<string | number>
+  ): Promise<Found[]> {
     const { views, clock, staleAfterMs } = this.#options
     const now = clock()
     const reads = await views.summaries(positions.map((position) => position.id))
@@ -106,7 +117,7 @@ export class RedisUserLists {
         return
       }
       const item = read.view
-      if (item !== undefined && (tenantId === undefined || item.tenantId === tenantId)) kept.push({ position, item, fingerprint: read.fingerprint })
+      if (item !== undefined && wanted(item)) kept.push({ position, item, fingerprint: read.fingerprint })
     })
     return kept
   }

@@ -11,6 +11,20 @@ export interface Preconditions {
   ifNoneMatch?: true
 }
 
+/**
+ * The conversations a caller may reach: those of its tenants, and only one user's when it
+ * acts for a signed-in user (a delegated token). A conversation out of reach reads as
+ * absent, and a write to it fails as a write to nothing would.
+ */
+export interface Reach {
+  /** '*': every tenant. */
+  tenants: '*' | ReadonlySet<string>
+  userId?: string
+}
+
+/** The reach of a caller without limits (API_KEYS, or authentication turned off). */
+export const EVERYWHERE: Reach = Object.freeze({ tenants: '*' })
+
 export interface ListOptions {
   limit: number
   cursor?: ListCursor
@@ -90,25 +104,26 @@ export interface StoreHealth {
 /**
  * The storage contract both backends honour. Every method is atomic for one
  * conversation, and every failure to reach the backend rejects with a
- * StoreUnavailableError so that the API answers 503.
+ * StoreUnavailableError so that the API answers 503. `reach` (EVERYWHERE when omitted) is
+ * checked atomically with the operation, in the same round trip.
  */
 export interface ConversationStore {
   readonly backend: 'memory' | 'redis'
   create (id: string, fields: ConversationFields): Promise<TaggedConversation>
-  get (id: string, messages?: MessageSelection): Promise<TaggedView | undefined>
-  put (id: string, fields: ConversationFields, preconditions: Preconditions): Promise<PutResult>
-  patch (id: string, patch: PatchConversationBody, preconditions: Preconditions): Promise<TaggedConversation>
-  delete (id: string, preconditions: Preconditions): Promise<void>
-  appendMessages (id: string, messages: MessageInput[], preconditions: Preconditions): Promise<AppendResult & Tagged>
-  listByUser (userId: string, options: ListOptions): Promise<ConversationPage>
-  listMessages (id: string, query: MessageQuery): Promise<MessagePage>
-  getMessage (id: string, messageId: string): Promise<Message>
-  patchMessage (id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions): Promise<{ message: Message, etag: string }>
-  deleteMessage (id: string, messageId: string, preconditions: Preconditions): Promise<Tagged>
-  deleteByUser (userId: string): Promise<number>
-  getWorkflowState (id: string): Promise<TaggedWorkflowState>
-  putWorkflowState (id: string, state: WorkflowStateBody, preconditions: Preconditions): Promise<{ state: TaggedWorkflowState, created: boolean }>
-  deleteWorkflowState (id: string, preconditions: Preconditions): Promise<void>
+  get (id: string, messages?: MessageSelection, reach?: Reach): Promise<TaggedView | undefined>
+  put (id: string, fields: ConversationFields, preconditions: Preconditions, reach?: Reach): Promise<PutResult>
+  patch (id: string, patch: PatchConversationBody, preconditions: Preconditions, reach?: Reach): Promise<TaggedConversation>
+  delete (id: string, preconditions: Preconditions, reach?: Reach): Promise<void>
+  appendMessages (id: string, messages: MessageInput[], preconditions: Preconditions, reach?: Reach): Promise<AppendResult & Tagged>
+  listByUser (userId: string, options: ListOptions, reach?: Reach): Promise<ConversationPage>
+  listMessages (id: string, query: MessageQuery, reach?: Reach): Promise<MessagePage>
+  getMessage (id: string, messageId: string, reach?: Reach): Promise<Message>
+  patchMessage (id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach?: Reach): Promise<{ message: Message, etag: string }>
+  deleteMessage (id: string, messageId: string, preconditions: Preconditions, reach?: Reach): Promise<Tagged>
+  deleteByUser (userId: string, reach?: Reach): Promise<number>
+  getWorkflowState (id: string, reach?: Reach): Promise<TaggedWorkflowState>
+  putWorkflowState (id: string, state: WorkflowStateBody, preconditions: Preconditions, reach?: Reach): Promise<{ state: TaggedWorkflowState, created: boolean }>
+  deleteWorkflowState (id: string, preconditions: Preconditions, reach?: Reach): Promise<void>
   ping (): Promise<StoreHealth>
   stats (): StoreStats
   close (): Promise<void>

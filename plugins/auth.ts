@@ -1,30 +1,83 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
-import type { onRequestAsyncHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
-import { UnauthorizedError } from '../src/errors.js'
+import { ANYONE, ApiKeys, callerOf, type Caller } from '../src/auth/caller.js'
+import type { Role } from '../src/auth/callers.js'
+import { createJwtVerifier, IdentityProviderUnavailableError, InvalidTokenError } from '../src/auth/jwt-verifier.js'
+import { AuthUnavailableError, ForbiddenError, TokenRefusedError, UnauthorizedError } from '../src/errors.js'
+import { EVERYWHERE } from '../src/store/types.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** onRequest hook that admits only `Authorization: Bearer <one of API_KEYS>`. */
-    requireApiKey: onRequestAsyncHookHandler
+    /** onRequest hook: finds the caller (API key or Entra ID token) and checks the route's role. */
+    authenticate: onRequestAsyncHookHandler
+    /** The OpenAPI security schemes /v1 takes (see the docs plugin); none when authentication is off. */
+    authSchemes: string[]
+  }
+  interface FastifyRequest {
+    /** Set by `authenticate` on every /v1 request that gets past it. */
+    caller: Caller
+  }
+  interface FastifyContextConfig {
+    /** The role a route needs; by default `read` for GET and `write` for the rest. */
+    role?: Role
   }
 }
 
-// Hashing first gives equal-length buffers, so the comparison time reveals nothing.
-const digest = (text: string): Buffer => createHash('sha256').update(text).digest()
+const BEARER = /^Bearer +(\S+)\s*$/i
 
 export default fp(async (fastify) => {
-  const keys = fastify.config.apiKeys.map(digest)
+  const { apiKeys, callers, jwt, rateLimitPerMinute } = fastify.config
+  const limit = rateLimitPerMinute === undefined ? {} : { ratePerMinute: rateLimitPerMinute }
+  const keys = new ApiKeys([
+    // API_KEYS: full access, as before there were callers.
+    ...apiKeys.map((key, i) => ({ sha256: ApiKeys.digestOf(key), caller: { name: `api-key-${i + 1}`, roles: ANYONE.roles, reach: EVERYWHERE, ...limit } })),
+    ...callers.flatMap((entry) => entry.apiKeySha256 === undefined ? [] : [{ sha256: entry.apiKeySha256, caller: callerOf(entry, rateLimitPerMinute) }])
+  ])
+  const apps = new Map(callers.flatMap((entry) => entry.appId === undefined ? [] : [[entry.appId, entry] as const]))
+  const verifier = jwt === undefined ? undefined : createJwtVerifier(jwt)
+  const required = keys.size > 0 || verifier !== undefined
+  const anyone = { ...ANYONE, ...limit }
 
-  fastify.decorate('requireApiKey', async function requireApiKey (request, reply) {
-    if (keys.length === 0) return
-    const match = /^Bearer +(\S+)\s*$/i.exec(request.headers.authorization ?? '')
-    const presented = digest(match?.[1] ?? '')
-    // Compare against every key so the time does not depend on which one matched.
-    const accepted = keys.reduce((found, key) => timingSafeEqual(key, presented) || found, false)
-    if (!accepted) {
-      reply.header('www-authenticate', 'Bearer')
-      throw new UnauthorizedError()
+  async function callerOfToken (token: string, reply: FastifyReply): Promise<Caller> {
+    if (verifier === undefined) return refuse(reply, 'it is not a known key')
+    let verified
+    try {
+      verified = await verifier.verify(token)
+    } catch (error) {
+      if (error instanceof InvalidTokenError) return refuse(reply, error.message)
+      if (error instanceof IdentityProviderUnavailableError) throw new AuthUnavailableError({ cause: error })
+      throw error
+    }
+    const entry = apps.get(verified.appId)
+    if (entry === undefined) throw new ForbiddenError(`App '${verified.appId}' is not a caller of this service`)
+    if (!verified.delegated) return callerOf(entry, rateLimitPerMinute)
+    // A user signed in through the app: the app's rights, over that user's conversations only.
+    if (verified.objectId === undefined) return refuse(reply, 'a delegated token needs an oid claim')
+    return callerOf(entry, rateLimitPerMinute, verified.objectId)
+  }
+
+  fastify.decorate('authSchemes', [...(keys.size > 0 ? ['apiKey'] : []), ...(verifier === undefined ? [] : ['entraId'])])
+  fastify.decorateRequest('caller', null as unknown as Caller)
+  fastify.decorate('authenticate', async function authenticate (request: FastifyRequest, reply: FastifyReply) {
+    if (required) {
+      const token = BEARER.exec(request.headers.authorization ?? '')?.[1]
+      if (token === undefined) {
+        reply.header('www-authenticate', 'Bearer')
+        throw new UnauthorizedError()
+      }
+      request.caller = keys.callerOf(token) ?? await callerOfToken(token, reply)
+    } else {
+      request.caller = anyone
+    }
+    const role = request.routeOptions.config.role ?? (request.method === 'GET' || request.method === 'HEAD' ? 'read' : 'write')
+    if (!request.caller.roles.has(role)) {
+      reply.header('www-authenticate', 'Bearer error="insufficient_scope"')
+      throw new ForbiddenError(`Caller '${request.caller.name}' lacks the ${role} role`)
     }
   })
 }, { name: 'auth', dependencies: ['config'] })
+
+function refuse (reply: FastifyReply, reason: string): never {
+  reply.header('www-authenticate', 'Bearer error="invalid_token"')
+  throw new TokenRefusedError(reason)
+}

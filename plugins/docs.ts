@@ -10,7 +10,12 @@ export default fp(async (fastify) => {
     openapi: {
       openapi: '3.1.0',
       info: { title: name, version, description: 'Stores chat conversations for internal services.' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } }
+      components: {
+        securitySchemes: {
+          apiKey: { type: 'http', scheme: 'bearer', description: 'An API key: one of API_KEYS, or one whose SHA-256 the callers file holds' },
+          entraId: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'A Microsoft Entra ID access token for AUTH_JWT_AUDIENCE' }
+        }
+      }
     },
     transform: jsonSchemaTransform,
     transformObject: jsonSchemaTransformObject

@@ -2,6 +2,8 @@ import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
 
+const RETRYABLE = new Set(['STORE_UNAVAILABLE', 'AUTH_UNAVAILABLE', 'FST_UNDER_PRESSURE'])
+
 function send (reply: FastifyReply, statusCode: number, code: string, message: string): FastifyReply {
   return reply.code(statusCode).type('application/json').send({
     statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message
@@ -24,8 +26,8 @@ export default fp(async (fastify) => {
     if (statusCode >= 400 && statusCode < 500) {
       return send(reply, statusCode, error.code ?? 'BAD_REQUEST', error.message)
     }
-    // The store is away, or the instance sheds load: both are worth a retry.
-    if (statusCode === 503 && (error.code === 'STORE_UNAVAILABLE' || error.code === 'FST_UNDER_PRESSURE')) {
+    // The store or the identity provider is away, or the instance sheds load: all worth a retry.
+    if (statusCode === 503 && RETRYABLE.has(error.code)) {
       if (!reply.hasHeader('retry-after')) reply.header('retry-after', String(retryAfterSeconds))
       return send(reply, 503, error.code, error.message)
     }
@@ -41,8 +43,8 @@ export default fp(async (fastify) => {
   // (name, code, message, cause), which the response never carries.
   fastify.addHook('onError', async (request, reply, error) => {
     const { statusCode = 500, code } = error as FastifyError
-    // A store outage is expected now and then and has its own [STORE] logs: warn, not error.
-    if (code === 'STORE_UNAVAILABLE' || code === 'FST_UNDER_PRESSURE') request.log.warn({ err: error }, 'request refused: try again later')
+    // An outage of the store or the identity provider is expected now and then: warn, not error.
+    if (RETRYABLE.has(code)) request.log.warn({ err: error }, 'request refused: try again later')
     else if (statusCode >= 500) request.log.error({ err: error }, 'request failed')
     else request.log.info({ code, statusCode }, error.message)
   })

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
+import { assertMayPlace } from '../src/auth/caller.js'
 import { ConversationNotFoundError, InvalidRequestError } from '../src/errors.js'
 import { etagHeader, noneMatchHits, preconditionsFrom } from '../src/http/preconditions.js'
 import {
@@ -13,6 +14,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
   const store = fastify.conversationStore
 
   fastify.post('/conversations', {
+    config: { audit: 'conversation.create' },
     schema: {
       tags,
       summary: 'Create a conversation',
@@ -21,6 +23,8 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
     }
   }, async (request, reply) => {
     const { id = crypto.randomUUID(), ...fields } = request.body
+    request.auditFacts = { conversationId: id, tenantId: fields.tenantId }
+    assertMayPlace(request.caller, fields)
     const conversation = await store.create(id, fields)
     return reply.code(201)
       .header('location', `/v1/conversations/${encodeURIComponent(id)}`)
@@ -40,7 +44,8 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
   }, async (request, reply) => {
     const { view, lastMessages } = request.query
     if (view === 'summary' && lastMessages !== undefined) throw new InvalidRequestError('querystring/lastMessages does not go with view=summary')
-    const conversation = await store.get(request.params.id, view === 'summary' ? 'none' : lastMessages === undefined ? 'all' : { last: lastMessages })
+    const selection = view === 'summary' ? 'none' : lastMessages === undefined ? 'all' : { last: lastMessages }
+    const conversation = await store.get(request.params.id, selection, request.caller.reach)
     if (conversation === undefined) throw new ConversationNotFoundError(request.params.id)
     reply.header('etag', etagHeader(conversation.etag))
     if (noneMatchHits(request.headers['if-none-match'], conversation.etag)) return reply.code(304).send(null)
@@ -48,6 +53,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
   })
 
   fastify.put('/conversations/:id', {
+    config: { audit: 'conversation.replace' },
     schema: {
       tags,
       summary: 'Create or replace a conversation, messages included',
@@ -61,12 +67,15 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
     if (id !== undefined && id !== request.params.id) {
       throw new InvalidRequestError('body/id must equal the id in the path')
     }
-    const { conversation, created } = await store.put(request.params.id, fields, preconditionsFrom(request.headers))
+    request.auditFacts = { tenantId: fields.tenantId }
+    assertMayPlace(request.caller, fields)
+    const { conversation, created } = await store.put(request.params.id, fields, preconditionsFrom(request.headers), request.caller.reach)
     if (created) reply.code(201).header('location', `/v1/conversations/${encodeURIComponent(conversation.id)}`)
     return reply.header('etag', etagHeader(conversation.etag)).send(conversation)
   })
 
   fastify.patch('/conversations/:id', {
+    config: { audit: 'conversation.patch' },
     schema: {
       tags,
       summary: 'Change fields with a JSON merge patch (RFC 7396)',
@@ -76,11 +85,13 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       response: { 200: ConversationSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 500, 503) }
     }
   }, async (request, reply) => {
-    const conversation = await store.patch(request.params.id, request.body, preconditionsFrom(request.headers))
+    const conversation = await store.patch(request.params.id, request.body, preconditionsFrom(request.headers), request.caller.reach)
+    request.auditFacts = { tenantId: conversation.tenantId }
     return reply.header('etag', etagHeader(conversation.etag)).send(conversation)
   })
 
   fastify.delete('/conversations/:id', {
+    config: { audit: 'conversation.delete' },
     schema: {
       tags,
       summary: 'Delete a conversation and its workflow state',
@@ -89,7 +100,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       response: { 204: z.null().meta({ description: 'Deleted' }), ...errorResponses(400, 401, 404, 412, 500, 503) }
     }
   }, async (request, reply) => {
-    await store.delete(request.params.id, preconditionsFrom(request.headers))
+    await store.delete(request.params.id, preconditionsFrom(request.headers), request.caller.reach)
     return reply.code(204).send(null)
   })
 }

@@ -18,6 +18,7 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
   const store = fastify.conversationStore
 
   fastify.post('/conversations/:id/messages', {
+    config: { audit: 'messages.append' },
     schema: {
       tags,
       summary: 'Append messages; ids already used are skipped, so retries are safe',
@@ -27,7 +28,7 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
       response: { 200: AppendResultSchema, 201: AppendResultSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 500, 503) }
     }
   }, async (request, reply) => {
-    const result = await store.appendMessages(request.params.id, request.body.messages, preconditionsFrom(request.headers))
+    const result = await store.appendMessages(request.params.id, request.body.messages, preconditionsFrom(request.headers), request.caller.reach)
     return reply.code(result.appended > 0 ? 201 : 200).header('etag', etagHeader(result.etag)).send(result)
   })
 
@@ -42,7 +43,7 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
   }, async (request) => {
     const { id } = request.params
     const query = messageQuery(id, request.query)
-    const page = await store.listMessages(id, query)
+    const page = await store.listMessages(id, query, request.caller.reach)
     return {
       items: page.items,
       nextCursor: page.next === null ? null : encodeMessageCursor(id, query.order, page.next),
@@ -58,9 +59,10 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
       params: MessageParamsSchema,
       response: { 200: MessageSchema, ...errorResponses(400, 401, 404, 500, 503) }
     }
-  }, async (request) => await store.getMessage(request.params.id, request.params.messageId))
+  }, async (request) => await store.getMessage(request.params.id, request.params.messageId, request.caller.reach))
 
   fastify.patch('/conversations/:id/messages/:messageId', {
+    config: { audit: 'message.edit' },
     schema: {
       tags,
       summary: "Edit a message with a JSON merge patch: a write to its conversation (If-Match on the conversation's ETag)",
@@ -70,11 +72,13 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
       response: { 200: MessageSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 500, 503) }
     }
   }, async (request, reply) => {
-    const { message, etag } = await store.patchMessage(request.params.id, request.params.messageId, request.body, preconditionsFrom(request.headers))
+    const { id, messageId } = request.params
+    const { message, etag } = await store.patchMessage(id, messageId, request.body, preconditionsFrom(request.headers), request.caller.reach)
     return reply.header('etag', etagHeader(etag)).send(message)
   })
 
   fastify.delete('/conversations/:id/messages/:messageId', {
+    config: { audit: 'message.delete' },
     schema: {
       tags,
       summary: 'Delete a message; its id stays used, so a retried append cannot bring it back',
@@ -83,7 +87,8 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
       response: { 204: z.null().meta({ description: 'Deleted' }), ...errorResponses(400, 401, 404, 412, 500, 503) }
     }
   }, async (request, reply) => {
-    const { etag } = await store.deleteMessage(request.params.id, request.params.messageId, preconditionsFrom(request.headers))
+    const { id, messageId } = request.params
+    const { etag } = await store.deleteMessage(id, messageId, preconditionsFrom(request.headers), request.caller.reach)
     return reply.code(204).header('etag', etagHeader(etag)).send(null)
   })
 }

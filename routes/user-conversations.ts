@@ -22,7 +22,7 @@ const userConversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
     const options: ListOptions = { limit, view }
     if (cursor !== undefined) options.cursor = decodeCursor(cursor)
     if (tenantId !== undefined) options.tenantId = tenantId
-    const page = await store.listByUser(request.params.userId, options)
+    const page = await store.listByUser(request.params.userId, options, request.caller.reach)
     const body = serializePage(page.items, page.nextCursor === null ? null : encodeCursor(page.nextCursor), (conversationId, error) => {
       request.log.error({ conversationId, reason: (error as Error).message }, '[STORE] record skipped: it cannot be serialised')
     })
@@ -31,13 +31,18 @@ const userConversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
   })
 
   fastify.delete('/users/:userId/conversations', {
+    config: { role: 'admin', audit: 'user.delete-all' },
     schema: {
       tags,
-      summary: "Delete all of a user's conversations",
+      summary: "Delete all of a user's conversations (within the caller's tenants); needs the admin role",
       params: UserParamsSchema,
       response: { 200: DeleteUserResultSchema, ...errorResponses(400, 401, 500, 503) }
     }
-  }, async (request) => ({ deleted: await store.deleteByUser(request.params.userId) }))
+  }, async (request) => {
+    const deleted = await store.deleteByUser(request.params.userId, request.caller.reach)
+    request.auditFacts = { deleted }
+    return { deleted }
+  })
 }
 
 export default userConversationRoutes

@@ -17,13 +17,14 @@ const workflowStateRoutes: FastifyPluginAsyncZod = async (fastify) => {
       response: { 200: WorkflowStateSchema, 304: z.null().meta({ description: 'Not modified' }), ...errorResponses(400, 401, 404, 500, 503) }
     }
   }, async (request, reply) => {
-    const state = await store.getWorkflowState(request.params.id)
+    const state = await store.getWorkflowState(request.params.id, request.caller.reach)
     reply.header('etag', etagHeader(state.etag))
     if (noneMatchHits(request.headers['if-none-match'], state.etag)) return reply.code(304).send(null)
     return reply.send(state)
   })
 
   fastify.put('/conversations/:id/workflow-state', {
+    config: { audit: 'workflow-state.replace' },
     schema: {
       tags,
       summary: "Create or replace a conversation's workflow state",
@@ -33,11 +34,12 @@ const workflowStateRoutes: FastifyPluginAsyncZod = async (fastify) => {
       response: { 200: WorkflowStateSchema, 201: WorkflowStateSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 500, 503) }
     }
   }, async (request, reply) => {
-    const { state, created } = await store.putWorkflowState(request.params.id, request.body, preconditionsFrom(request.headers))
+    const { state, created } = await store.putWorkflowState(request.params.id, request.body, preconditionsFrom(request.headers), request.caller.reach)
     return reply.code(created ? 201 : 200).header('etag', etagHeader(state.etag)).send(state)
   })
 
   fastify.delete('/conversations/:id/workflow-state', {
+    config: { audit: 'workflow-state.delete' },
     schema: {
       tags,
       summary: "Delete a conversation's workflow state",
@@ -46,7 +48,7 @@ const workflowStateRoutes: FastifyPluginAsyncZod = async (fastify) => {
       response: { 204: z.null().meta({ description: 'Deleted' }), ...errorResponses(400, 401, 404, 412, 500, 503) }
     }
   }, async (request, reply) => {
-    await store.deleteWorkflowState(request.params.id, preconditionsFrom(request.headers))
+    await store.deleteWorkflowState(request.params.id, preconditionsFrom(request.headers), request.caller.reach)
     return reply.code(204).send(null)
   })
 }

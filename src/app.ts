@@ -1,5 +1,6 @@
 import { validatorCompiler, type ZodTypeProvider } from '@fastify/type-provider-zod'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import auditPlugin from '../plugins/audit.js'
 import authPlugin from '../plugins/auth.js'
 import configPlugin from '../plugins/config.js'
 import conversationStorePlugin from '../plugins/conversation-store.js'
@@ -7,6 +8,7 @@ import docsPlugin from '../plugins/docs.js'
 import errorsPlugin from '../plugins/errors.js'
 import loadSheddingPlugin from '../plugins/load-shedding.js'
 import metricsPlugin from '../plugins/metrics.js'
+import rateLimitPlugin from '../plugins/rate-limit.js'
 import redisPlugin from '../plugins/redis.js'
 import requestIdPlugin from '../plugins/request-id.js'
 import conversationRoutes from '../routes/conversations.js'
@@ -15,6 +17,7 @@ import messageRoutes from '../routes/messages.js'
 import userConversationRoutes from '../routes/user-conversations.js'
 import workflowStateRoutes from '../routes/workflow-state.js'
 import type { Config } from './config.js'
+import { documentedAccess } from './http/documented-access.js'
 import { requestIdOf } from './http/request-id.js'
 import { serializerCompiler } from './http/serializer.js'
 import { loggerOptions } from './logging.js'
@@ -65,11 +68,14 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
 
   await app.register(healthRoutes)
   await app.register(async (v1) => {
-    v1.addHook('onRequest', v1.requireApiKey)
+    v1.addHook('onRequest', v1.authenticate)
+    await v1.register(auditPlugin)
+    const limited = config.rateLimitPerMinute !== undefined || config.callers.some((caller) => caller.ratePerMinute !== undefined)
+    if (limited) await v1.register(rateLimitPlugin)
     // PATCH bodies (of conversations and of messages) may be labelled as what they are.
     v1.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, v1.getDefaultJsonParser('error', 'error'))
-    // The OpenAPI document says which routes want the bearer token.
-    if (config.apiKeys.length > 0) v1.addHook('onRoute', (route) => { route.schema = { ...route.schema, security: [{ bearer: [] }] } })
+    // The OpenAPI document says which routes want a bearer token, and what else they may answer.
+    v1.addHook('onRoute', (route) => { route.schema = documentedAccess(route.schema, v1.authSchemes, limited) })
     await v1.register(conversationRoutes)
     await v1.register(messageRoutes)
     await v1.register(workflowStateRoutes)

@@ -1,5 +1,6 @@
 import { getHeapStatistics } from 'node:v8'
 import { z } from 'zod'
+import { loadCallers, type CallerEntry } from './auth/callers.js'
 import { TOKEN_ENCODINGS, type TokenEncoding } from './tokens.js'
 
 const flag = z.enum(['true', 'false']).default('false').transform((value) => value === 'true')
@@ -25,6 +26,12 @@ const EnvSchema = z.object({
   RETRY_AFTER_SECONDS: integer(1, 0),
   API_KEYS: z.string().optional(),
   AUTH_DISABLED: flag,
+  AUTH_JWT_ISSUER: z.url().optional(),
+  AUTH_JWT_AUDIENCE: z.string().optional(),
+  AUTH_JWKS_URL: z.url().optional(),
+  AUTH_CALLERS_FILE: z.string().optional(),
+  AUTH_TIMEOUT_MS: integer(3000, 50),
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).optional(),
   METRICS_ENABLED: z.enum(['true', 'false']).default('true').transform((value) => value === 'true'),
   MAX_EVENT_LOOP_DELAY_MS: integer(1000, 0),
   MAX_HEAP_USED_BYTES: z.coerce.number().int().min(0).optional(),
@@ -55,6 +62,16 @@ export interface RedisConfig {
   username?: string
 }
 
+/** Microsoft Entra ID (or any OpenID Connect) access tokens, when AUTH_JWT_ISSUER is set. */
+export interface JwtConfig {
+  issuer: string
+  audiences: string[]
+  /** Unset: the issuer's /.well-known/openid-configuration names it. */
+  jwksUrl?: string
+  /** Bound on each fetch of the key set or the discovery document. */
+  timeoutMs: number
+}
+
 export interface Config {
   host: string
   port: number
@@ -73,8 +90,13 @@ export interface Config {
   healthTimeoutMs: number
   shutdownTimeoutMs: number
   retryAfterSeconds: number
-  /** Bearer tokens accepted on /v1; empty when authentication is disabled. */
+  /** Bearer tokens accepted on /v1 with full access; empty when authentication is disabled. */
   apiKeys: string[]
+  /** The callers file's entries; empty without one, or when authentication is disabled. */
+  callers: CallerEntry[]
+  jwt?: JwtConfig
+  /** Requests per minute and caller on /v1; unset: no limit but the callers' own. */
+  rateLimitPerMinute?: number
   metricsEnabled: boolean
   /** Load shedding thresholds; 0 turns a check off. */
   maxEventLoopDelayMs: number
@@ -101,8 +123,10 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   const settings = parsed.data
   const apiKeys = (settings.API_KEYS ?? '').split(',').map((key) => key.trim()).filter((key) => key !== '')
   const production = settings.NODE_ENV === 'production'
-  if (production && apiKeys.length === 0 && !settings.AUTH_DISABLED) {
-    throw new ConfigError('Invalid configuration: API_KEYS: required when NODE_ENV=production (or set AUTH_DISABLED=true)')
+  const callers = settings.AUTH_DISABLED ? [] : callersFrom(settings.AUTH_CALLERS_FILE)
+  const jwt = settings.AUTH_DISABLED ? undefined : jwtConfig(settings, callers)
+  if (production && apiKeys.length === 0 && callers.length === 0 && !settings.AUTH_DISABLED) {
+    throw new ConfigError('Invalid configuration: API_KEYS: required when NODE_ENV=production, unless AUTH_CALLERS_FILE names callers (or set AUTH_DISABLED=true)')
   }
   const redis = settings.REDIS_URL === undefined ? undefined : redisConfig(settings.REDIS_URL, settings)
   return {
@@ -125,8 +149,38 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     // By default, shed load before V8 runs out of heap.
     maxHeapUsedBytes: settings.MAX_HEAP_USED_BYTES ?? Math.floor(getHeapStatistics().heap_size_limit * 0.9),
     apiKeys: settings.AUTH_DISABLED ? [] : apiKeys,
+    callers,
+    ...(jwt === undefined ? {} : { jwt }),
+    ...(settings.RATE_LIMIT_PER_MINUTE === undefined ? {} : { rateLimitPerMinute: settings.RATE_LIMIT_PER_MINUTE }),
     ...(redis === undefined ? {} : { redis }),
     redisPlaintext: redis !== undefined && !redis.tls
+  }
+}
+
+function callersFrom (path: string | undefined): CallerEntry[] {
+  if (path === undefined) return []
+  try {
+    return loadCallers(path)
+  } catch (error) {
+    throw new ConfigError(`Invalid configuration: AUTH_CALLERS_FILE: ${(error as Error).message}`)
+  }
+}
+
+function jwtConfig (settings: z.output<typeof EnvSchema>, callers: CallerEntry[]): JwtConfig | undefined {
+  const { AUTH_JWT_ISSUER: issuer, AUTH_JWT_AUDIENCE: audience } = settings
+  if (issuer === undefined && audience === undefined) return undefined
+  if (issuer === undefined) throw new ConfigError('Invalid configuration: AUTH_JWT_ISSUER: required with AUTH_JWT_AUDIENCE')
+  const audiences = (audience ?? '').split(',').map((value) => value.trim()).filter((value) => value !== '')
+  if (audiences.length === 0) throw new ConfigError('Invalid configuration: AUTH_JWT_AUDIENCE: required with AUTH_JWT_ISSUER')
+  // A token names its caller by app id; without entries for apps, every token would be refused.
+  if (!callers.some((caller) => caller.appId !== undefined)) {
+    throw new ConfigError('Invalid configuration: AUTH_CALLERS_FILE: required with AUTH_JWT_ISSUER, with an appId for each app that may call')
+  }
+  return {
+    issuer,
+    audiences,
+    ...(settings.AUTH_JWKS_URL === undefined ? {} : { jwksUrl: settings.AUTH_JWKS_URL }),
+    timeoutMs: settings.AUTH_TIMEOUT_MS
   }
 }
 

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { accessSuite } from './helpers/access-suite.js'
 import { apiSuite } from './helpers/api-suite.js'
 import { build } from './helpers/build.js'
 import { startRedisCluster } from './helpers/redis-cluster.js'
@@ -15,4 +16,6 @@ const env = {
   REDIS_KEY_PREFIX: `test-${process.pid}:`
 }
 
-apiSuite({ name: 'redis-cluster', build: (t, extra = {}) => build(t, { ...env, ...extra }) })
+const backend = { name: 'redis-cluster', build: (t: Parameters<typeof build>[0], extra = {}, options = {}) => build(t, { ...env, ...extra }, options) }
+apiSuite(backend)
+accessSuite(backend)

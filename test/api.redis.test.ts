@@ -1,4 +1,5 @@
 import t from 'tap'
+import { accessSuite } from './helpers/access-suite.js'
 import { apiSuite } from './helpers/api-suite.js'
 import { redisBackend } from './helpers/backends.js'
 import { startRedis } from './helpers/redis-server.js'
@@ -8,3 +9,5 @@ const server = await startRedis()
 t.teardown(() => server.close())
 
 apiSuite(redisBackend('redis', server))
+// Roles, tenants and delegated tokens, checked inside the scripts.
+accessSuite(redisBackend('redis', server))

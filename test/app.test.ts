@@ -110,16 +110,17 @@ t.test('API keys', async (t) => {
   const app = await build(t, { API_KEYS: 'alpha,beta' })
   const get = (headers: Record<string, string>) => app.inject({ method: 'GET', url: '/v1/users/u1/conversations', headers })
 
-  for (const [name, headers] of [
-    ['no Authorization header', {}],
-    ['a wrong key', { authorization: 'Bearer gamma' }],
-    ['a key prefix', { authorization: 'Bearer alph' }],
-    ['another scheme', { authorization: 'Basic alpha' }]
+  // RFC 6750: a request without a token is told the scheme; a token that fails is invalid_token.
+  for (const [name, headers, challenge] of [
+    ['no Authorization header', {}, 'Bearer'],
+    ['a wrong key', { authorization: 'Bearer gamma' }, 'Bearer error="invalid_token"'],
+    ['a key prefix', { authorization: 'Bearer alph' }, 'Bearer error="invalid_token"'],
+    ['another scheme', { authorization: 'Basic alpha' }, 'Bearer']
   ] as const) {
     t.test(`rejects ${name} with 401`, async (t) => {
       const response = await get(headers)
       t.equal(response.statusCode, 401)
-      t.equal(response.headers['www-authenticate'], 'Bearer')
+      t.equal(response.headers['www-authenticate'], challenge)
       t.match(response.json(), { statusCode: 401, code: 'UNAUTHORIZED' })
     })
   }
@@ -131,7 +132,8 @@ t.test('API keys', async (t) => {
 
   t.test('the OpenAPI document asks for the bearer token on /v1 only', async (t) => {
     const document = (await app.inject({ method: 'GET', url: '/openapi.json' })).json()
-    t.same(document.paths['/v1/conversations'].post.security, [{ bearer: [] }])
+    t.same(document.paths['/v1/conversations'].post.security, [{ apiKey: [] }])
+    t.ok('403' in document.paths['/v1/conversations'].post.responses, 'a caller without the role gets 403')
     t.notOk(document.paths['/health'].get.security)
   })
 

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import type { AppOptions } from '../../src/app.js'
 import type { TestContext } from './build.js'
 import { build } from './build.js'
 import type { RedisServer } from './redis-server.js'
@@ -6,12 +7,12 @@ import type { RedisServer } from './redis-server.js'
 /** A way to build the app on one backend; the shared API suite runs once per backend. */
 export interface Backend {
   name: string
-  build: (t: TestContext, env?: Record<string, string>) => Promise<FastifyInstance>
+  build: (t: TestContext, env?: Record<string, string>, options?: AppOptions) => Promise<FastifyInstance>
 }
 
 export const memoryBackend: Backend = {
   name: 'memory',
-  build: (t, env = {}) => build(t, env)
+  build: (t, env = {}, options = {}) => build(t, env, options)
 }
 
 /** The settings that point the app at a test Redis server. */
@@ -28,6 +29,6 @@ export function redisEnv (server: RedisServer): Record<string, string> {
 export function redisBackend (name: string, server: RedisServer): Backend {
   return {
     name,
-    build: (t, env = {}) => build(t, { ...redisEnv(server), ...env })
+    build: (t, env = {}, options = {}) => build(t, { ...redisEnv(server), ...env }, options)
   }
 }

@@ -1,0 +1,4 @@
+import { accessSuite } from './helpers/access-suite.js'
+import { memoryBackend } from './helpers/backends.js'
+
+accessSuite(memoryBackend)

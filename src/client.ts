@@ -70,6 +70,13 @@ export interface ClientOptions {
   /** Sent as `Authorization: Bearer <apiKey>`. */
   apiKey?: string
   /**
+   * In place of `apiKey`: called before each try for a bearer token, so a token is renewed
+   * when it expires. With `@azure/identity`:
+   * `getToken: async () => (await credential.getToken('api://conversation-store/.default')).token`.
+   * Its failure rejects the call as it is.
+   */
+  getToken?: () => Promise<string>
+  /**
    * Retries 503 answers and network errors, only for requests that are safe to repeat:
    * GET, PUT, DELETE, and appends whose messages all carry an id. Never create or PATCH.
    * `attempts` counts tries (1 = no retry). The wait is `Retry-After` when sent, otherwise
@@ -109,12 +116,16 @@ export function createConversationStoreClient (options: ClientOptions) {
   const attempts = Math.max(1, Math.floor(options.retry?.attempts ?? 1) || 1)
   const maxDelayMs = options.retry?.maxDelayMs ?? 10_000
   const conversationPath = (id: string) => `/v1/conversations/${encodeURIComponent(id)}`
+  if (options.apiKey !== undefined && options.getToken !== undefined) throw new TypeError('Pass apiKey or getToken, not both')
+  const { apiKey, getToken } = options
+  const authorization = getToken !== undefined
+    ? async () => `Bearer ${await getToken()}`
+    : async () => apiKey === undefined ? undefined : `Bearer ${apiKey}`
 
   async function send (call: Call): Promise<Answer> {
     const query = call.query?.toString() ?? ''
     const url = baseUrl + call.path + (query === '' ? '' : `?${query}`)
     const headers: Record<string, string> = { accept: 'application/json' }
-    if (options.apiKey !== undefined) headers.authorization = `Bearer ${options.apiKey}`
     if (call.body !== undefined) headers['content-type'] = call.contentType ?? 'application/json'
     for (const [name, value] of Object.entries(call.headers ?? {})) if (value !== undefined) headers[name] = value
     const init: RequestInit = { method: call.method, headers }
@@ -123,6 +134,8 @@ export function createConversationStoreClient (options: ClientOptions) {
     for (let attempt = 1; ; attempt++) {
       let response: Response
       let text: string
+      const bearer = await authorization()
+      if (bearer !== undefined) headers.authorization = bearer
       try {
         response = await fetchImpl(url, init)
         // Reading the body is part of the exchange: a reset here is a network error too.

@@ -254,6 +254,24 @@ t.test('apiKey', async (t) => {
   t.equal((await client.listConversations('u1')).items.length, 1)
 })
 
+t.test('getToken: a token provider in place of a key, asked before each try', async (t) => {
+  const { startIdentityProvider } = await import('./helpers/identity-provider.js')
+  const { authEnv } = await import('./helpers/access-suite.js')
+  const idp = await startIdentityProvider()
+  t.teardown(() => idp.close())
+  const baseUrl = await serve(t, authEnv(idp))
+  let asked = 0
+  const client = createConversationStoreClient({ baseUrl, getToken: async () => { asked++; return await idp.sign({ azp: 'app-writer' }) } })
+  t.equal((await client.createConversation({ id: 'tok', userId: 'u1', tenantId: 'contoso' })).version, 1)
+  t.match(await client.getConversation('tok'), { notModified: false, conversation: { tenantId: 'contoso' } })
+  t.equal(asked, 2, 'one token per request')
+  const reader = createConversationStoreClient({ baseUrl, getToken: async () => await idp.sign({ azp: 'app-reader' }) })
+  t.match(await failure(reader.deleteConversation('tok')), { statusCode: 403, code: 'FORBIDDEN' })
+  const failing = createConversationStoreClient({ baseUrl, getToken: async () => { throw new Error('no credential') } })
+  await t.rejects(failing.listConversations('u1'), { message: 'no credential' }, 'the provider\'s failure as it is')
+  t.throws(() => createConversationStoreClient({ baseUrl, apiKey: 'k', getToken: async () => 't' }), TypeError)
+})
+
 t.test('retry', async (t) => {
   t.test('without retry, a 503 is STORE_UNAVAILABLE with retryAfterSeconds', async (t) => {
     const store = new FlakyStore({ get: 1 })

@@ -41,5 +41,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 
 # Exec form: node is PID 1 and receives SIGTERM directly, so close-with-grace can drain
-# in-flight requests (within SHUTDOWN_TIMEOUT_MS) before the orchestrator's kill.
-CMD ["node", "dist/src/server.js"]
+# in-flight requests (within SHUTDOWN_TIMEOUT_MS) before the orchestrator's kill. The
+# preload starts tracing before anything else loads, when it is configured (as npm start).
+CMD ["node", "--import", "./dist/src/telemetry/preload.js", "dist/src/server.js"]

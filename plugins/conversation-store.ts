@@ -3,6 +3,8 @@ import fp from 'fastify-plugin'
 import { getHeapStatistics } from 'node:v8'
 import type { Redis } from 'ioredis'
 import { instrumentStore } from '../src/store/instrumented-store.js'
+import { tracingActive } from '../src/telemetry/runtime.js'
+import { withStoreAttributes } from '../src/telemetry/store-attributes.js'
 import { MemoryConversationStore } from '../src/store/memory-store.js'
 import { RedisConversationStore } from '../src/store/redis-store.js'
 import type { ConversationStore } from '../src/store/types.js'
@@ -57,8 +59,10 @@ async function configuredStore (fastify: FastifyInstance): Promise<ConversationS
 export default fp<ConversationStoreOptions>(async (fastify, options) => {
   const { config, log } = fastify
   const store = options.store ?? await configuredStore(fastify)
-  // Timed and counted when the metrics plugin is on; the backends stay unaware of it.
-  fastify.decorate('conversationStore', fastify.storeObserver === undefined ? store : instrumentStore(store, fastify.storeObserver))
+  // Named on the spans when tracing runs, timed and counted when the metrics plugin is on;
+  // the backends stay unaware of either.
+  const traced = tracingActive() ? withStoreAttributes(store) : store
+  fastify.decorate('conversationStore', fastify.storeObserver === undefined ? traced : instrumentStore(traced, fastify.storeObserver))
   fastify.addHook('onClose', async () => { await store.close() })
   log.info({ backend: store.backend }, `[STORE] using the ${store.backend} backend`)
   if (config.redisPlaintext) log.warn('[STORE] REDIS_ALLOW_PLAINTEXT=true: Redis traffic is not encrypted; for local development only')

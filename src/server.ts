@@ -1,6 +1,7 @@
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
+import { shutdownTelemetry } from './telemetry/runtime.js'
 
 // The process entry point: read the config, build the app, listen, and close cleanly on
 // SIGTERM/SIGINT within the platform's stop grace.
@@ -13,6 +14,8 @@ async function main (): Promise<void> {
     if (err !== undefined) app.log.error({ err }, 'shutting down after an error')
     else app.log.info({ signal }, 'shutting down')
     await app.close()
+    // Within the same grace: spans of the last requests go out before the process ends.
+    await shutdownTelemetry()
   })
 
   await app.listen({ host: config.host, port: config.port })

@@ -142,7 +142,12 @@ t.test('the Dockerfile describes a production image', async (t) => {
   t.same(final.exposed.map((port) => port.replace(/\/tcp$/, '')), ['8080'], 'it EXPOSEs 8080 only')
   t.equal(final.env.NODE_ENV, 'production', 'the image itself sets NODE_ENV=production')
   t.equal(final.cmd?.[0], 'node', 'CMD is the exec form and starts node, so node is PID 1 and gets SIGTERM')
-  t.ok(final.cmd?.[1] !== undefined && await exists(join(final.dir, final.cmd[1])), `CMD's script ${final.cmd?.[1]} is in the image`)
+  // Every file CMD names (the tracing preload and the server) is in the image.
+  const files = (final.cmd ?? []).slice(1).filter((arg) => !arg.startsWith('-'))
+  t.same(files.map((file) => file.replace(/^\.\//, '')), ['dist/src/telemetry/preload.js', 'dist/src/server.js'], 'CMD preloads tracing, then starts the server')
+  for (const file of files) t.ok(await exists(join(final.dir, file)), `CMD's ${file} is in the image`)
+  const start = JSON.parse(await readFile(join(final.dir, 'package.json'), 'utf8')).scripts.start as string
+  t.ok(start.endsWith(`node ${(final.cmd ?? []).slice(1).join(' ')}`), 'npm start runs what CMD runs')
   t.equal(final.healthcheck?.argv[0], 'node', 'the HEALTHCHECK uses node (the slim image has no curl)')
 
   const installs = runCommands(final).filter((command) => /^npm\s+(ci|install|i)\b/.test(command))

@@ -7,6 +7,7 @@ import { messageRows, tokenCountingMicros } from './message-rows.js'
 import { currentRss, peakRss, redisCeiling, startBenchServer, startRedis, startService } from './processes.js'
 import { readPathRows, startPeers } from './read-path.js'
 import { ratio, targetsOf } from './targets.js'
+import { tracingRows } from './tracing-rows.js'
 
 // npm run bench [-- --duration 10 --connections 50 --scenarios get,append]
 // Every figure is measured in this run, and targets are ratios against ceilings measured
@@ -16,7 +17,7 @@ const { values: options } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
-    scenarios: { type: 'string', default: 'ceilings,get,put,append,list,mixed,messages,plain,memory' }
+    scenarios: { type: 'string', default: 'ceilings,get,put,append,list,mixed,messages,plain,tracing,memory' }
   }
 })
 const duration = Number(options.duration)
@@ -166,6 +167,10 @@ async function main () {
 
     if (scenarios.has('plain')) {
       ceiling.readPath = await readPathRows({ serviceUrl: plain.url, plainUrl: peers.plain.url, seed, load })
+    }
+
+    if (scenarios.has('tracing')) {
+      ceiling.tracing = await tracingRows({ redisUrl: redis.url, load, requests: getRequests('c') })
     }
 
     const peak = await peakRss(plain.pid)

@@ -38,6 +38,7 @@ export function targetsOf (ceiling, rows) {
     ['list at 100,000 costs ≤ 1.3× list at 100 (throughput)', ratio(ceiling.list100?.rps, ceiling.list100k?.rps), (r) => r <= 1.3],
     ['list at 100,000 costs ≤ 1.3× list at 100 (p99)', ratio(ceiling.list100k?.p99, ceiling.list100?.p99), (r) => r <= 1.3],
     ...messageTargets(ceiling),
+    ['GET with the tracing preload and tracing off ≥ 0.97× without it', ratio(ceiling.tracing?.offRps, ceiling.tracing?.beforeRps), (r) => r >= 0.97],
     ['no errors in any row', rows.reduce((sum, row) => sum + row.errors, 0), (n) => n === 0]
   ].filter(([, value]) => value !== undefined).map(([target, value, met]) => ({ target, value, met: met(value) }))
 }

@@ -97,6 +97,7 @@ t.test('OTLP over http/json: spans per request, Redis children, logs with the tr
   t.ok(server, 'the request with traceparent continues the caller\'s trace')
   t.equal(server?.parentSpanId, result.parentId, 'its server span\'s parent is the caller\'s span')
   t.match(attributesOf(server ?? {}), { 'http.route': '/v1/conversations/:id' })
+  t.equal(server?.name, 'GET /v1/conversations/:id', 'the server span is named by the route pattern')
   const status = attributesOf(server ?? {})['http.response.status_code'] ?? attributesOf(server ?? {})['http.status_code']
   t.equal(Number(status), 200, 'the server span has the status code')
   for (const other of servers.filter((span) => span !== server)) t.notOk(other.parentSpanId, 'a request without traceparent starts its own trace')
@@ -115,6 +116,7 @@ t.test('OTLP over http/json: spans per request, Redis children, logs with the tr
   const traceLines = lines.filter((line) => line.trace_id === result.traceId)
   t.ok(traceLines.length >= 2, 'the request\'s log lines carry its trace id')
   for (const line of traceLines) t.match(line, { span_id: /^[0-9a-f]{16}$/ })
+  t.ok(traceLines.some((line) => line.msg === 'incoming request'), 'Fastify\'s own request lines too')
   t.notOk(result.stdout.includes(SECRET_TEXT), 'nor do the logs hold message text')
 })
 

@@ -4,8 +4,7 @@ import {
   WorkflowStateNotFoundError
 } from '../errors.js'
 import type {
-  AppendResult, Conversation, ConversationFields, ConversationSummary, ConversationView, Message, MessageInput, PatchConversationBody, PatchMessageBody,
-  WorkflowState, WorkflowStateBody
+  AppendResult, ConversationFields, ConversationView, Message, MessageInput, PatchConversationBody, PatchMessageBody, WorkflowStateBody
 } from '../schemas.js'
 import type { TokenCounter } from '../tokens.js'
 import {
@@ -13,6 +12,7 @@ import {
   patchConversation, patchMessage, tagOf, writeStamp, writeTime, type ConversationBody, type StoreLimits
 } from './conversation-rules.js'
 import { MessageLog } from './message-log.js'
+import { indexKeyOf, sizeOf, summaryOf, tagged, taggedState, tagOfEntry, viewOf, type Entry, type StoredState } from './memory-entries.js'
 import { ViewCache } from './view-cache.js'
 import { firstAfter, MemoryUserIndex, type IndexKey } from './memory-user-index.js'
 import {
@@ -32,20 +32,6 @@ export interface MemoryStoreOptions {
   /** Milliseconds since the epoch; injectable so tests can move time. */
   clock?: () => number
 }
-
-interface StoredState { state: WorkflowState, incarnation: string, bytes: number }
-
-interface Entry {
-  body: ConversationBody
-  /** Made at create; tags name it, so tags of a deleted conversation never match again. */
-  incarnation: string
-  log: MessageLog
-  /** Stored size of the body; the log keeps its own, so that an append stays O(1). */
-  bodyBytes: number
-  workflowState?: StoredState
-}
-
-const sizeOf = (entry: Entry): number => entry.bodyBytes + entry.log.bytes + (entry.workflowState?.bytes ?? 0)
 
 /**
  * The embedded backend: an LRU of conversations bounded in count and in bytes, plus, per
@@ -323,28 +309,4 @@ export class MemoryConversationStore implements ConversationStore {
 
 function badCursor (): Error {
   return new InvalidRequestError('querystring/cursor belongs to another conversation, or to one since deleted')
-}
-
-function tagOfEntry (entry: Entry): string {
-  return tagOf(entry.incarnation, entry.body.version)
-}
-
-function summaryOf (entry: Entry): ConversationSummary {
-  return { ...entry.body, messageCount: entry.log.count }
-}
-
-function viewOf (entry: Entry): Conversation {
-  return { ...entry.body, messages: entry.log.all(), messageCount: entry.log.count }
-}
-
-function tagged (entry: Entry): TaggedConversation {
-  return { ...viewOf(entry), etag: tagOfEntry(entry) }
-}
-
-function taggedState ({ state, incarnation }: StoredState): TaggedWorkflowState {
-  return { ...state, etag: tagOf(incarnation, state.version) }
-}
-
-function indexKeyOf (body: ConversationBody): IndexKey {
-  return { updatedAt: Date.parse(body.updatedAt), id: body.id }
 }

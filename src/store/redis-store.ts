@@ -1,7 +1,7 @@
 import { Cluster, type Redis } from 'ioredis'
 import {
   ConversationExistsError, ConversationNotFoundError, CorruptRecordError, PreconditionFailedError,
-  TooManyMessagesError, UserMismatchError, WorkflowStateNotFoundError
+  TooManyMessagesError, UserMismatchError
 } from '../errors.js'
 import type {
   AppendResult, Conversation, ConversationFields, Message, MessageInput, PatchConversationBody, PatchMessageBody, WorkflowStateBody
@@ -14,8 +14,9 @@ import { absent, defineScripts, reachArgs, runScript, type ScriptName, type Scri
 import { conversationKeyList, conversationKeys, userIndexKey } from './redis-keys.js'
 import { RedisMessages } from './redis-messages.js'
 import { RedisUserLists } from './redis-user-lists.js'
-import { InvalidRecordError, iso, parseWorkflowState } from './redis-records.js'
+import { InvalidRecordError, iso } from './redis-records.js'
 import { RedisViews } from './redis-views.js'
+import { RedisWorkflowStates } from './redis-workflow-states.js'
 import { pingRedis } from './redis-connection.js'
 import { guardRedisCall } from './redis-errors.js'
 import {
@@ -56,6 +57,7 @@ export class RedisConversationStore implements ConversationStore {
   readonly #messages: RedisMessages
   readonly #lists: RedisUserLists
   readonly #views: RedisViews
+  readonly #workflowStates: RedisWorkflowStates
 
   constructor (options: RedisStoreOptions) {
     this.#client = options.client
@@ -81,6 +83,9 @@ export class RedisConversationStore implements ConversationStore {
     })
     this.#countTokens = options.countTokens
     defineScripts(this.#client)
+    this.#workflowStates = new RedisWorkflowStates({
+      client: this.#client, keyPrefix: this.#prefix, ttlMs: this.#ttlMs, clock: this.#clock, corruptUnless: (id, parse) => this.#corruptUnless(id, parse)
+    })
     this.#messages = new RedisMessages({
       client: this.#client,
       keyPrefix: this.#prefix,
@@ -199,34 +204,18 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   async getWorkflowState (id: string, reach = EVERYWHERE): Promise<TaggedWorkflowState> {
-    return await this.#guard(async () => {
-      const keys = conversationKeys(this.#prefix, id)
-      const reply = await this.#script('csReadWorkflowState', [keys.doc, keys.workflow], ...reachArgs(reach))
-      this.#throwForWorkflow(id, reply)
-      const [, body, version, updatedAt, expiresAt, incarnation] = reply as [string, string, string, string, string, string]
-      return this.#workflowState(id, body, Number(version), Number(updatedAt), Number(expiresAt), incarnation)
-    })
+    return await this.#guard(async () => await this.#workflowStates.get(id, reach))
   }
 
   async putWorkflowState (
     id: string, state: WorkflowStateBody, preconditions: Preconditions, reach = EVERYWHERE
   ): Promise<{ state: TaggedWorkflowState, created: boolean }> {
-    return await this.#guard(async () => {
-      const keys = conversationKeys(this.#prefix, id)
-      const body = JSON.stringify(state)
-      const reply = await this.#script('csWriteWorkflowState', [keys.doc, keys.workflow],
-        this.#clock(), this.#ttlMs, ifMatchArg(preconditions), preconditions.ifNoneMatch === true ? '1' : '', body, newIncarnation(), ...reachArgs(reach))
-      this.#throwForWorkflow(id, reply)
-      const [, version, updatedAt, expiresAt, created, incarnation] = reply as [string, number, number, number, number, string]
-      return { state: this.#workflowState(id, body, version, updatedAt, expiresAt, incarnation), created: created === 1 }
-    })
+    const conditions = { ifMatch: ifMatchArg(preconditions), ifNoneMatch: preconditions.ifNoneMatch === true }
+    return await this.#guard(async () => await this.#workflowStates.put(id, state, conditions, reach))
   }
 
   async deleteWorkflowState (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<void> {
-    await this.#guard(async () => {
-      const keys = conversationKeys(this.#prefix, id)
-      this.#throwForWorkflow(id, await this.#script('csDeleteWorkflowState', [keys.doc, keys.workflow], ifMatchArg(preconditions), ...reachArgs(reach)))
-    })
+    await this.#guard(async () => { await this.#workflowStates.delete(id, ifMatchArg(preconditions), reach) })
   }
 
   async ping (): Promise<StoreHealth> {
@@ -269,11 +258,6 @@ export class RedisConversationStore implements ConversationStore {
     })
   }
 
-  #workflowState (id: string, body: string, version: number, updatedAt: number, expiresAt: number, incarnation: string): TaggedWorkflowState {
-    const state = this.#corruptUnless(id, () => parseWorkflowState(id, body, version, updatedAt, expiresAt))
-    return { ...state, etag: tagOf(incarnation, version) }
-  }
-
   #corruptUnless<T> (id: string, parse: () => T): T {
     try {
       return parse()
@@ -282,12 +266,6 @@ export class RedisConversationStore implements ConversationStore {
       this.#onCorruptRecord(id, error.message)
       throw new CorruptRecordError(id)
     }
-  }
-
-  #throwForWorkflow (id: string, reply: ScriptReply): void {
-    if (absent(reply)) throw new ConversationNotFoundError(id)
-    if (reply[0] === 'WORKFLOW_NOT_FOUND') throw new WorkflowStateNotFoundError(id)
-    if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
   }
 
   async #touchIndex (mode: 'NX' | 'GT', userId: string, id: string, score: number, expiresAt: number): Promise<void> {

@@ -8,7 +8,10 @@ FROM node:22-bookworm-slim AS build
 WORKDIR /app
 
 # Dependencies first, from the lockfile only, so this layer stays cached until they change.
+# The lockfile names the client workspace (packages/client), so npm ci needs its package.json
+# too; its sources are not copied: the image builds and runs the service only.
 COPY package.json package-lock.json ./
+COPY packages/client/package.json ./packages/client/
 RUN npm ci --no-audit --no-fund
 
 # Only what the build reads; tests and tooling stay out of the image.
@@ -25,8 +28,10 @@ FROM node:22-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 
-# A clean production install: no compiler, no test tools in the final image.
+# A clean production install: no compiler, no test tools in the final image. (The client
+# workspace's package.json again, for the lockfile; npm links it, and it holds nothing else.)
 COPY package.json package-lock.json ./
+COPY packages/client/package.json ./packages/client/
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 COPY --from=build /app/dist ./dist

@@ -1,7 +1,9 @@
 import { z } from 'zod'
 
 // One source of truth: these schemas give the TypeScript types, request validation,
-// response serialisation and the OpenAPI document.
+// response serialisation and the OpenAPI document. The client package (packages/client)
+// compiles this file into its tarball, so it must import nothing but zod
+// (test/client-package.test.ts checks what the tarball holds).
 
 // Ids travel in URL paths, so `.` and `..` are refused: URL parsers (fetch, browsers,
 // proxies) resolve them as dot segments, and such a conversation could never be reached.

@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import type { AppOptions } from '../src/app.js'
-import { ConversationStoreError, createConversationStoreClient, type ClientOptions } from '../src/client.js'
+import { ConversationStoreError, createConversationStoreClient, type ClientOptions } from '../packages/client/src/client.js'
 import { StoreUnavailableError } from '../src/errors.js'
 import type { AppendResult, ConversationFields, MessageInput, WorkflowState } from '../src/schemas.js'
 import { MemoryConversationStore } from '../src/store/memory-store.js'

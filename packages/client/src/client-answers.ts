@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { ErrorBodySchema } from './schemas.js'
+import { ErrorBodySchema } from '../../../src/schemas.js'
 
 // What the client makes of the service's answers: typed errors, parsed bodies, ETags.
 

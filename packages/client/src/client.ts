@@ -5,18 +5,19 @@ import {
   CreateConversationBodySchema, DeleteUserResultSchema, MessageInputSchema, PatchConversationBodySchema,
   HealthSchema, MessagePageSchema, MessageSchema, PatchMessageBodySchema, ReplaceConversationBodySchema, WorkflowStateBodySchema,
   WorkflowStateSchema, type AppendResult, type Conversation, type ConversationSummary, type Health, type Message, type WorkflowState
-} from './schemas.js'
+} from '../../../src/schemas.js'
 import { backoff, ConversationStoreError, errorFrom, etagOf, invalid, parse, parseJson, reason, versioned, type Versioned } from './client-answers.js'
 
 export type { Health }
 export { ConversationStoreError, type ConversationStoreErrorCode, type Versioned } from './client-answers.js'
 
-// A typed client for conversation-store, imported as `conversation-store/client`.
-// It uses the schemas the routes use, so a response that does not match the contract is
-// an error here rather than a surprise later in the caller. Requests are not validated
-// locally: the service is the authority and answers 400 FST_ERR_VALIDATION.
+// A typed client for conversation-store, published as `@conversation-store/client`.
+// It uses the schemas the routes use (src/schemas.ts, compiled into the package), so a
+// response that does not match the contract is an error here rather than a surprise later
+// in the caller. Requests are not validated locally: the service is the authority and
+// answers 400 FST_ERR_VALIDATION.
 
-export type { AppendResult, Conversation, ConversationSummary, Message, WorkflowState } from './schemas.js'
+export type { AppendResult, Conversation, ConversationSummary, Message, WorkflowState } from '../../../src/schemas.js'
 
 /** What callers send: schema inputs, so fields with a server default may be left out. */
 export type CreateConversationInput = z.input<typeof CreateConversationBodySchema>

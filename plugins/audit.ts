@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 
 /** What a handler knows of a write that the request does not say (see the audit plugin). */
@@ -26,26 +26,32 @@ declare module 'fastify' {
  */
 export default fp(async (fastify) => {
   fastify.decorateRequest('auditFacts', null)
-  fastify.addHook('onResponse', async (request, reply) => {
-    const action = request.routeOptions.config.audit
+  // Only the routes that name an action get the hook: reads pay nothing.
+  fastify.addHook('onRoute', (route) => {
+    const action = route.config?.audit
     if (action === undefined) return
-    const { statusCode } = reply
-    const caller = request.caller as FastifyRequest['caller'] | null
-    const tenants = caller?.reach.tenants
-    // A write that was done reached a conversation in the caller's reach: with one tenant, that one.
-    const soleTenant = statusCode < 400 && tenants instanceof Set && tenants.size === 1 ? { tenantId: [...tenants][0] } : {}
-    request.log.info({
-      audit: true,
-      caller: caller?.name ?? null,
-      action,
-      ...paramsOf(request),
-      ...soleTenant,
-      ...request.auditFacts,
-      outcome: statusCode < 400 ? 'done' : statusCode < 500 ? 'refused' : 'failed',
-      statusCode
-    }, `audit: ${action}`)
+    const audit = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => { auditLine(request, reply, action) }
+    route.onResponse = [...[route.onResponse ?? []].flat(), audit]
   })
 }, { name: 'audit', dependencies: ['auth'] })
+
+function auditLine (request: FastifyRequest, reply: FastifyReply, action: string): void {
+  const { statusCode } = reply
+  const caller = request.caller as FastifyRequest['caller'] | null
+  const tenants = caller?.reach.tenants
+  // A write that was done reached a conversation in the caller's reach: with one tenant, that one.
+  const soleTenant = statusCode < 400 && tenants instanceof Set && tenants.size === 1 ? { tenantId: [...tenants][0] } : {}
+  request.log.info({
+    audit: true,
+    caller: caller?.name ?? null,
+    action,
+    ...paramsOf(request),
+    ...soleTenant,
+    ...request.auditFacts,
+    outcome: statusCode < 400 ? 'done' : statusCode < 500 ? 'refused' : 'failed',
+    statusCode
+  }, `audit: ${action}`)
+}
 
 function paramsOf (request: FastifyRequest): AuditFacts & { messageId?: string } {
   const { id, messageId, userId } = (request.params ?? {}) as Record<string, string | undefined>

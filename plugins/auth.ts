@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { ANYONE, ApiKeys, callerOf, type Caller } from '../src/auth/caller.js'
 import type { Role } from '../src/auth/callers.js'
@@ -8,13 +8,16 @@ import { EVERYWHERE } from '../src/store/types.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** onRequest hook: finds the caller (API key or Entra ID token) and checks the route's role. */
-    authenticate: onRequestAsyncHookHandler
+    /**
+     * For onRoute: gives the route a first onRequest hook that finds the caller (API key or
+     * Entra ID token) and checks the route's role.
+     */
+    protect: (route: RouteOptions) => void
     /** The OpenAPI security schemes /v1 takes (see the docs plugin); none when authentication is off. */
     authSchemes: string[]
   }
   interface FastifyRequest {
-    /** Set by `authenticate` on every /v1 request that gets past it. */
+    /** Who sent a /v1 request: set by the route's authentication hook (see protect). */
     caller: Caller
   }
   interface FastifyContextConfig {
@@ -57,23 +60,29 @@ export default fp(async (fastify) => {
   }
 
   fastify.decorate('authSchemes', [...(keys.size > 0 ? ['apiKey'] : []), ...(verifier === undefined ? [] : ['entraId'])])
+  if (!required) {
+    // Authentication off: everyone is the one caller with every right, and no hook runs.
+    fastify.decorateRequest('caller', { getter: () => anyone })
+    fastify.decorate('protect', () => {})
+    return
+  }
   fastify.decorateRequest('caller', null as unknown as Caller)
-  fastify.decorate('authenticate', async function authenticate (request: FastifyRequest, reply: FastifyReply) {
-    if (required) {
+  fastify.decorate('protect', function protect (route: RouteOptions) {
+    // Resolved once per route: a request only checks its caller against it.
+    const role = route.config?.role ?? (route.method === 'GET' || route.method === 'HEAD' ? 'read' : 'write')
+    const authenticate = async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
       const token = BEARER.exec(request.headers.authorization ?? '')?.[1]
       if (token === undefined) {
         reply.header('www-authenticate', 'Bearer')
         throw new UnauthorizedError()
       }
       request.caller = keys.callerOf(token) ?? await callerOfToken(token, reply)
-    } else {
-      request.caller = anyone
+      if (!request.caller.roles.has(role)) {
+        reply.header('www-authenticate', 'Bearer error="insufficient_scope"')
+        throw new ForbiddenError(`Caller '${request.caller.name}' lacks the ${role} role`)
+      }
     }
-    const role = request.routeOptions.config.role ?? (request.method === 'GET' || request.method === 'HEAD' ? 'read' : 'write')
-    if (!request.caller.roles.has(role)) {
-      reply.header('www-authenticate', 'Bearer error="insufficient_scope"')
-      throw new ForbiddenError(`Caller '${request.caller.name}' lacks the ${role} role`)
-    }
+    route.onRequest = [authenticate, ...[route.onRequest ?? []].flat()]
   })
 }, { name: 'auth', dependencies: ['config'] })
 

@@ -68,7 +68,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
 
   await app.register(healthRoutes)
   await app.register(async (v1) => {
-    v1.addHook('onRequest', v1.authenticate)
+    v1.addHook('onRoute', (route) => { v1.protect(route) })
     await v1.register(auditPlugin)
     const limited = config.rateLimitPerMinute !== undefined || config.callers.some((caller) => caller.ratePerMinute !== undefined)
     if (limited) await v1.register(rateLimitPlugin)

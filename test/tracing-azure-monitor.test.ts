@@ -75,6 +75,8 @@ t.test('APPLICATIONINSIGHTS_CONNECTION_STRING: requests and Redis dependencies g
       APPLICATIONINSIGHTS_CONNECTION_STRING: `InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=${ingestion}/`,
       APPLICATIONINSIGHTS_SDKSTATS_DISABLED: 'true',
       APPLICATIONINSIGHTS_STATSBEAT_DISABLED: 'true',
+      // The package samples 5 traces a second by default; the test wants every one.
+      OTEL_TRACES_SAMPLER: 'always_on',
       // As on App Service, where the platform is known without asking the VM metadata service.
       WEBSITE_SITE_NAME: 'conversation-store-test',
       HTTPS_PROXY: proxy,

@@ -105,6 +105,8 @@ t.teardown(async () => {
   await app?.close()
   for (const registry of registries) await new Promise((resolve) => registry.server.close(resolve))
   if (workRoot !== undefined) await rm(workRoot, { recursive: true, force: true })
+  // What prepack built in the tree: the build output of this test, not a source.
+  await rm(join(repoRoot, 'packages/client/dist'), { recursive: true, force: true })
 })
 
 interface Setup {

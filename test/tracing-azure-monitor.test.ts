@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import t from 'tap'
 import { freePort, serviceEnv, spawnProcess, toolEnv, waitForExit, waitForHttp } from './helpers/process.js'
+import { compiledService } from './helpers/compiled-service.js'
 import { makeCertificates, startRedis } from './helpers/redis-server.js'
 
 // Azure Monitor as an operator on App Service sees it: the compiled service, started with
@@ -44,10 +45,7 @@ async function listen (handler: (request: IncomingMessage, body: Buffer) => [num
 
 const node22 = execFileSync('npx', ['-y', 'node@22', '-p', 'process.execPath'], { env: toolEnv(), encoding: 'utf8' }).trim()
 const root = process.cwd()
-const out = mkdtempSync(join(root, 'node_modules', '.cache-azure-'))
-t.teardown(async () => { const { rm } = await import('node:fs/promises'); await rm(out, { recursive: true, force: true }) })
-const build = spawnProcess(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--outDir', out], { cwd: root, env: toolEnv() })
-if ((await build.exited).code !== 0) throw new Error(`build failed: ${build.stdout}${build.stderr}`)
+const serviceArgs = await compiledService(t, 'azure')
 const redis = await startRedis()
 t.teardown(() => redis.close())
 
@@ -64,7 +62,7 @@ t.test('APPLICATIONINSIGHTS_CONNECTION_STRING: requests and Redis dependencies g
   const port = await freePort()
   const base = `http://127.0.0.1:${port}`
   const secret = `private words ${randomBytes(4).toString('hex')}`
-  const proc = spawnProcess(node22, ['--import', join(out, 'src/telemetry/preload.js'), join(out, 'src/server.js')], {
+  const proc = spawnProcess(node22, serviceArgs, {
     cwd: root,
     env: serviceEnv({
       HOST: '127.0.0.1',

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync } from 'node:fs'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { startOtlpReceiver, type OtlpExport } from './helpers/otlp-receiver.js'
-import { freePort, serviceEnv, spawnProcess, toolEnv, waitForExit, waitForHttp } from './helpers/process.js'
+import { freePort, serviceEnv, spawnProcess, waitForExit, waitForHttp } from './helpers/process.js'
+import { compiledService } from './helpers/compiled-service.js'
 import { startRedis } from './helpers/redis-server.js'
 
 // Traces as an operator sees them: the compiled service, started the way npm start and the
@@ -13,11 +12,7 @@ import { startRedis } from './helpers/redis-server.js'
 type Json = Record<string, any>
 
 const root = process.cwd()
-const out = mkdtempSync(join(root, 'node_modules', '.cache-tracing-'))
-t.teardown(async () => { const { rm } = await import('node:fs/promises'); await rm(out, { recursive: true, force: true }) })
-const build = spawnProcess(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--outDir', out], { cwd: root, env: toolEnv() })
-const built = await build.exited
-if (built.code !== 0) throw new Error(`build failed: ${build.stdout}${build.stderr}`)
+const serviceArgs = await compiledService(t, 'tracing')
 
 const redis = await startRedis()
 t.teardown(() => redis.close())
@@ -35,7 +30,7 @@ async function run (protocol: 'http/json' | 'http/protobuf') {
   const receiver = await startOtlpReceiver()
   const port = await freePort()
   const base = `http://127.0.0.1:${port}`
-  const proc = spawnProcess(process.execPath, ['--import', join(out, 'src/telemetry/preload.js'), join(out, 'src/server.js')], {
+  const proc = spawnProcess(process.execPath, serviceArgs, {
     cwd: root,
     env: serviceEnv({
       HOST: '127.0.0.1',

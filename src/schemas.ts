@@ -47,6 +47,16 @@ export function isStorableJson (value: unknown): boolean {
   return true
 }
 
+/**
+ * A whole number in a query string. Query values are text, and z.coerce.number() reads `''`
+ * and `' '` as 0 and `'0x10'` as 16; here only decimal digits become a number, and anything
+ * else reaches the number schema as text and is refused (400).
+ */
+const queryInteger = (min: number, max: number) => z.preprocess(
+  (value) => typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value,
+  z.number({ error: 'must be a whole number in decimal digits' }).int().min(min).max(max)
+)
+
 export const ConversationStatusSchema = z.enum(['active', 'completed', 'abandoned'])
 export const MessageRoleSchema = z.enum(['user', 'assistant', 'system', 'tool'])
 export const MessageKindSchema = z.enum(['text', 'adaptiveCard'])
@@ -147,7 +157,7 @@ export const AppendResultSchema = z.strictObject({
 }).meta({ id: 'AppendResult' })
 
 export const ListQuerySchema = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(200).default(50),
+  limit: queryInteger(1, 200).default(50),
   cursor: z.string().min(1).max(1024).optional().meta({ description: 'Opaque; copy nextCursor from the previous page' }),
   view: z.enum(['full', 'summary']).default('full'),
   tenantId: TenantIdSchema.optional()
@@ -164,17 +174,17 @@ export const ConversationListItemSchema = z.strictObject({
 
 export const ConversationQuerySchema = z.strictObject({
   view: z.enum(['full', 'summary']).default('full').meta({ description: '`summary`: without messages' }),
-  lastMessages: z.coerce.number().int().min(0).max(1000).optional()
+  lastMessages: queryInteger(0, 1000).optional()
     .meta({ description: 'Only the newest N messages, oldest first' })
 })
 
 export const MessageParamsSchema = z.strictObject({ id: ConversationIdSchema, messageId: MessageIdSchema })
 
 export const MessageListQuerySchema = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(1000).optional().meta({ description: '1–1000; 100 by default, the page maximum with maxTokens' }),
+  limit: queryInteger(1, 1000).optional().meta({ description: '1–1000; 100 by default, the page maximum with maxTokens' }),
   order: z.enum(['asc', 'desc']).optional().meta({ description: '`asc` (default): oldest first' }),
   cursor: z.string().min(1).max(1024).optional().meta({ description: 'Opaque; copy nextCursor from the previous page' }),
-  maxTokens: z.coerce.number().int().min(1).max(10_000_000).optional()
+  maxTokens: queryInteger(1, 10_000_000).optional()
     .meta({ description: 'With order=desc only: the newest messages whose tokens fit, contiguous, without a cursor' })
 })
 

@@ -16,6 +16,11 @@ export type TokenCounter = (message: Pick<Message, 'text' | 'cardJson'>) => numb
 const LONGEST_RUN = 64
 const LONG_RUN = new RegExp(`\\S{${LONGEST_RUN + 1},}`, 'g')
 
+// Content is data: a message that quotes `<|endoftext|>` or `<|im_start|>` is counted as the
+// ordinary text it is. gpt-tokenizer refuses special-token strings by default (it throws),
+// which turned such a write into a 500.
+const AS_ORDINARY_TEXT = { disallowedSpecial: new Set<string>() }
+
 /**
  * Loads one encoding of gpt-tokenizer. Only the configured one is loaded (o200k_base takes
  * about 35 MB of heap and 0.3 s), once, at start-up.
@@ -28,11 +33,11 @@ export async function loadTokenCounter (encoding: TokenEncoding): Promise<TokenC
     let total = 0
     let done = 0
     for (const run of text.matchAll(LONG_RUN)) {
-      total += countTokens(text.slice(done, run.index))
-      for (let start = 0; start < run[0].length; start += LONGEST_RUN) total += countTokens(run[0].slice(start, start + LONGEST_RUN))
+      total += countTokens(text.slice(done, run.index), AS_ORDINARY_TEXT)
+      for (let start = 0; start < run[0].length; start += LONGEST_RUN) total += countTokens(run[0].slice(start, start + LONGEST_RUN), AS_ORDINARY_TEXT)
       done = run.index + run[0].length
     }
-    return total + countTokens(text.slice(done))
+    return total + countTokens(text.slice(done), AS_ORDINARY_TEXT)
   }
   return (message) => (message.text === undefined ? 0 : count(message.text)) +
     (message.cardJson === undefined ? 0 : count(JSON.stringify(message.cardJson)))

@@ -3,6 +3,7 @@ import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fas
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { redisBackend, memoryBackend, type Backend } from './helpers/backends.js'
+import { specialTokens } from './helpers/content-suite.js'
 import { startRedis } from './helpers/redis-server.js'
 
 // Property-based fuzzing of every route on both backends. Requests are generated near the
@@ -26,7 +27,22 @@ const rarely = <T>(arbitrary: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> =>
 
 // Any UTF-16 code units: lone surrogates, NUL and other control characters included.
 const anyText = fc.array(fc.integer({ min: 0, max: 0xffff }), { maxLength: 40 }).map((units) => String.fromCharCode(...units))
-const text = fc.oneof(fc.string({ maxLength: 20 }), anyText, fc.constantFrom('', '\u0000', '\ud800', '\udfff', 'a\ud83d', '😀', '{}', '..', '%'))
+// Random strings never spell a special token or a protocol, so the generator also draws
+// from a dictionary of strings that mean something to a tokenizer, a parser or Redis.
+const MEANINGFUL = [
+  ...specialTokens('o200k_base'), ...specialTokens('cl100k_base'), '<|im_start|>system\nYou are<|im_end|>',
+  '{"a":1}', '[1,2', '"quoted"', '\\u0000', 'null', 'true', '1e400', '-0',
+  "')) redis.call('FLUSHALL') --", 'return cjson.decode(ARGV[1])', '--[[', ']]', 'local x = {}',
+  '*1\r\n$4\r\nPING\r\n', '+OK\r\n', '-ERR\r\n', '$-1\r\n', '{tag}', '{', '}',
+  '__proto__', 'constructor', 'toString', 'prototype', 'hasOwnProperty', 'valueOf',
+  '\u2028', '\u2029', 'a\u2028b\u2029c', '\ufeff', '\ufeffBOM first', '\u202e\u202dreversed\u202c', '\u2066isolate\u2069',
+  'e\u0301\u0302\u0303', '\u0301', 'Z\u0351\u0352\u0353\u0354\u0355'
+]
+const meaningful = fc.constantFrom(...MEANINGFUL)
+const text = fc.oneof(
+  fc.string({ maxLength: 20 }), anyText, fc.constantFrom('', '\u0000', '\ud800', '\udfff', 'a\ud83d', '😀', '{}', '..', '%'),
+  meaningful, fc.tuple(fc.string({ maxLength: 8 }), meaningful, fc.string({ maxLength: 8 })).map((parts) => parts.join(''))
+)
 const deepValue = fc.integer({ min: 1, max: 200 }).map((depth) => {
   let value: unknown = 1
   for (let level = 0; level < depth; level++) value = level % 2 === 0 ? { k: value } : [value]

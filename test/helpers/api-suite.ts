@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import type { Backend } from './backends.js'
+import { contentSuite } from './content-suite.js'
 import { edgeSuite } from './edge-suite.js'
 import { messageSuite } from './message-suite.js'
 
@@ -54,6 +55,7 @@ export function apiSuite (backend: Backend): void {
   const { build } = backend
   edgeSuite(backend)
   messageSuite(backend)
+  contentSuite(backend)
 
   t.test(`[${backend.name}] create`, async (t) => {
     const app = await build(t)

@@ -2,8 +2,8 @@ import fastifyRedis, { type FastifyRedis } from '@fastify/redis'
 import fp from 'fastify-plugin'
 import type { Redis, RedisOptions } from 'ioredis'
 import type { RedisConfig } from '../src/config.js'
-import { defaultAzureTokenSource, TokenRotation, type TokenSource } from '../src/store/entra-token.js'
-import { applyToken, connectionsOf, openClient, reconnectDelay, type RedisClient } from '../src/store/redis-connection.js'
+import { defaultAzureTokenSource, TokenRotation, type TokenSource } from '../src/store/redis/entra-token.js'
+import { applyToken, connectionsOf, openClient, reconnectDelay, type RedisClient } from '../src/store/redis/connection.js'
 
 export interface RedisPluginOptions {
   config: RedisConfig

@@ -21,7 +21,7 @@ import { documentedAccess } from './http/documented-access.js'
 import { requestIdOf } from './http/request-id.js'
 import { serializerCompiler } from './http/serializer.js'
 import { loggerOptions } from './logging.js'
-import type { TokenSource } from './store/entra-token.js'
+import type { TokenSource } from './store/redis/entra-token.js'
 import type { ConversationStore } from './store/types.js'
 
 export interface AppOptions {

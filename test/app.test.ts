@@ -1,6 +1,6 @@
 import t from 'tap'
 import { StoreUnavailableError, CorruptRecordError } from '../src/errors.js'
-import { MemoryConversationStore } from '../src/store/memory-store.js'
+import { MemoryConversationStore } from '../src/store/memory/store.js'
 import type { ConversationPage, ListOptions, TaggedView } from '../src/store/types.js'
 import { build } from './helpers/build.js'
 import { countTokens } from './helpers/tokens.js'

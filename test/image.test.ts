@@ -1,4 +1,4 @@
-import { access, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
+import { access, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -10,6 +10,7 @@ import {
 import {
   freePort, killProcess, runCommand, systemPath, toolEnv, waitForExit, waitForHttp, type SpawnedProcess
 } from './helpers/process.js'
+import { startRedis } from './helpers/redis-server.js'
 
 // The Dockerfile, performed without Docker: test/helpers/dockerfile.ts parses it (and throws
 // on any instruction it does not know), performs each stage's COPY and RUN in a temporary
@@ -207,6 +208,32 @@ t.test('production with API_KEYS', async (t) => {
   t.match(await created.json(), { userId: 'image' })
 
   await assertHealthy(t, image.final, env)
+  await assertGracefulStop(t, image.final, proc, env)
+})
+
+t.test('the image carries every Lua script and runs on Redis', async (t) => {
+  const { image } = requireSetup()
+  const scripts = (await readdir(join(repoRoot, 'src/store/redis/lua'), { recursive: true })).filter((file) => file.endsWith('.lua'))
+  t.ok(scripts.length >= 20, `${scripts.length} Lua files in the sources`)
+  for (const file of scripts) t.ok(await exists(join(image.final.dir, 'dist/src/store/redis/lua', file)), `the image has ${file}`)
+
+  const redis = await startRedis()
+  t.teardown(() => redis.close())
+  const { env, base } = await runSettings({ AUTH_DISABLED: 'true', REDIS_URL: redis.url, REDIS_ALLOW_PLAINTEXT: 'true' })
+  const proc = start(image.final, env)
+  await waitForHttp(`${base}/health/live`, { timeoutMs: 15_000, process: proc })
+  t.match(await (await fetch(`${base}/health`)).json(), { status: 'ok', backend: 'redis' })
+
+  const created = await createConversation(base)
+  t.equal(created.status, 201, 'a create runs its script')
+  const { id } = await created.json() as { id: string }
+  const appended = await fetch(`${base}/v1/conversations/${id}/messages`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', text: 'hi' }] })
+  })
+  t.equal(appended.status, 201, 'an append runs its script')
+  await appended.body?.cancel()
+  const read = await fetch(`${base}/v1/conversations/${id}/messages`)
+  t.match(await read.json(), { items: [{ text: 'hi' }], messageCount: 1 }, 'a page read runs its script')
   await assertGracefulStop(t, image.final, proc, env)
 })
 

@@ -1,5 +1,5 @@
 import { ConversationListItemSchema } from '../schemas.js'
-import { compileSerializer, VIEW_JSON } from './serializer.js'
+import { compileSerializer, VIEW_JSON } from '../serialization.js'
 
 const serializeItem = compileSerializer(ConversationListItemSchema)
 

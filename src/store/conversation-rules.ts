@@ -21,7 +21,7 @@ export function newIncarnation (): string {
 
 /**
  * The entity tag of a version of one incarnation. The Redis scripts build the same string
- * (redis-scripts.ts), so a tag compares equal whichever side made it.
+ * (redis/lua/), so a tag compares equal whichever side made it.
  */
 export function tagOf (incarnation: string, version: number): string {
   return `${incarnation}.${version}`

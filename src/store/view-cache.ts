@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache'
-import { compileSerializer, VIEW_JSON } from '../http/serializer.js'
+import { compileSerializer, VIEW_JSON } from '../serialization.js'
 import { ConversationListItemSchema, type ConversationSummary, type ConversationView } from '../schemas.js'
 
 // Reads are most of the traffic, and most reads find the version read last time. A process

@@ -2,7 +2,7 @@ import { getHeapStatistics } from 'node:v8'
 import { buildApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
 
-// Run by test/memory-bound.test.ts in a child process with a small heap: it writes four
+// Run by test/store/memory/bound.test.ts in a child process with a small heap: it writes four
 // times MEMORY_MAX_BYTES of large conversations into the memory backend, with the default
 // settings, and reports what every answer was.
 

@@ -1,0 +1,124 @@
+import type { Message, MessageWithTokens } from '../../schemas.js'
+import type { TokenCounter } from '../../tokens.js'
+import type { MessageQuery } from '../types.js'
+
+/** A page of a message log: the items and, when more follow, the position to go on from. */
+export interface LogPage { items: MessageWithTokens[], nextSeq: number | null, totalTokens?: number }
+
+/**
+ * The messages of one conversation in the memory backend, in append order. Each message
+ * has a position (seq) that never changes, so pages continue from a position rather than
+ * an offset; its token count is taken once, when it is written; and its id stays used
+ * after it is deleted, so a retried append cannot bring it back.
+ */
+export class MessageLog {
+  readonly #messages: Message[] = []
+  readonly #seqs: number[] = []
+  readonly #tokens = new Map<string, number>()
+  readonly #usedIds = new Set<string>()
+  readonly #countTokens: TokenCounter
+  #lastSeq = 0
+  /** The stored size of the messages (their JSON), kept as they change. */
+  bytes = 0
+
+  constructor (countTokens: TokenCounter, messages: Message[] = []) {
+    this.#countTokens = countTokens
+    this.add(messages)
+  }
+
+  get count (): number { return this.#messages.length }
+
+  /** All messages, oldest first, as a new array. */
+  all (): Message[] { return this.#messages.slice() }
+
+  /** The newest `n`, oldest first. */
+  last (n: number): Message[] { return n === 0 ? [] : this.#messages.slice(-n) }
+
+  has (messageId: string): boolean { return this.#usedIds.has(messageId) }
+
+  find (messageId: string): Message | undefined {
+    const index = this.#indexOf(messageId)
+    return index === -1 ? undefined : this.#messages[index]
+  }
+
+  /** The stored size that adding these messages would add. */
+  static bytesOf (messages: Message[]): number {
+    let bytes = 0
+    for (const message of messages) bytes += JSON.stringify(message).length + 1
+    return bytes
+  }
+
+  add (messages: Message[]): void {
+    for (const message of messages) {
+      this.#messages.push(message)
+      this.#seqs.push(++this.#lastSeq)
+      this.#tokens.set(message.id, this.#countTokens(message))
+      this.#usedIds.add(message.id)
+    }
+    this.bytes += MessageLog.bytesOf(messages)
+  }
+
+  replace (message: Message): void {
+    const index = this.#indexOf(message.id)
+    this.bytes += MessageLog.bytesOf([message]) - MessageLog.bytesOf([this.#messages[index] as Message])
+    this.#messages[index] = message
+    this.#tokens.set(message.id, this.#countTokens(message))
+  }
+
+  /** Removes a message; its id stays used. */
+  remove (messageId: string): void {
+    const index = this.#indexOf(messageId)
+    this.bytes -= MessageLog.bytesOf([this.#messages[index] as Message])
+    this.#messages.splice(index, 1)
+    this.#seqs.splice(index, 1)
+    this.#tokens.delete(messageId)
+  }
+
+  page (query: MessageQuery): LogPage {
+    return query.maxTokens === undefined ? this.#page(query) : this.#window(query.maxTokens, query.limit)
+  }
+
+  #page ({ limit, order, after }: MessageQuery): LogPage {
+    const items: MessageWithTokens[] = []
+    if (order === 'asc') {
+      const start = after === undefined ? 0 : this.#firstAfter(after.seq)
+      for (let i = start; i < this.#messages.length && items.length < limit; i++) items.push(this.#messages[i] as Message)
+      const lastIndex = start + items.length - 1
+      return { items, nextSeq: lastIndex < this.#messages.length - 1 ? this.#seqs[lastIndex] as number : null }
+    }
+    const start = (after === undefined ? this.#messages.length : this.#firstAfter(after.seq - 1)) - 1
+    for (let i = start; i >= 0 && items.length < limit; i--) items.push(this.#messages[i] as Message)
+    const lastIndex = start - items.length + 1
+    return { items, nextSeq: lastIndex > 0 ? this.#seqs[lastIndex] as number : null }
+  }
+
+  /** The newest messages whose tokens fit, stopping at the first that does not. */
+  #window (maxTokens: number, limit: number): LogPage {
+    const items: MessageWithTokens[] = []
+    let totalTokens = 0
+    for (let i = this.#messages.length - 1; i >= 0 && items.length < limit; i--) {
+      const message = this.#messages[i] as Message
+      const tokens = this.#tokens.get(message.id) as number
+      if (totalTokens + tokens > maxTokens) break
+      totalTokens += tokens
+      items.push({ ...message, tokens })
+    }
+    return { items, nextSeq: null, totalTokens }
+  }
+
+  /** The index of the first message positioned after `seq` (binary search). */
+  #firstAfter (seq: number): number {
+    let low = 0
+    let high = this.#seqs.length
+    while (low < high) {
+      const middle = (low + high) >>> 1
+      if ((this.#seqs[middle] as number) <= seq) low = middle + 1
+      else high = middle
+    }
+    return low
+  }
+
+  #indexOf (messageId: string): number {
+    return this.#tokens.has(messageId) ? this.#messages.findIndex((message) => message.id === messageId) : -1
+  }
+}

@@ -1,0 +1,312 @@
+import { LRUCache } from 'lru-cache'
+import {
+  ConversationExistsError, ConversationNotFoundError, ConversationTooLargeError, InvalidRequestError, MessageNotFoundError,
+  WorkflowStateNotFoundError
+} from '../../errors.js'
+import type {
+  AppendResult, ConversationFields, ConversationView, Message, MessageInput, PatchConversationBody, PatchMessageBody, WorkflowStateBody
+} from '../../schemas.js'
+import type { TokenCounter } from '../../tokens.js'
+import {
+  assertMessageLimit, buildConversation, buildWorkflowState, canReach, checkPreconditions, newIncarnation, newMessages,
+  patchConversation, patchMessage, tagOf, writeStamp, writeTime, type ConversationBody, type StoreLimits
+} from '../conversation-rules.js'
+import { MessageLog } from './message-log.js'
+import { indexKeyOf, sizeOf, summaryOf, tagged, taggedState, tagOfEntry, viewOf, type Entry, type StoredState } from './entries.js'
+import { ViewCache } from '../view-cache.js'
+import { firstAfter, MemoryUserIndex, type IndexKey } from './user-index.js'
+import {
+  EVERYWHERE, type ConversationPage, type ConversationStore, type ListOptions, type MessagePage, type MessageQuery, type MessageSelection,
+  type Preconditions, type PutResult, type Reach, type StoreHealth, type StoreStats, type Tagged, type TaggedConversation, type TaggedView,
+  type TaggedWorkflowState
+} from '../types.js'
+
+export interface MemoryStoreOptions {
+  maxConversations: number
+  /** Bound on the stored size of all conversations (their JSON, in characters); none when unset. */
+  maxBytes?: number
+  limits: StoreLimits
+  countTokens: TokenCounter
+  /** Bound of the serialised full views kept for reads (view-cache.ts); 0 keeps none. */
+  viewCacheBytes?: number
+  /** Milliseconds since the epoch; injectable so tests can move time. */
+  clock?: () => number
+}
+
+/**
+ * The embedded backend: an LRU of conversations bounded in count and in bytes, plus, per
+ * user, the conversation ids in list order. JavaScript runs each method to completion
+ * without interleaving, so every operation is atomic.
+ */
+export class MemoryConversationStore implements ConversationStore {
+  readonly backend = 'memory'
+  readonly #entries: LRUCache<string, Entry>
+  readonly #index = new MemoryUserIndex()
+  readonly #limits: StoreLimits
+  readonly #maxBytes: number
+  readonly #countTokens: TokenCounter
+  readonly #clock: () => number
+  // Keyed by tag, which every write changes: a stale view is never found.
+  readonly #views: ViewCache
+  #evictions = 0
+
+  constructor (options: MemoryStoreOptions) {
+    this.#limits = options.limits
+    this.#countTokens = options.countTokens
+    this.#clock = options.clock ?? Date.now
+    this.#maxBytes = options.maxBytes ?? Infinity
+    this.#views = new ViewCache(options.viewCacheBytes ?? 0)
+    this.#entries = new LRUCache<string, Entry>({
+      max: options.maxConversations,
+      ...(options.maxBytes === undefined ? {} : { maxSize: options.maxBytes, sizeCalculation: sizeOf }),
+      // Keeps the user lists free of conversations that left the cache for any reason.
+      dispose: (entry, _id, reason) => {
+        if (reason === 'set') return
+        if (reason === 'evict') this.#evictions++
+        this.#views.forget(entry.body.id)
+        this.#index.remove(entry.body.userId, indexKeyOf(entry.body))
+      }
+    })
+  }
+
+  stats (): StoreStats {
+    const stats: StoreStats = { conversations: this.#entries.size, evictions: this.#evictions, viewCacheBytes: this.#views.bytes }
+    if (this.#maxBytes !== Infinity) Object.assign(stats, { bytes: this.#entries.calculatedSize, maxBytes: this.#maxBytes })
+    return stats
+  }
+
+  async create (id: string, fields: ConversationFields): Promise<TaggedConversation> {
+    if (this.#live(id) !== undefined) throw new ConversationExistsError(id)
+    const { messages, messageCount: _count, ...body } = buildConversation(id, fields, this.#clock(), this.#limits)
+    return tagged(this.#store(body, new MessageLog(this.#countTokens, messages)))
+  }
+
+  async get (id: string, messages: MessageSelection = 'all', reach = EVERYWHERE): Promise<TaggedView | undefined> {
+    const entry = this.#reachable(id, reach)
+    if (entry === undefined) return undefined
+    if (messages === 'all') return Object.assign(this.#fullView(entry), { etag: tagOfEntry(entry) })
+    // Only what is returned is copied: a tail read of a long conversation stays cheap.
+    const view = { ...summaryOf(entry), etag: tagOfEntry(entry) }
+    return messages === 'none' ? view : { ...view, messages: entry.log.last(messages.last) }
+  }
+
+  async put (id: string, fields: ConversationFields, preconditions: Preconditions, reach = EVERYWHERE): Promise<PutResult> {
+    const previous = this.#live(id)
+    if (previous !== undefined && !canReach(reach, previous.body)) throw new ConversationNotFoundError(id)
+    checkPreconditions(previous === undefined ? undefined : tagOfEntry(previous), preconditions)
+    const writeMs = writeTime(this.#clock(), previous?.body.updatedAt)
+    const { messages, messageCount: _count, ...body } = buildConversation(id, fields, writeMs, this.#limits, previous?.body)
+    const entry = this.#store(body, new MessageLog(this.#countTokens, messages), previous)
+    return { conversation: tagged(entry), created: previous === undefined }
+  }
+
+  async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions, reach = EVERYWHERE): Promise<TaggedConversation> {
+    const entry = this.#existing(id, preconditions, reach)
+    const writeMs = writeTime(this.#clock(), entry.body.updatedAt)
+    return tagged(this.#store(patchConversation(entry.body, patch, writeMs, this.#limits), entry.log, entry))
+  }
+
+  async delete (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<void> {
+    this.#existing(id, preconditions, reach)
+    this.#entries.delete(id)
+  }
+
+  async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions, reach = EVERYWHERE): Promise<AppendResult & Tagged> {
+    const entry = this.#existing(id, preconditions, reach)
+    const writeMs = writeTime(this.#clock(), entry.body.updatedAt)
+    const { added, skipped } = newMessages(entry.log, inputs, new Date(writeMs).toISOString())
+    if (added.length === 0) {
+      return { appended: 0, skipped, version: entry.body.version, messageCount: entry.log.count, etag: tagOfEntry(entry) }
+    }
+    assertMessageLimit(entry.log.count + added.length, this.#limits)
+    this.#assertFits(sizeOf(entry) + MessageLog.bytesOf(added))
+    // Appending in place keeps the cost independent of the conversation's length.
+    entry.log.add(added)
+    const updated = this.#touch(entry, writeMs)
+    return { appended: added.length, skipped, version: updated.body.version, messageCount: updated.log.count, etag: tagOfEntry(updated) }
+  }
+
+  async listByUser (userId: string, options: ListOptions, reach = EVERYWHERE): Promise<ConversationPage> {
+    const index = this.#index.keys(userId)
+    const wanted = (body: ConversationBody): boolean =>
+      (options.tenantId === undefined || body.tenantId === options.tenantId) && canReach(reach, body)
+    const start = options.cursor === undefined ? 0 : firstAfter(index, options.cursor)
+    const found: Entry[] = []
+    const expired: string[] = []
+    const now = this.#clock()
+    // One item past the page tells whether a next page exists.
+    for (let i = start; i < index.length && found.length <= options.limit; i++) {
+      const { id } = index[i] as IndexKey
+      const entry = this.#entries.peek(id) as Entry
+      if (Date.parse(entry.body.expiresAt) <= now) expired.push(id)
+      else if (wanted(entry.body)) found.push(entry)
+    }
+    // Deleting unindexes (see dispose), so it waits until the walk is over.
+    for (const id of expired) this.#entries.delete(id)
+    const page = found.slice(0, options.limit)
+    const last = page.at(-1)
+    return {
+      items: page.map((entry) => options.view === 'summary' ? summaryOf(entry) : this.#fullView(entry)),
+      nextCursor: found.length > options.limit && last !== undefined ? indexKeyOf(last.body) : null
+    }
+  }
+
+  async deleteByUser (userId: string, reach = EVERYWHERE): Promise<number> {
+    let deleted = 0
+    // Deleting unindexes (see dispose), so the walk goes over a copy.
+    for (const key of [...this.#index.keys(userId)]) {
+      const entry = this.#live(key.id, { touch: false })
+      if (entry !== undefined && canReach(reach, entry.body)) {
+        this.#entries.delete(key.id)
+        deleted++
+      }
+    }
+    return deleted
+  }
+
+  async listMessages (id: string, query: MessageQuery, reach = EVERYWHERE): Promise<MessagePage> {
+    const entry = this.#existing(id, {}, reach)
+    if (query.after !== undefined && query.after.incarnation !== entry.incarnation) throw badCursor()
+    const { items, nextSeq, totalTokens } = entry.log.page(query)
+    return {
+      items,
+      next: nextSeq === null ? null : { incarnation: entry.incarnation, seq: nextSeq },
+      messageCount: entry.log.count,
+      ...(totalTokens === undefined ? {} : { totalTokens })
+    }
+  }
+
+  async getMessage (id: string, messageId: string, reach = EVERYWHERE): Promise<Message> {
+    return this.#message(this.#existing(id, {}, reach), messageId)
+  }
+
+  async patchMessage (
+    id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach = EVERYWHERE
+  ): Promise<{ message: Message, etag: string }> {
+    const entry = this.#existing(id, preconditions, reach)
+    const message = patchMessage(this.#message(entry, messageId), patch)
+    this.#assertFits(sizeOf(entry) + MessageLog.bytesOf([message]))
+    entry.log.replace(message)
+    const updated = this.#touch(entry, writeTime(this.#clock(), entry.body.updatedAt))
+    return { message, etag: tagOfEntry(updated) }
+  }
+
+  async deleteMessage (id: string, messageId: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<Tagged> {
+    const entry = this.#existing(id, preconditions, reach)
+    this.#message(entry, messageId)
+    entry.log.remove(messageId)
+    return { etag: tagOfEntry(this.#touch(entry, writeTime(this.#clock(), entry.body.updatedAt))) }
+  }
+
+  async getWorkflowState (id: string, reach = EVERYWHERE): Promise<TaggedWorkflowState> {
+    return taggedState(this.#workflowState(id, this.#existing(id, {}, reach)))
+  }
+
+  async putWorkflowState (
+    id: string, body: WorkflowStateBody, preconditions: Preconditions, reach = EVERYWHERE
+  ): Promise<{ state: TaggedWorkflowState, created: boolean }> {
+    const entry = this.#existing(id, {}, reach)
+    const previous = this.#liveWorkflowState(entry)
+    checkPreconditions(previous === undefined ? undefined : tagOf(previous.incarnation, previous.state.version), preconditions)
+    const writeMs = writeTime(this.#clock(), previous?.state.updatedAt)
+    const state = buildWorkflowState(id, body, writeMs, this.#limits, previous?.state)
+    const stored: StoredState = { state, incarnation: previous?.incarnation ?? newIncarnation(), bytes: JSON.stringify(state).length }
+    this.#assertFits(sizeOf(entry) - (entry.workflowState?.bytes ?? 0) + stored.bytes)
+    // A new entry object, so that the cache recounts its size.
+    this.#entries.set(id, { ...entry, workflowState: stored })
+    return { state: taggedState(stored), created: previous === undefined }
+  }
+
+  async deleteWorkflowState (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<void> {
+    const entry = this.#existing(id, {}, reach)
+    const current = this.#workflowState(id, entry)
+    checkPreconditions(tagOf(current.incarnation, current.state.version), preconditions)
+    const { workflowState: _deleted, ...rest } = entry
+    this.#entries.set(id, rest)
+  }
+
+  async ping (): Promise<StoreHealth> {
+    return { latencyMs: 0, conversations: this.#entries.size }
+  }
+
+  async close (): Promise<void> {
+    this.#entries.clear()
+    this.#index.clear()
+  }
+
+  /** The full view, serialised once per version. */
+  #fullView (entry: Entry): ConversationView {
+    const tag = tagOfEntry(entry)
+    return this.#views.get<ConversationView>('full', entry.body.id, tag)?.view ??
+      this.#views.remember('full', entry.body.id, tag, tag, viewOf(entry))
+  }
+
+  /** The entry while it has not expired; an expired one is removed on sight. */
+  #live (id: string, { touch } = { touch: true }): Entry | undefined {
+    const entry = touch ? this.#entries.get(id) : this.#entries.peek(id)
+    if (entry === undefined) return undefined
+    if (Date.parse(entry.body.expiresAt) > this.#clock()) return entry
+    this.#entries.delete(id)
+    return undefined
+  }
+
+  /** The live entry when the caller may reach it; one out of reach is as absent as a missing one. */
+  #reachable (id: string, reach: Reach): Entry | undefined {
+    const entry = this.#live(id)
+    return entry !== undefined && canReach(reach, entry.body) ? entry : undefined
+  }
+
+  #existing (id: string, preconditions: Preconditions, reach: Reach): Entry {
+    const entry = this.#reachable(id, reach)
+    if (entry === undefined) throw new ConversationNotFoundError(id)
+    checkPreconditions(tagOfEntry(entry), preconditions)
+    return entry
+  }
+
+  #message (entry: Entry, messageId: string): Message {
+    const message = entry.log.find(messageId)
+    if (message === undefined) throw new MessageNotFoundError(messageId)
+    return message
+  }
+
+  #liveWorkflowState (entry: Entry): StoredState | undefined {
+    const stored = entry.workflowState
+    return stored !== undefined && Date.parse(stored.state.expiresAt) > this.#clock() ? stored : undefined
+  }
+
+  #workflowState (id: string, entry: Entry): StoredState {
+    const stored = this.#liveWorkflowState(entry)
+    if (stored === undefined) throw new WorkflowStateNotFoundError(id)
+    return stored
+  }
+
+  /** A conversation that would not fit in the whole cache is refused before anything changes. */
+  #assertFits (bytes: number): void {
+    if (bytes > this.#maxBytes) throw new ConversationTooLargeError(this.#maxBytes)
+  }
+
+  /** A write to the messages in place: the conversation's version, times and TTLs move. */
+  #touch (entry: Entry, writeMs: number): Entry {
+    return this.#store({ ...entry.body, ...writeStamp(entry.body, writeMs, this.#limits) }, entry.log, entry)
+  }
+
+  /**
+   * Saves a conversation write. The write refreshes the TTL of everything the
+   * conversation owns; a new conversation starts without workflow state.
+   */
+  #store (body: ConversationBody, log: MessageLog, previous?: Entry): Entry {
+    const entry: Entry = { body, incarnation: previous?.incarnation ?? newIncarnation(), log, bodyBytes: JSON.stringify(body).length }
+    const stored = previous === undefined ? undefined : this.#liveWorkflowState(previous)
+    if (stored !== undefined) entry.workflowState = { ...stored, state: { ...stored.state, expiresAt: body.expiresAt } }
+    this.#assertFits(sizeOf(entry))
+    if (previous !== undefined) this.#index.remove(previous.body.userId, indexKeyOf(previous.body))
+    this.#views.forget(body.id)
+    this.#entries.set(body.id, entry)
+    this.#index.add(body.userId, indexKeyOf(body))
+    return entry
+  }
+}
+
+function badCursor (): Error {
+  return new InvalidRequestError('querystring/cursor belongs to another conversation, or to one since deleted')
+}

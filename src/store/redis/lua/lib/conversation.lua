@@ -1,0 +1,66 @@
+-- uses: helpers
+local DOC, ORDER, BODIES, TOKENS, IDS, WF, LEGACY = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+
+-- Every write to a conversation refreshes the TTL of everything it owns.
+local function refresh (expiresAt)
+  for _, key in ipairs({ DOC, ORDER, BODIES, TOKENS, IDS, LEGACY }) do redis.call('PEXPIREAT', key, expiresAt) end
+  if redis.call('EXISTS', WF) == 1 then
+    redis.call('HSET', WF, 'expiresAt', expiresAt)
+    redis.call('PEXPIREAT', WF, expiresAt)
+  end
+end
+
+-- Adds messages after position seq, in chunks (unpack() has a limit on its arguments);
+-- answers the last position. ids, bodies and tokens are parallel lists.
+local function push (seq, idList, jsonList, tokenList)
+  for first = 1, #idList, 500 do
+    local last = math.min(first + 499, #idList)
+    local scored, bodies, tokens = {}, {}, {}
+    for i = first, last do
+      seq = seq + 1
+      scored[#scored + 1] = seq
+      scored[#scored + 1] = idList[i]
+      bodies[#bodies + 1] = idList[i]
+      bodies[#bodies + 1] = jsonList[i]
+      tokens[#tokens + 1] = idList[i]
+      tokens[#tokens + 1] = tokenList[i]
+    end
+    redis.call('SADD', IDS, unpack(idList, first, last))
+    redis.call('ZADD', ORDER, unpack(scored))
+    redis.call('HSET', BODIES, unpack(bodies))
+    redis.call('HSET', TOKENS, unpack(tokens))
+  end
+  return seq
+end
+
+-- Messages passed as ARGV from offset + 1: n ids, then n bodies, then n token counts.
+local function messageArgs (offset, n)
+  local idList, jsonList, tokenList = {}, {}, {}
+  for i = 1, n do
+    idList[i] = ARGV[offset + i]
+    jsonList[i] = ARGV[offset + n + i]
+    tokenList[i] = ARGV[offset + 2 * n + i]
+  end
+  return idList, jsonList, tokenList
+end
+
+-- The bodies of these message ids as one JSON array, so the caller parses once.
+local function messagesJson (ids)
+  local parts = {}
+  for first = 1, #ids, 1000 do
+    local bodies = redis.call('HMGET', BODIES, unpack(ids, first, math.min(first + 999, #ids)))
+    for i = 1, #bodies do
+      if bodies[i] then parts[#parts + 1] = bodies[i] end
+    end
+  end
+  return '[' .. table.concat(parts, ',') .. ']'
+end
+
+-- The messages from rank 'first' to rank 'last' (negative counts from the end), oldest
+-- first, in either layout: the list of the release before, while a conversation has it.
+local function messagesByRank (first, last)
+  if redis.call('EXISTS', LEGACY) == 1 then
+    return '[' .. table.concat(redis.call('LRANGE', LEGACY, first, last), ',') .. ']'
+  end
+  return messagesJson(redis.call('ZRANGE', ORDER, first, last))
+end

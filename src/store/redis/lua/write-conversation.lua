@@ -1,0 +1,23 @@
+-- uses: conversation
+-- ARGV mode, now, ttlMs, ifMatch, ifNoneMatch, userId, body, newIncarnation (used when this
+-- write creates the conversation), tenantId, n, ids…, messages…, tokens…, reach.
+local now, ttl, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[10])
+local current = redis.call('HMGET', DOC, 'version', 'userId', 'updatedAt', 'createdAt', 'inc')
+local version = tonumber(current[1])
+if version and ARGV[1] == 'create' then return {'EXISTS'} end
+if version and not reachable(DOC) then return {'OUT_OF_REACH'} end
+if version and ARGV[5] == '1' then return {'PRECONDITION'} end
+if not matches(ARGV[4], tagOf(current[5], version)) then return {'PRECONDITION'} end
+if version and current[2] ~= ARGV[6] then return {'USER_MISMATCH'} end
+local updatedAt = writeTime(now, current[3])
+local expiresAt = updatedAt + ttl
+local createdAt = current[4] or tostring(now)
+local incarnation = version and (current[5] or '0') or ARGV[8]
+redis.call('DEL', ORDER, BODIES, TOKENS, IDS, LEGACY)
+-- A new conversation never inherits state left under its id.
+if not version then redis.call('DEL', WF) end
+push(0, messageArgs(10, n))
+redis.call('HSET', DOC, 'body', ARGV[7], 'userId', ARGV[6], 'tenantId', ARGV[9], 'createdAt', createdAt, 'updatedAt', updatedAt,
+  'expiresAt', expiresAt, 'version', (version or 0) + 1, 'count', n, 'seq', n, 'inc', incarnation, 'sv', '{{SCHEMA_STAMP}}')
+refresh(expiresAt)
+return {'OK', (version or 0) + 1, updatedAt, expiresAt, tonumber(createdAt), version and 0 or 1, incarnation}

@@ -1,0 +1,16 @@
+-- uses: helpers
+-- KEYS doc, wf. ARGV now, ttlMs, ifMatch, ifNoneMatch, body, newIncarnation (used when this
+-- write creates the state), reach. The conversation is left as it is.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
+if not reachable(KEYS[1]) then return {'OUT_OF_REACH'} end
+local current = redis.call('HMGET', KEYS[2], 'version', 'updatedAt', 'inc')
+local version = tonumber(current[1])
+if version and ARGV[4] == '1' then return {'PRECONDITION'} end
+if not matches(ARGV[3], tagOf(current[3], version)) then return {'PRECONDITION'} end
+local updatedAt = writeTime(tonumber(ARGV[1]), current[2])
+local expiresAt = updatedAt + tonumber(ARGV[2])
+local incarnation = version and (current[3] or '0') or ARGV[6]
+redis.call('HSET', KEYS[2], 'body', ARGV[5], 'version', (version or 0) + 1, 'updatedAt', updatedAt, 'expiresAt', expiresAt,
+  'inc', incarnation)
+redis.call('PEXPIREAT', KEYS[2], expiresAt)
+return {'OK', (version or 0) + 1, updatedAt, expiresAt, version and 0 or 1, incarnation}

@@ -1,0 +1,129 @@
+import type { Cluster, Redis } from 'ioredis'
+import { ConversationNotFoundError, InvalidRequestError, MessageNotFoundError, PreconditionFailedError } from '../../errors.js'
+import type { Message, MessageWithTokens, PatchMessageBody } from '../../schemas.js'
+import type { TokenCounter } from '../../tokens.js'
+import { checkPreconditions, patchMessage, tagOf } from '../conversation-rules.js'
+import { absent, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
+import { conversationKeyList, conversationKeys } from './keys.js'
+import { parseMessage, parseMessages } from './records.js'
+import type { MessagePage, MessageQuery, Preconditions, Reach, Tagged } from '../types.js'
+
+export interface RedisMessagesOptions {
+  client: Redis | Cluster
+  keyPrefix: string
+  ttlMs: number
+  countTokens: TokenCounter
+  clock: () => number
+  /** Moves the owner's index entry after a write (see RedisConversationStore). */
+  touchIndex: (userId: string, id: string, updatedAt: number, expiresAt: number) => Promise<void>
+  /** Validates a stored record: a bad one is reported and becomes CORRUPT_RECORD. */
+  corruptUnless: <T>(id: string, parse: () => T) => T
+  onCorruptRecord: (id: string, reason: string) => void
+}
+
+/**
+ * The messages of Redis conversations as a resource: pages, context windows, one message,
+ * its edit and its deletion. Every call is one script on the conversation's slot that reads
+ * or writes only what it returns. A conversation still in the message list of the release
+ * before is migrated first, once (`LEGACY`).
+ */
+export class RedisMessages {
+  readonly #options: RedisMessagesOptions
+
+  constructor (options: RedisMessagesOptions) {
+    this.#options = options
+  }
+
+  async list (id: string, query: MessageQuery, reach: Reach): Promise<MessagePage> {
+    const reply = await this.#run('csReadMessages', id, reach, query.after?.incarnation ?? '', query.order,
+      query.after?.seq ?? '', query.limit, query.maxTokens ?? '')
+    if (reply[0] === 'BAD_CURSOR') throw new InvalidRequestError('querystring/cursor belongs to another conversation, or to one since deleted')
+    const [, messageCount, incarnation, next, json, ...counts] = reply as [string, string, string, string, string, ...Array<string | number>]
+    const { messages, invalid } = parseMessages(json)
+    for (const reason of invalid) this.#options.onCorruptRecord(id, reason)
+    const page: MessagePage = { items: messages, next: next === '' ? null : { incarnation, seq: Number(next) }, messageCount: Number(messageCount) }
+    if (query.maxTokens !== undefined) {
+      const tokens = new Map<string, number>()
+      for (let i = 0; i < counts.length; i += 2) tokens.set(String(counts[i]), Number(counts[i + 1]))
+      page.items = messages.map((message): MessageWithTokens => ({ ...message, tokens: tokens.get(message.id) ?? 0 }))
+      page.totalTokens = page.items.reduce((sum, message) => sum + (message.tokens ?? 0), 0)
+    }
+    return page
+  }
+
+  async get (id: string, messageId: string, reach: Reach): Promise<Message> {
+    return found(await this.#current(id, messageId, reach), messageId)
+  }
+
+  async patch (
+    id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach: Reach, deadline: AbortSignal
+  ): Promise<{ message: Message, etag: string }> {
+    // As PATCH of a conversation: merge in Node, then compare-and-set on the tag in Redis.
+    for (;;) {
+      deadline.throwIfAborted()
+      // Preconditions first, as for every write: a stale tag is 412 whether or not the message exists.
+      const current = await this.#current(id, messageId, reach)
+      checkPreconditions(current.tag, preconditions)
+      const message = patchMessage(found(current, messageId), patch)
+      const reply = await this.#run('csReplaceMessage', id, reach, current.tag, this.#options.clock(), this.#options.ttlMs,
+        messageId, JSON.stringify(message), this.#options.countTokens(message))
+      if (reply[0] === 'CONFLICT') continue
+      return { message, etag: await this.#written(id, messageId, reply) }
+    }
+  }
+
+  async delete (id: string, messageId: string, ifMatch: string, reach: Reach): Promise<Tagged> {
+    const reply = await this.#run('csDeleteMessage', id, reach, this.#options.clock(), this.#options.ttlMs, ifMatch, messageId)
+    return { etag: await this.#written(id, messageId, reply) }
+  }
+
+  /** Runs a conversation script; when the conversation is in the old layout, migrates it and runs it again. */
+  async #run (name: ScriptName, id: string, reach: Reach, ...args: Array<string | number>): Promise<ScriptReply> {
+    const keys = conversationKeyList(conversationKeys(this.#options.keyPrefix, id))
+    for (;;) {
+      const reply = await runScript(this.#options.client, name, keys, ...args, ...reachArgs(reach))
+      if (absent(reply)) throw new ConversationNotFoundError(id)
+      if (reply[0] !== 'LEGACY') return reply
+      await this.migrate(id)
+    }
+  }
+
+  /**
+   * Moves a conversation from the message list of the release before to the current layout,
+   * counting each message's tokens; the script checks that nothing changed since the read.
+   */
+  async migrate (id: string): Promise<void> {
+    const keys = conversationKeys(this.#options.keyPrefix, id)
+    for (;;) {
+      const [[, fields], [, list]] = await this.#options.client.multi()
+        .hmget(keys.doc, 'version', 'inc').lrange(keys.legacyMessages, 0, -1).exec() as [[null, Array<string | null>], [null, string[]]]
+      if (fields[0] === null) return
+      const messages = list.map((json) => this.#options.corruptUnless(id, () => parseMessage(json)))
+      const reply = await runScript(this.#options.client, 'csMigrateMessages', conversationKeyList(keys),
+        tagOf(fields[1] ?? '0', Number(fields[0])), messages.length, ...messages.map((message) => message.id), ...list,
+        ...messages.map((message) => this.#options.countTokens(message)))
+      if (reply[0] !== 'CONFLICT') return
+    }
+  }
+
+  /** The message (absent when there is none) and its conversation's tag. */
+  async #current (id: string, messageId: string, reach: Reach): Promise<{ message?: Message, tag: string }> {
+    const [status, tag, json] = await this.#run('csReadMessage', id, reach, messageId) as [string, string, string]
+    if (status === 'MESSAGE_NOT_FOUND') return { tag }
+    return { message: this.#options.corruptUnless(id, () => parseMessage(json)), tag }
+  }
+
+  /** After a write to one message: the new tag, with the owner's index entry moved. */
+  async #written (id: string, messageId: string, reply: ScriptReply): Promise<string> {
+    if (reply[0] === 'MESSAGE_NOT_FOUND') throw new MessageNotFoundError(messageId)
+    if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
+    const [, version, updatedAt, expiresAt, userId, incarnation] = reply as [string, number, number, number, string, string]
+    await this.#options.touchIndex(userId, id, updatedAt, expiresAt)
+    return tagOf(incarnation, version)
+  }
+}
+
+function found ({ message }: { message?: Message }, messageId: string): Message {
+  if (message === undefined) throw new MessageNotFoundError(messageId)
+  return message
+}

@@ -1,0 +1,303 @@
+import { Cluster, type Redis } from 'ioredis'
+import {
+  ConversationExistsError, ConversationNotFoundError, CorruptRecordError, PreconditionFailedError,
+  TooManyMessagesError, UserMismatchError
+} from '../../errors.js'
+import type {
+  AppendResult, Conversation, ConversationFields, Message, MessageInput, PatchConversationBody, PatchMessageBody, WorkflowStateBody
+} from '../../schemas.js'
+import type { TokenCounter } from '../../tokens.js'
+import {
+  assertMessageLimit, canReach, checkPreconditions, mergePatch, newIncarnation, tagOf, toMessage, type StoreLimits
+} from '../conversation-rules.js'
+import { absent, defineScripts, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
+import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
+import { RedisMessages } from './messages.js'
+import { RedisUserLists } from './user-lists.js'
+import { InvalidRecordError, iso } from './records.js'
+import { RedisViews } from './views.js'
+import { RedisWorkflowStates } from './workflow-states.js'
+import { pingRedis } from './connection.js'
+import { guardRedisCall } from './errors.js'
+import {
+  EVERYWHERE, type ConversationPage, type ConversationStore, type ListOptions, type MessagePage, type MessageQuery, type MessageSelection,
+  type Preconditions, type PutResult, type Reach, type StoreHealth, type StoreStats, type Tagged, type TaggedConversation, type TaggedView,
+  type TaggedWorkflowState
+} from '../types.js'
+import { ViewCache } from '../view-cache.js'
+
+export interface RedisStoreOptions {
+  client: Redis | Cluster
+  keyPrefix: string
+  limits: StoreLimits
+  countTokens: TokenCounter
+  /** Every operation finishes or fails within this many milliseconds. */
+  timeoutMs: number
+  /** Bound of the validated views this process keeps (view-cache.ts); 0 keeps none. */
+  viewCacheBytes?: number
+  /** Logs records that fail validation; never given data beyond the id. */
+  onCorruptRecord?: (id: string, reason: string) => void
+  clock?: () => number
+}
+
+/**
+ * The Redis backend. Each conversation write is one Lua script on the conversation's own
+ * hash slot; the per-user index lives in another slot and is kept in step without a
+ * cross-slot transaction (see `#create` and `listByUser` for why the order is safe).
+ */
+export class RedisConversationStore implements ConversationStore {
+  readonly backend = 'redis'
+  readonly #client: Redis | Cluster
+  readonly #prefix: string
+  readonly #limits: StoreLimits
+  readonly #timeoutMs: number
+  readonly #clock: () => number
+  readonly #onCorruptRecord: (id: string, reason: string) => void
+  readonly #countTokens: TokenCounter
+  readonly #messages: RedisMessages
+  readonly #lists: RedisUserLists
+  readonly #views: RedisViews
+  readonly #workflowStates: RedisWorkflowStates
+
+  constructor (options: RedisStoreOptions) {
+    this.#client = options.client
+    this.#prefix = options.keyPrefix
+    this.#limits = options.limits
+    this.#timeoutMs = options.timeoutMs
+    this.#clock = options.clock ?? Date.now
+    this.#onCorruptRecord = options.onCorruptRecord ?? (() => {})
+    this.#views = new RedisViews({
+      client: this.#client,
+      keyPrefix: this.#prefix,
+      cache: new ViewCache(options.viewCacheBytes ?? 0),
+      corruptUnless: (id, parse) => this.#corruptUnless(id, parse)
+    })
+    this.#lists = new RedisUserLists({
+      client: this.#client,
+      keyPrefix: this.#prefix,
+      // Index entries this much older than their conversation's absence are pruned; younger
+      // ones may belong to a create that is still in flight, so they are only skipped.
+      staleAfterMs: Math.max(60_000, options.timeoutMs * 4),
+      clock: this.#clock,
+      views: this.#views
+    })
+    this.#countTokens = options.countTokens
+    defineScripts(this.#client)
+    this.#workflowStates = new RedisWorkflowStates({
+      client: this.#client, keyPrefix: this.#prefix, ttlMs: this.#ttlMs, clock: this.#clock, corruptUnless: (id, parse) => this.#corruptUnless(id, parse)
+    })
+    this.#messages = new RedisMessages({
+      client: this.#client,
+      keyPrefix: this.#prefix,
+      ttlMs: this.#ttlMs,
+      countTokens: this.#countTokens,
+      clock: this.#clock,
+      touchIndex: async (userId, id, updatedAt, expiresAt) => { await this.#touchIndex('GT', userId, id, updatedAt, expiresAt) },
+      corruptUnless: (id, parse) => this.#corruptUnless(id, parse),
+      onCorruptRecord: this.#onCorruptRecord
+    })
+  }
+
+  get #ttlMs (): number { return this.#limits.ttlSeconds * 1000 }
+
+  async create (id: string, fields: ConversationFields): Promise<TaggedConversation> {
+    const { conversation } = await this.#write('create', id, fields, {}, EVERYWHERE)
+    return conversation
+  }
+
+  async get (id: string, messages: MessageSelection = 'all', reach = EVERYWHERE): Promise<TaggedView | undefined> {
+    const view = await this.#guard(async () => await this.#views.get(id, messages))
+    return view !== undefined && canReach(reach, view) ? view : undefined
+  }
+
+  async put (id: string, fields: ConversationFields, preconditions: Preconditions, reach = EVERYWHERE): Promise<PutResult> {
+    return await this.#write('put', id, fields, preconditions, reach)
+  }
+
+  async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions, reach = EVERYWHERE): Promise<TaggedConversation> {
+    return await this.#guardWrite(id, async (deadline) => {
+      const keys = this.#keys(id)
+      // Optimistic concurrency: merge in Node, then compare-and-set on the tag inside
+      // Redis (merging in Lua would re-encode user JSON with cjson, which is lossy). Other
+      // writes can only delay it; the operation deadline bounds the retries.
+      for (;;) {
+        deadline.throwIfAborted()
+        const raw = await this.#views.read(id, 'none')
+        if (raw === undefined) throw new ConversationNotFoundError(id)
+        const current = this.#views.parse(id, raw, 'none')
+        // The compare-and-set below fails if the owner or tenant changed since this read.
+        if (!canReach(reach, current)) throw new ConversationNotFoundError(id)
+        const currentTag = tagOf(raw[8], current.version)
+        checkPreconditions(currentTag, preconditions)
+        const { id: _id, userId, createdAt, updatedAt: _u, expiresAt: _e, version: _v, messages: _m, messageCount: _c, ...body } =
+          mergePatch(current, patch) as Conversation
+        const reply = await this.#script('csReplaceBody', keys, currentTag, this.#clock(), this.#ttlMs, JSON.stringify(body))
+        if (reply[0] === 'CONFLICT') continue
+        if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
+        const [, version, updatedAt, expiresAt, count, messages] = reply as [string, number, number, number, string, string]
+        await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
+        const written = this.#views.parse(id, [
+          JSON.stringify(body), userId, String(Date.parse(createdAt)), String(updatedAt), String(expiresAt), String(version), count, messages, raw[8], ''
+        ], 'all')
+        return { ...written, etag: tagOf(raw[8], version) }
+      }
+    })
+  }
+
+  async delete (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<void> {
+    await this.#guardWrite(id, async () => {
+      const reply = await this.#script('csDeleteConversation', this.#keys(id), ifMatchArg(preconditions), '', ...reachArgs(reach))
+      if (absent(reply)) throw new ConversationNotFoundError(id)
+      if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
+      const [, userId, updatedAt] = reply as [string, string, number]
+      await this.#script('csRemoveIndexEntries', [userIndexKey(this.#prefix, userId)], id, updatedAt)
+    })
+  }
+
+  async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions, reach = EVERYWHERE): Promise<AppendResult & Tagged> {
+    return await this.#guardWrite(id, async () => {
+      // The script skips ids already stored or repeated in the batch.
+      const nowIso = iso(this.#clock())
+      const all = inputs.map((input) => toMessage(input, nowIso))
+      const append = async (): Promise<ScriptReply> => await this.#script('csAppendMessages', this.#keys(id),
+        this.#clock(), this.#ttlMs, ifMatchArg(preconditions), this.#limits.maxMessagesPerConversation, all.length,
+        ...all.map((message) => message.id), ...all.map((message) => JSON.stringify(message)), ...all.map(this.#countTokens), ...reachArgs(reach))
+      let reply = await append()
+      if (reply[0] === 'LEGACY') {
+        await this.#messages.migrate(id)
+        reply = await append()
+      }
+      if (absent(reply)) throw new ConversationNotFoundError(id)
+      if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
+      if (reply[0] === 'TOO_MANY') throw new TooManyMessagesError(this.#limits.maxMessagesPerConversation)
+      const [, appended, skipped, version, messageCount, updatedAt, expiresAt, userId, incarnation] =
+        reply as [string, number, number, number, number, number, number, string, string]
+      if (appended > 0) await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
+      return { appended, skipped, version, messageCount, etag: tagOf(incarnation, version) }
+    })
+  }
+
+  async listByUser (userId: string, options: ListOptions, reach = EVERYWHERE): Promise<ConversationPage> {
+    return await this.#guard(async (deadline) => await this.#lists.list(userId, options, reach, deadline))
+  }
+
+  async deleteByUser (userId: string, reach = EVERYWHERE): Promise<number> {
+    return await this.#guard(async () => await this.#lists.deleteAll(userId, reach))
+  }
+
+  async listMessages (id: string, query: MessageQuery, reach = EVERYWHERE): Promise<MessagePage> {
+    return await this.#guard(async () => await this.#messages.list(id, query, reach))
+  }
+
+  async getMessage (id: string, messageId: string, reach = EVERYWHERE): Promise<Message> {
+    return await this.#guard(async () => await this.#messages.get(id, messageId, reach))
+  }
+
+  async patchMessage (
+    id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach = EVERYWHERE
+  ): Promise<{ message: Message, etag: string }> {
+    return await this.#guardWrite(id, async (deadline) => await this.#messages.patch(id, messageId, patch, preconditions, reach, deadline))
+  }
+
+  async deleteMessage (id: string, messageId: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<Tagged> {
+    return await this.#guardWrite(id, async () => await this.#messages.delete(id, messageId, ifMatchArg(preconditions), reach))
+  }
+
+  async getWorkflowState (id: string, reach = EVERYWHERE): Promise<TaggedWorkflowState> {
+    return await this.#guard(async () => await this.#workflowStates.get(id, reach))
+  }
+
+  async putWorkflowState (
+    id: string, state: WorkflowStateBody, preconditions: Preconditions, reach = EVERYWHERE
+  ): Promise<{ state: TaggedWorkflowState, created: boolean }> {
+    const conditions = { ifMatch: ifMatchArg(preconditions), ifNoneMatch: preconditions.ifNoneMatch === true }
+    return await this.#guard(async () => await this.#workflowStates.put(id, state, conditions, reach))
+  }
+
+  async deleteWorkflowState (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<void> {
+    await this.#guard(async () => { await this.#workflowStates.delete(id, ifMatchArg(preconditions), reach) })
+  }
+
+  async ping (): Promise<StoreHealth> {
+    return await this.#guard(async () => await pingRedis(this.#client))
+  }
+
+  stats (): StoreStats {
+    return { connection: this.#client.status, viewCacheBytes: this.#views.cacheBytes }
+  }
+
+  async close (): Promise<void> {
+    // The client belongs to the redis plugin, which quits it.
+  }
+
+  async #write (mode: 'create' | 'put', id: string, fields: ConversationFields, preconditions: Preconditions, reach: Reach): Promise<PutResult> {
+    return await this.#guardWrite(id, async () => {
+      assertMessageLimit(fields.messages.length, this.#limits)
+      const now = this.#clock()
+      const { userId, messages: inputs, ...body } = fields
+      const messages = inputs.map((input) => toMessage(input, iso(now)))
+      // The index entry comes first: a crash after it leaves an entry that points at
+      // nothing (skipped, later pruned); the other order could hide a live conversation.
+      // NX leaves an existing entry where it is, so a rejected write moves nothing.
+      if (preconditions.ifMatch === undefined) await this.#touchIndex('NX', userId, id, now, now + this.#ttlMs)
+      const reply = await this.#script('csWriteConversation', this.#keys(id),
+        mode, now, this.#ttlMs, ifMatchArg(preconditions), preconditions.ifNoneMatch === true ? '1' : '', userId,
+        JSON.stringify(body), newIncarnation(), body.tenantId, messages.length, ...messages.map((message) => message.id),
+        ...messages.map((message) => JSON.stringify(message)), ...messages.map(this.#countTokens), ...reachArgs(reach))
+      if (reply[0] === 'EXISTS') throw new ConversationExistsError(id)
+      if (reply[0] === 'OUT_OF_REACH') throw new ConversationNotFoundError(id)
+      if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
+      if (reply[0] === 'USER_MISMATCH') throw new UserMismatchError()
+      const [, version, updatedAt, expiresAt, createdAt, created, incarnation] = reply as [string, number, number, number, number, number, string]
+      await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
+      const times = { createdAt: iso(createdAt), updatedAt: iso(updatedAt), expiresAt: iso(expiresAt) }
+      const conversation: TaggedConversation = {
+        ...body, userId, id, messages, messageCount: messages.length, ...times, version, etag: tagOf(incarnation, version)
+      }
+      return { conversation, created: created === 1 }
+    })
+  }
+
+  #corruptUnless<T> (id: string, parse: () => T): T {
+    try {
+      return parse()
+    } catch (error) {
+      if (!(error instanceof InvalidRecordError)) throw error
+      this.#onCorruptRecord(id, error.message)
+      throw new CorruptRecordError(id)
+    }
+  }
+
+  async #touchIndex (mode: 'NX' | 'GT', userId: string, id: string, score: number, expiresAt: number): Promise<void> {
+    await this.#script('csTouchIndex', [userIndexKey(this.#prefix, userId)], mode, score, id, expiresAt)
+  }
+
+  /** The keys a conversation script takes, in the order the scripts expect. */
+  #keys (id: string): string[] {
+    return conversationKeyList(conversationKeys(this.#prefix, id))
+  }
+
+  async #script (name: ScriptName, keys: string[], ...args: Array<string | number>): Promise<ScriptReply> {
+    return await runScript(this.#client, name, keys, ...args)
+  }
+
+  /** A write to one conversation: guarded, and whatever this process cached of it is dropped. */
+  async #guardWrite<T> (id: string, operation: (deadline: AbortSignal) => Promise<T>): Promise<T> {
+    try {
+      return await this.#guard(operation)
+    } finally {
+      this.#views.forget(id)
+    }
+  }
+
+  /** Bounds the whole operation in time and turns Redis failures into 503s. */
+  async #guard<T> (operation: (deadline: AbortSignal) => Promise<T>): Promise<T> {
+    return await guardRedisCall(this.#client, this.#timeoutMs, operation)
+  }
+}
+
+function ifMatchArg ({ ifMatch }: Preconditions): string {
+  if (ifMatch === undefined) return ''
+  // Only weak tags were sent: none can match, and a lone comma names no tag.
+  return ifMatch === '*' ? '*' : ifMatch.join(',') || ','
+}

@@ -329,3 +329,16 @@ t.test('the declarations are real types: wrong calls do not compile', async (t) 
   t.same(lines, [3, 4, 5, 6], 'each wrong line, and only those, is an error', { errors })
   t.notOk(errors.some((line) => /TS2307|TS7016/.test(line)), 'the package and its types resolve (no "cannot find module", no implicit any)', { errors })
 })
+
+t.test('every TypeScript example in docs/client.md compiles against the packed client', async (t) => {
+  const { project, env } = requireSetup()
+  const page = await readFile(join(repoRoot, 'docs', 'client.md'), 'utf8')
+  const examples = [...page.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map(([, body]) => body as string)
+  t.ok(examples.length >= 3, `${examples.length} examples`)
+  const files = examples.map((_, index) => `example-${index + 1}.ts`)
+  await Promise.all(examples.map(async (body, index) => await writeFile(join(project, files[index] as string), body)))
+  await writeFile(join(project, 'tsconfig.examples.json'), `${JSON.stringify({ extends: './tsconfig.json', compilerOptions: { noEmit: true }, files }, null, 2)}\n`)
+  const proc = spawnProcess(process.execPath, [tsc, '-p', 'tsconfig.examples.json', '--pretty', 'false'], { cwd: project, env })
+  const result = await proc.exited
+  t.equal(result.code, 0, 'tsc accepts every example', { errors: proc.stdout.split('\n').filter((line) => line !== '') })
+})

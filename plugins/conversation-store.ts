@@ -48,7 +48,10 @@ async function configuredStore (fastify: FastifyInstance): Promise<ConversationS
     viewCacheBytes: config.viewCacheMaxBytes,
     limits,
     countTokens,
-    onCorruptRecord: (id, reason) => { log.error({ conversationId: id, reason }, '[STORE] corrupt record skipped') }
+    onCorruptRecord: (id, reason) => { log.error({ conversationId: id, reason }, '[STORE] corrupt record skipped') },
+    onIndexMoveFailed: (id, error) => {
+      log.warn({ conversationId: id, error: (error as Error).name }, '[STORE] index entry left at its previous position')
+    }
   })
 }
 

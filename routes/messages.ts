@@ -4,14 +4,13 @@ import { InvalidRequestError } from '../src/errors.js'
 import { decodeMessageCursor, encodeMessageCursor } from '../src/http/cursor.js'
 import { etagHeader, preconditionsFrom } from '../src/http/preconditions.js'
 import {
-  AppendMessagesBodySchema, AppendResultSchema, ConversationParamsSchema, errorResponses, MessageListQuerySchema, MessagePageSchema,
+  AppendMessagesBodySchema, AppendQuerySchema, AppendResultSchema, ConversationParamsSchema, errorResponses, MessageListQuerySchema, MessagePageSchema,
   MessageParamsSchema, MessageSchema, PatchMessageBodySchema, PreconditionHeadersSchema
 } from '../src/schemas.js'
-import type { MessageQuery } from '../src/store/types.js'
+import { MAX_WINDOW_MESSAGES, type MessageQuery, type WindowRequest } from '../src/store/types.js'
 
 const tags = ['messages']
 const DEFAULT_PAGE = 100
-const MAX_PAGE = 1000
 
 /** A conversation's messages as a resource: append, page, context window, read, edit, delete. */
 const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
@@ -21,14 +20,16 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
     config: { audit: 'messages.append' },
     schema: {
       tags,
-      summary: 'Append messages; ids already used are skipped, so retries are safe',
+      summary: 'Append messages; ids already used are skipped, so retries are safe. With ?window or ?lastMessages, also the context after the append',
       params: ConversationParamsSchema,
+      querystring: AppendQuerySchema,
       headers: PreconditionHeadersSchema,
       body: AppendMessagesBodySchema,
       response: { 200: AppendResultSchema, 201: AppendResultSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 500, 503) }
     }
   }, async (request, reply) => {
-    const result = await store.appendMessages(request.params.id, request.body.messages, preconditionsFrom(request.headers), request.caller.reach)
+    const result = await store.appendMessages(request.params.id, request.body.messages, preconditionsFrom(request.headers),
+      request.caller.reach, windowRequest(request.query))
     return reply.code(result.appended > 0 ? 201 : 200).header('etag', etagHeader(result.etag)).send(result)
   })
 
@@ -93,12 +94,19 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
   })
 }
 
+/** The window an append answers, if any: by tokens or by count, not both. */
+function windowRequest ({ window, lastMessages }: z.output<typeof AppendQuerySchema>): WindowRequest | undefined {
+  if (window !== undefined && lastMessages !== undefined) throw new InvalidRequestError('querystring/window and querystring/lastMessages do not go together')
+  if (window !== undefined) return { maxTokens: window }
+  return lastMessages === undefined ? undefined : { last: lastMessages }
+}
+
 /** The store query of a message list request; maxTokens goes with order=desc and no cursor only. */
 function messageQuery (id: string, { limit, order = 'asc', cursor, maxTokens }: z.output<typeof MessageListQuerySchema>): MessageQuery {
   if (maxTokens !== undefined) {
     if (order !== 'desc') throw new InvalidRequestError('querystring/maxTokens needs order=desc')
     if (cursor !== undefined) throw new InvalidRequestError('querystring/cursor does not go with maxTokens: a context window has no next page')
-    return { order, limit: limit ?? MAX_PAGE, maxTokens }
+    return { order, limit: limit ?? MAX_WINDOW_MESSAGES, maxTokens }
   }
   const query: MessageQuery = { order, limit: limit ?? DEFAULT_PAGE }
   if (cursor !== undefined) query.after = decodeMessageCursor(cursor, id, order)

@@ -149,13 +149,6 @@ export const ConversationSchema = z.strictObject({
 export const ConversationSummarySchema = z.strictObject({ ...conversationFields, messageCount: z.number().int().min(0) })
   .meta({ id: 'ConversationSummary' })
 
-export const AppendResultSchema = z.strictObject({
-  appended: z.number().int().min(0),
-  skipped: z.number().int().min(0),
-  version: z.number().int().min(1),
-  messageCount: z.number().int().min(0)
-}).meta({ id: 'AppendResult' })
-
 export const ListQuerySchema = z.strictObject({
   limit: queryInteger(1, 200).default(50),
   cursor: z.string().min(1).max(1024).optional().meta({ description: 'Opaque; copy nextCursor from the previous page' }),
@@ -190,6 +183,28 @@ export const MessageListQuerySchema = z.strictObject({
 
 export const MessageWithTokensSchema = MessageSchema.extend({ tokens: z.number().int().min(0).optional() })
   .meta({ id: 'MessageWithTokens' })
+
+/** The query of an append: what to answer besides its result, computed in the same write. */
+export const AppendQuerySchema = z.strictObject({
+  window: queryInteger(1, 10_000_000).optional()
+    .meta({ description: 'Also answer the context window after the append: the newest messages whose tokens fit in N, newest first, as GET …/messages?order=desc&maxTokens=N answers it at that version' }),
+  lastMessages: queryInteger(0, 1000).optional()
+    .meta({ description: 'Also answer the newest N messages after the append, oldest first, as GET /v1/conversations/:id?lastMessages=N answers them at that version' })
+})
+
+export const MessageWindowSchema = z.strictObject({
+  items: z.array(MessageWithTokensSchema),
+  totalTokens: z.number().int().min(0),
+  messageCount: z.number().int().min(0)
+}).meta({ id: 'MessageWindow' })
+
+export const AppendResultSchema = z.strictObject({
+  appended: z.number().int().min(0),
+  skipped: z.number().int().min(0),
+  version: z.number().int().min(1),
+  messageCount: z.number().int().min(0),
+  window: MessageWindowSchema.optional().meta({ description: 'With ?window or ?lastMessages' })
+}).meta({ id: 'AppendResult' })
 
 export const MessagePageSchema = z.strictObject({
   items: z.array(MessageWithTokensSchema),
@@ -279,6 +294,7 @@ export type AppendResult = z.output<typeof AppendResultSchema>
 export type ListQuery = z.output<typeof ListQuerySchema>
 export type ConversationView = z.output<typeof ConversationListItemSchema>
 export type MessageWithTokens = z.output<typeof MessageWithTokensSchema>
+export type MessageWindow = z.output<typeof MessageWindowSchema>
 export type PatchMessageBody = z.output<typeof PatchMessageBodySchema>
 export type WorkflowStateBody = z.output<typeof WorkflowStateBodySchema>
 export type WorkflowState = z.output<typeof WorkflowStateSchema>

@@ -184,6 +184,18 @@ t.test('appendMessages', async (t) => {
   t.match(await failure(client.appendMessages('m1', [])), { statusCode: 400, code: 'FST_ERR_VALIDATION' })
 })
 
+t.test('appendMessages with a window: the turn in one request', async (t) => {
+  const client = createConversationStoreClient({ baseUrl: await serve(t) })
+  await client.createConversation({ id: 'w1', userId: 'u1', messages: [message('a'), message('b')] })
+  const byTokens = await client.appendMessages('w1', [message('c')], { window: 1000 })
+  t.same(byTokens.window?.items.map((item) => item.id), ['c', 'b', 'a'], 'newest first, as a context window reads')
+  t.equal(byTokens.window?.totalTokens, byTokens.window?.items.reduce((sum, item) => sum + (item.tokens ?? 0), 0))
+  const byCount = await client.appendMessages('w1', [message('d')], { lastMessages: 2 })
+  t.same(byCount.window?.items.map((item) => item.id), ['c', 'd'], 'the newest two, oldest first')
+  t.equal(byCount.window?.messageCount, 4)
+  t.equal((await client.appendMessages('w1', [message('e')])).window, undefined, 'no window unless asked')
+})
+
 t.test('listing, paging and deleting a user', async (t) => {
   const client = createConversationStoreClient({ baseUrl: await serve(t) })
   for (const [index, id] of ['l1', 'l2', 'l3', 'l4', 'l5'].entries()) {

@@ -212,8 +212,8 @@ t.test('production with API_KEYS', async (t) => {
 })
 
 t.test('the image carries every Lua script and runs on Redis', async (t) => {
-  const { image } = requireSetup()
-  const scripts = (await readdir(join(repoRoot, 'src/store/redis/lua'), { recursive: true })).filter((file) => file.endsWith('.lua'))
+  const { image, context } = requireSetup()
+  const scripts = (await readdir(join(context, 'src/store/redis/lua'), { recursive: true })).filter((file) => file.endsWith('.lua'))
   t.ok(scripts.length >= 20, `${scripts.length} Lua files in the sources`)
   for (const file of scripts) t.ok(await exists(join(image.final.dir, 'dist/src/store/redis/lua', file)), `the image has ${file}`)
 

@@ -20,7 +20,11 @@ t.test('every numeric query parameter refuses empty, blank and hexadecimal value
       const numeric = (operation.parameters ?? []).filter((parameter: Json) => parameter.in === 'query' && parameter.schema?.type === 'integer')
       for (const { name, schema } of numeric) {
         const route = path.replace('{id}', 'q1').replace('{userId}', 'u1').replace('{messageId}', 'm1')
-        const request = (value: string) => app.inject({ method: method.toUpperCase() as 'GET', url: `${route}?${CONTEXT[name] ?? ''}${name}=${value}` })
+        const request = (value: string) => app.inject({
+          method: method.toUpperCase() as 'GET' | 'POST',
+          url: `${route}?${method === 'get' ? CONTEXT[name] ?? '' : ''}${name}=${value}`,
+          ...(method === 'post' ? { payload: { messages: [{ role: 'user', text: 'hi' }] } } : {})
+        })
         for (const value of ['', '%20', '%20%20', '0x10', '1e1', '+1', '16.0', '-0']) {
           const response = await request(value)
           t.equal(response.statusCode, 400, `${method.toUpperCase()} ${path} ${name}=${decodeURIComponent(value)}: 400`)
@@ -28,7 +32,7 @@ t.test('every numeric query parameter refuses empty, blank and hexadecimal value
           t.match(response.json().message, name, 'the message names the parameter')
         }
         const decimal = String(Math.max(schema.minimum ?? 0, 16))
-        t.equal((await request(decimal)).statusCode, 200, `${method.toUpperCase()} ${path} ${name}=${decimal}: 200`)
+        t.equal((await request(decimal)).statusCode, method === 'post' ? 201 : 200, `${method.toUpperCase()} ${path} ${name}=${decimal}: accepted`)
         checked.push(`${method.toUpperCase()} ${path} ${name}`)
       }
     }
@@ -37,7 +41,9 @@ t.test('every numeric query parameter refuses empty, blank and hexadecimal value
     'GET /v1/conversations/{id} lastMessages',
     'GET /v1/conversations/{id}/messages limit',
     'GET /v1/conversations/{id}/messages maxTokens',
-    'GET /v1/users/{userId}/conversations limit'
+    'GET /v1/users/{userId}/conversations limit',
+    'POST /v1/conversations/{id}/messages lastMessages',
+    'POST /v1/conversations/{id}/messages window'
   ], 'every numeric query parameter was checked')
 })
 

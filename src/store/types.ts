@@ -71,6 +71,15 @@ export interface MessageQuery {
   maxTokens?: number
 }
 
+/**
+ * What an append also answers, read in the same atomic step (CONTRACT-NOTES §16): the
+ * newest messages whose tokens fit, or the newest N.
+ */
+export type WindowRequest = { maxTokens: number } | { last: number }
+
+/** The most messages a token window holds, as for a read with maxTokens. */
+export const MAX_WINDOW_MESSAGES = 1000
+
 export interface MessagePage {
   items: MessageWithTokens[]
   next: MessageCursor | null
@@ -114,7 +123,7 @@ export interface ConversationStore {
   put (id: string, fields: ConversationFields, preconditions: Preconditions, reach?: Reach): Promise<PutResult>
   patch (id: string, patch: PatchConversationBody, preconditions: Preconditions, reach?: Reach): Promise<TaggedConversation>
   delete (id: string, preconditions: Preconditions, reach?: Reach): Promise<void>
-  appendMessages (id: string, messages: MessageInput[], preconditions: Preconditions, reach?: Reach): Promise<AppendResult & Tagged>
+  appendMessages (id: string, messages: MessageInput[], preconditions: Preconditions, reach?: Reach, window?: WindowRequest): Promise<AppendResult & Tagged>
   listByUser (userId: string, options: ListOptions, reach?: Reach): Promise<ConversationPage>
   listMessages (id: string, query: MessageQuery, reach?: Reach): Promise<MessagePage>
   getMessage (id: string, messageId: string, reach?: Reach): Promise<Message>

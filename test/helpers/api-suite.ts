@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import type { Backend } from './backends.js'
+import { chatTurnSuite } from './chat-turn-suite.js'
 import { contentSuite } from './content-suite.js'
 import { edgeSuite } from './edge-suite.js'
 import { messageSuite } from './message-suite.js'
@@ -56,6 +57,7 @@ export function apiSuite (backend: Backend): void {
   edgeSuite(backend)
   messageSuite(backend)
   contentSuite(backend)
+  chatTurnSuite(backend)
 
   t.test(`[${backend.name}] create`, async (t) => {
     const app = await build(t)

@@ -17,7 +17,7 @@ export { ConversationStoreError, type ConversationStoreErrorCode, type Versioned
 // in the caller. Requests are not validated locally: the service is the authority and
 // answers 400 FST_ERR_VALIDATION.
 
-export type { AppendResult, Conversation, ConversationSummary, Message, WorkflowState } from '../../../src/schemas.js'
+export type { AppendResult, Conversation, ConversationSummary, Message, MessageWindow, WorkflowState } from '../../../src/schemas.js'
 
 /** What callers send: schema inputs, so fields with a server default may be left out. */
 export type CreateConversationInput = z.input<typeof CreateConversationBodySchema>
@@ -45,6 +45,14 @@ export interface ListOptions<V extends View = 'full'> {
   cursor?: string
   view?: V
   tenantId?: string
+}
+
+export interface AppendOptions {
+  ifMatch?: IfMatch
+  /** Also answer the newest messages whose tokens fit in this many, newest first. */
+  window?: number
+  /** Also answer the newest this many messages, oldest first. */
+  lastMessages?: number
 }
 
 export interface MessageListOptions {
@@ -241,13 +249,19 @@ export function createConversationStoreClient (options: ClientOptions) {
     /**
      * Appends messages; the service skips ids it already has, so the call is retried only
      * when every message has an id. (With `ifMatch`, a retry after a write that did land
-     * answers 412, since the version moved.)
+     * answers 412, since the version moved.) With `window` (a token budget) or
+     * `lastMessages` (a count), the answer's `window` is the context after the append,
+     * read in the same atomic step: a bot's turn in one request.
      */
-    async appendMessages (id: string, messages: NewMessage[], write: { ifMatch?: IfMatch } = {}): Promise<AppendResult & { etag: string }> {
+    async appendMessages (id: string, messages: NewMessage[], write: AppendOptions = {}): Promise<AppendResult & { etag: string }> {
       const body: z.input<typeof AppendMessagesBodySchema> = { messages }
+      const query = new URLSearchParams()
+      if (write.window !== undefined) query.set('window', String(write.window))
+      if (write.lastMessages !== undefined) query.set('lastMessages', String(write.lastMessages))
       const answer = await send({
         method: 'POST',
         path: `${conversationPath(id)}/messages`,
+        query,
         body,
         headers: { 'if-match': ifMatch(write.ifMatch) },
         expect: [200, 201],

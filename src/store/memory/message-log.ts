@@ -34,6 +34,11 @@ export class MessageLog {
   /** The newest `n`, oldest first. */
   last (n: number): Message[] { return n === 0 ? [] : this.#messages.slice(-n) }
 
+  /** The newest `n`, oldest first, with their token counts. */
+  lastWithTokens (n: number): MessageWithTokens[] {
+    return this.last(n).map((message) => ({ ...message, tokens: this.#tokens.get(message.id) as number }))
+  }
+
   has (messageId: string): boolean { return this.#usedIds.has(messageId) }
 
   find (messageId: string): Message | undefined {

@@ -4,7 +4,7 @@ import {
   WorkflowStateNotFoundError
 } from '../../errors.js'
 import type {
-  AppendResult, ConversationFields, ConversationView, Message, MessageInput, PatchConversationBody, PatchMessageBody, WorkflowStateBody
+  AppendResult, ConversationFields, ConversationView, Message, MessageInput, MessageWindow, PatchConversationBody, PatchMessageBody, WorkflowStateBody
 } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
 import {
@@ -16,9 +16,9 @@ import { indexKeyOf, sizeOf, summaryOf, tagged, taggedState, tagOfEntry, viewOf,
 import { ViewCache } from '../view-cache.js'
 import { firstAfter, MemoryUserIndex, type IndexKey } from './user-index.js'
 import {
-  EVERYWHERE, type ConversationPage, type ConversationStore, type ListOptions, type MessagePage, type MessageQuery, type MessageSelection,
-  type Preconditions, type PutResult, type Reach, type StoreHealth, type StoreStats, type Tagged, type TaggedConversation, type TaggedView,
-  type TaggedWorkflowState
+  EVERYWHERE, MAX_WINDOW_MESSAGES, type ConversationPage, type ConversationStore, type ListOptions, type MessagePage, type MessageQuery,
+  type MessageSelection, type Preconditions, type PutResult, type Reach, type StoreHealth, type StoreStats, type Tagged, type TaggedConversation,
+  type TaggedView, type TaggedWorkflowState, type WindowRequest
 } from '../types.js'
 
 export interface MemoryStoreOptions {
@@ -111,19 +111,24 @@ export class MemoryConversationStore implements ConversationStore {
     this.#entries.delete(id)
   }
 
-  async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions, reach = EVERYWHERE): Promise<AppendResult & Tagged> {
+  async appendMessages (
+    id: string, inputs: MessageInput[], preconditions: Preconditions, reach = EVERYWHERE, window?: WindowRequest
+  ): Promise<AppendResult & Tagged> {
     const entry = this.#existing(id, preconditions, reach)
     const writeMs = writeTime(this.#clock(), entry.body.updatedAt)
     const { added, skipped } = newMessages(entry.log, inputs, new Date(writeMs).toISOString())
+    // The window is read in the same synchronous step as the write, so it is of that version.
+    const withWindow = (result: AppendResult & Tagged): AppendResult & Tagged =>
+      window === undefined ? result : { ...result, window: windowOf(entry.log, window) }
     if (added.length === 0) {
-      return { appended: 0, skipped, version: entry.body.version, messageCount: entry.log.count, etag: tagOfEntry(entry) }
+      return withWindow({ appended: 0, skipped, version: entry.body.version, messageCount: entry.log.count, etag: tagOfEntry(entry) })
     }
     assertMessageLimit(entry.log.count + added.length, this.#limits)
     this.#assertFits(sizeOf(entry) + MessageLog.bytesOf(added))
     // Appending in place keeps the cost independent of the conversation's length.
     entry.log.add(added)
     const updated = this.#touch(entry, writeMs)
-    return { appended: added.length, skipped, version: updated.body.version, messageCount: updated.log.count, etag: tagOfEntry(updated) }
+    return withWindow({ appended: added.length, skipped, version: updated.body.version, messageCount: updated.log.count, etag: tagOfEntry(updated) })
   }
 
   async listByUser (userId: string, options: ListOptions, reach = EVERYWHERE): Promise<ConversationPage> {
@@ -309,4 +314,12 @@ export class MemoryConversationStore implements ConversationStore {
 
 function badCursor (): Error {
   return new InvalidRequestError('querystring/cursor belongs to another conversation, or to one since deleted')
+}
+
+/** The window an append answers, from the log as the append left it. */
+function windowOf (log: MessageLog, window: WindowRequest): MessageWindow {
+  const items = 'maxTokens' in window
+    ? log.page({ order: 'desc', limit: MAX_WINDOW_MESSAGES, maxTokens: window.maxTokens }).items
+    : log.lastWithTokens(window.last)
+  return { items, totalTokens: items.reduce((sum, message) => sum + (message.tokens ?? 0), 0), messageCount: log.count }
 }

@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis'
 import { loadScript } from './scripts.js'
-import type { Reach } from '../types.js'
+import type { Preconditions, Reach } from '../types.js'
 
 // The Lua scripts of lua/ as ioredis commands (EVALSHA, loaded on first use), by name.
 
@@ -13,6 +13,8 @@ const SCRIPTS = {
   csWriteConversation: { keys: CONVERSATION_KEYS, lua: loadScript('write-conversation') },
   csReplaceBody: { keys: CONVERSATION_KEYS, lua: loadScript('replace-body') },
   csAppendMessages: { keys: CONVERSATION_KEYS, lua: loadScript('append-messages') },
+  // The same script with the owner's index as an eighth key: on a single Redis only.
+  csAppendMessagesIndexed: { keys: CONVERSATION_KEYS + 1, lua: loadScript('append-messages') },
   csDeleteConversation: { keys: CONVERSATION_KEYS, lua: loadScript('delete-conversation') },
   csReadConversation: { keys: CONVERSATION_KEYS, lua: loadScript('read-conversation') },
   csReadMessages: { keys: CONVERSATION_KEYS, lua: loadScript('read-messages') },
@@ -57,4 +59,11 @@ export function reachArgs (reach: Reach): [string, string] {
 /** A reply about a conversation that is not there, or that the caller may not see. */
 export function absent (reply: ScriptReply): boolean {
   return reply[0] === 'NOT_FOUND' || reply[0] === 'OUT_OF_REACH'
+}
+
+/** `If-Match` as the scripts take it: '' (none), '*', or tags separated by commas. */
+export function ifMatchArg ({ ifMatch }: Preconditions): string {
+  if (ifMatch === undefined) return ''
+  // Only weak tags were sent: none can match, and a lone comma names no tag.
+  return ifMatch === '*' ? '*' : ifMatch.join(',') || ','
 }

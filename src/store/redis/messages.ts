@@ -39,16 +39,12 @@ export class RedisMessages {
       query.after?.seq ?? '', query.limit, query.maxTokens ?? '')
     if (reply[0] === 'BAD_CURSOR') throw new InvalidRequestError('querystring/cursor belongs to another conversation, or to one since deleted')
     const [, messageCount, incarnation, next, json, ...counts] = reply as [string, string, string, string, string, ...Array<string | number>]
+    const onInvalid = (reason: string): void => { this.#options.onCorruptRecord(id, reason) }
+    const cursor = { next: next === '' ? null : { incarnation, seq: Number(next) }, messageCount: Number(messageCount) }
+    if (query.maxTokens !== undefined) return { ...windowOf(json, counts, onInvalid), ...cursor }
     const { messages, invalid } = parseMessages(json)
-    for (const reason of invalid) this.#options.onCorruptRecord(id, reason)
-    const page: MessagePage = { items: messages, next: next === '' ? null : { incarnation, seq: Number(next) }, messageCount: Number(messageCount) }
-    if (query.maxTokens !== undefined) {
-      const tokens = new Map<string, number>()
-      for (let i = 0; i < counts.length; i += 2) tokens.set(String(counts[i]), Number(counts[i + 1]))
-      page.items = messages.map((message): MessageWithTokens => ({ ...message, tokens: tokens.get(message.id) ?? 0 }))
-      page.totalTokens = page.items.reduce((sum, message) => sum + (message.tokens ?? 0), 0)
-    }
-    return page
+    invalid.forEach(onInvalid)
+    return { items: messages, ...cursor }
   }
 
   async get (id: string, messageId: string, reach: Reach): Promise<Message> {
@@ -126,4 +122,17 @@ export class RedisMessages {
 function found ({ message }: { message?: Message }, messageId: string): Message {
   if (message === undefined) throw new MessageNotFoundError(messageId)
   return message
+}
+
+/**
+ * A window as the scripts answer it (lua/lib/window.lua): the messages' JSON, then id,
+ * tokens, id, tokens…. A message that fails validation is reported and left out.
+ */
+export function windowOf (json: string, counts: Array<string | number>, onInvalid: (reason: string) => void): { items: MessageWithTokens[], totalTokens: number } {
+  const { messages, invalid } = parseMessages(json)
+  invalid.forEach(onInvalid)
+  const tokens = new Map<string, number>()
+  for (let i = 0; i < counts.length; i += 2) tokens.set(String(counts[i]), Number(counts[i + 1]))
+  const items = messages.map((message): MessageWithTokens => ({ ...message, tokens: tokens.get(message.id) ?? 0 }))
+  return { items, totalTokens: items.reduce((sum, message) => sum + (message.tokens ?? 0), 0) }
 }

@@ -1,7 +1,7 @@
 import { Cluster, type Redis } from 'ioredis'
 import {
   ConversationExistsError, ConversationNotFoundError, CorruptRecordError, PreconditionFailedError,
-  TooManyMessagesError, UserMismatchError
+  UserMismatchError
 } from '../../errors.js'
 import type {
   AppendResult, Conversation, ConversationFields, Message, MessageInput, PatchConversationBody, PatchMessageBody, WorkflowStateBody
@@ -10,8 +10,9 @@ import type { TokenCounter } from '../../tokens.js'
 import {
   assertMessageLimit, canReach, checkPreconditions, mergePatch, newIncarnation, tagOf, toMessage, type StoreLimits
 } from '../conversation-rules.js'
-import { absent, defineScripts, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
+import { absent, defineScripts, ifMatchArg, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
+import { RedisAppends } from './appends.js'
 import { RedisMessages } from './messages.js'
 import { RedisUserLists } from './user-lists.js'
 import { InvalidRecordError, iso } from './records.js'
@@ -22,7 +23,7 @@ import { guardRedisCall } from './errors.js'
 import {
   EVERYWHERE, type ConversationPage, type ConversationStore, type ListOptions, type MessagePage, type MessageQuery, type MessageSelection,
   type Preconditions, type PutResult, type Reach, type StoreHealth, type StoreStats, type Tagged, type TaggedConversation, type TaggedView,
-  type TaggedWorkflowState
+  type TaggedWorkflowState, type WindowRequest
 } from '../types.js'
 import { ViewCache } from '../view-cache.js'
 
@@ -37,6 +38,8 @@ export interface RedisStoreOptions {
   viewCacheBytes?: number
   /** Logs records that fail validation; never given data beyond the id. */
   onCorruptRecord?: (id: string, reason: string) => void
+  /** Logs a failed index move that no caller waits for (on a cluster, after an append). */
+  onIndexMoveFailed?: (id: string, error: unknown) => void
   clock?: () => number
 }
 
@@ -58,6 +61,7 @@ export class RedisConversationStore implements ConversationStore {
   readonly #lists: RedisUserLists
   readonly #views: RedisViews
   readonly #workflowStates: RedisWorkflowStates
+  readonly #appends: RedisAppends
 
   constructor (options: RedisStoreOptions) {
     this.#client = options.client
@@ -96,6 +100,19 @@ export class RedisConversationStore implements ConversationStore {
       corruptUnless: (id, parse) => this.#corruptUnless(id, parse),
       onCorruptRecord: this.#onCorruptRecord
     })
+    this.#appends = new RedisAppends({
+      client: this.#client,
+      keyPrefix: this.#prefix,
+      ttlMs: this.#ttlMs,
+      limits: this.#limits,
+      countTokens: this.#countTokens,
+      clock: this.#clock,
+      migrate: async (id) => { await this.#messages.migrate(id) },
+      touchIndex: async (userId, id, updatedAt, expiresAt) => { await this.#touchIndex('GT', userId, id, updatedAt, expiresAt) },
+      guard: async (operation) => await this.#guard(operation),
+      onCorruptRecord: this.#onCorruptRecord,
+      onIndexMoveFailed: options.onIndexMoveFailed ?? (() => {})
+    })
   }
 
   get #ttlMs (): number { return this.#limits.ttlSeconds * 1000 }
@@ -107,6 +124,7 @@ export class RedisConversationStore implements ConversationStore {
 
   async get (id: string, messages: MessageSelection = 'all', reach = EVERYWHERE): Promise<TaggedView | undefined> {
     const view = await this.#guard(async () => await this.#views.get(id, messages))
+    if (view !== undefined) this.#appends.knowOwner(id, view.userId)
     return view !== undefined && canReach(reach, view) ? view : undefined
   }
 
@@ -135,6 +153,7 @@ export class RedisConversationStore implements ConversationStore {
         if (reply[0] === 'CONFLICT') continue
         if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
         const [, version, updatedAt, expiresAt, count, messages] = reply as [string, number, number, number, string, string]
+        this.#appends.knowOwner(id, userId)
         await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
         const written = this.#views.parse(id, [
           JSON.stringify(body), userId, String(Date.parse(createdAt)), String(updatedAt), String(expiresAt), String(version), count, messages, raw[8], ''
@@ -150,39 +169,29 @@ export class RedisConversationStore implements ConversationStore {
       if (absent(reply)) throw new ConversationNotFoundError(id)
       if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
       const [, userId, updatedAt] = reply as [string, string, number]
+      this.#appends.forgetOwner(id)
       await this.#script('csRemoveIndexEntries', [userIndexKey(this.#prefix, userId)], id, updatedAt)
     })
   }
 
-  async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions, reach = EVERYWHERE): Promise<AppendResult & Tagged> {
-    return await this.#guardWrite(id, async () => {
-      // The script skips ids already stored or repeated in the batch.
-      const nowIso = iso(this.#clock())
-      const all = inputs.map((input) => toMessage(input, nowIso))
-      const append = async (): Promise<ScriptReply> => await this.#script('csAppendMessages', this.#keys(id),
-        this.#clock(), this.#ttlMs, ifMatchArg(preconditions), this.#limits.maxMessagesPerConversation, all.length,
-        ...all.map((message) => message.id), ...all.map((message) => JSON.stringify(message)), ...all.map(this.#countTokens), ...reachArgs(reach))
-      let reply = await append()
-      if (reply[0] === 'LEGACY') {
-        await this.#messages.migrate(id)
-        reply = await append()
-      }
-      if (absent(reply)) throw new ConversationNotFoundError(id)
-      if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
-      if (reply[0] === 'TOO_MANY') throw new TooManyMessagesError(this.#limits.maxMessagesPerConversation)
-      const [, appended, skipped, version, messageCount, updatedAt, expiresAt, userId, incarnation] =
-        reply as [string, number, number, number, number, number, number, string, string]
-      if (appended > 0) await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
-      return { appended, skipped, version, messageCount, etag: tagOf(incarnation, version) }
-    })
+  async appendMessages (
+    id: string, inputs: MessageInput[], preconditions: Preconditions, reach = EVERYWHERE, window?: WindowRequest
+  ): Promise<AppendResult & Tagged> {
+    return await this.#guardWrite(id, async () => await this.#appends.append(id, inputs, preconditions, reach, window))
   }
 
   async listByUser (userId: string, options: ListOptions, reach = EVERYWHERE): Promise<ConversationPage> {
-    return await this.#guard(async (deadline) => await this.#lists.list(userId, options, reach, deadline))
+    return await this.#guard(async (deadline) => {
+      await this.#appends.settled(userId)
+      return await this.#lists.list(userId, options, reach, deadline)
+    })
   }
 
   async deleteByUser (userId: string, reach = EVERYWHERE): Promise<number> {
-    return await this.#guard(async () => await this.#lists.deleteAll(userId, reach))
+    return await this.#guard(async () => {
+      await this.#appends.settled(userId)
+      return await this.#lists.deleteAll(userId, reach)
+    })
   }
 
   async listMessages (id: string, query: MessageQuery, reach = EVERYWHERE): Promise<MessagePage> {
@@ -249,6 +258,7 @@ export class RedisConversationStore implements ConversationStore {
       if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
       if (reply[0] === 'USER_MISMATCH') throw new UserMismatchError()
       const [, version, updatedAt, expiresAt, createdAt, created, incarnation] = reply as [string, number, number, number, number, number, string]
+      this.#appends.knowOwner(id, userId)
       await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
       const times = { createdAt: iso(createdAt), updatedAt: iso(updatedAt), expiresAt: iso(expiresAt) }
       const conversation: TaggedConversation = {
@@ -294,10 +304,4 @@ export class RedisConversationStore implements ConversationStore {
   async #guard<T> (operation: (deadline: AbortSignal) => Promise<T>): Promise<T> {
     return await guardRedisCall(this.#client, this.#timeoutMs, operation)
   }
-}
-
-function ifMatchArg ({ ifMatch }: Preconditions): string {
-  if (ifMatch === undefined) return ''
-  // Only weak tags were sent: none can match, and a lone comma names no tag.
-  return ifMatch === '*' ? '*' : ifMatch.join(',') || ','
 }

@@ -1,7 +1,11 @@
--- uses: conversation
--- ARGV now, ttlMs, ifMatch, maxMessages, n, ids…, messages…, tokens…, reach. Answers the owner and
--- new times too, so the caller can move the index entry at once.
-local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
+-- uses: window, user-index
+-- KEYS the conversation's seven, and on a single Redis the owner's index (KEYS[8]) when the
+-- caller knows the owner. ARGV now, ttlMs, ifMatch, maxMessages, window ('' for none,
+-- 'tokens' or 'last'), its size, the owner the index belongs to, n, ids…, messages…,
+-- tokens…, reach. Answers { 'OK', appended, skipped, version, count, updatedAt, expiresAt,
+-- owner, incarnation, indexed (1: the index entry moved here) } and with a window its
+-- messages JSON, then id, tokens, ….
+local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[8])
 local current = redis.call('HMGET', DOC, 'version', 'updatedAt', 'count', 'userId', 'inc', 'seq')
 local version = tonumber(current[1])
 if not version then return {'NOT_FOUND'} end
@@ -11,20 +15,33 @@ if redis.call('EXISTS', LEGACY) == 1 then return {'LEGACY'} end
 local count = tonumber(current[3])
 local seen, idList, jsonList, tokenList = {}, {}, {}, {}
 for i = 1, n do
-  local id = ARGV[5 + i]
+  local id = ARGV[8 + i]
   if not seen[id] and redis.call('SISMEMBER', IDS, id) == 0 then
     idList[#idList + 1] = id
-    jsonList[#jsonList + 1] = ARGV[5 + n + i]
-    tokenList[#tokenList + 1] = ARGV[5 + 2 * n + i]
+    jsonList[#jsonList + 1] = ARGV[8 + n + i]
+    tokenList[#tokenList + 1] = ARGV[8 + 2 * n + i]
   end
   seen[id] = true
 end
 local added = #idList
-if added == 0 then return {'OK', 0, n, version, count, 0, 0, current[4], current[5] or '0'} end
-if count + added > tonumber(ARGV[4]) then return {'TOO_MANY'} end
-local updatedAt = writeTime(now, current[2])
-local expiresAt = updatedAt + ttl
-local seq = push(tonumber(current[6]) or 0, idList, jsonList, tokenList)
-redis.call('HSET', DOC, 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1, 'count', count + added, 'seq', seq)
-refresh(expiresAt)
-return {'OK', added, n - added, version + 1, count + added, updatedAt, expiresAt, current[4], current[5] or '0'}
+local reply
+if added == 0 then
+  reply = {'OK', 0, n, version, count, 0, 0, current[4], current[5] or '0', 0}
+else
+  if count + added > tonumber(ARGV[4]) then return {'TOO_MANY'} end
+  local updatedAt = writeTime(now, current[2])
+  local expiresAt = updatedAt + ttl
+  local seq = push(tonumber(current[6]) or 0, idList, jsonList, tokenList)
+  redis.call('HSET', DOC, 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1, 'count', count + added, 'seq', seq)
+  refresh(expiresAt)
+  -- The index entry moves in the same script when its key was given and is the owner's.
+  local indexed = 0
+  if KEYS[8] and ARGV[7] == current[4] then
+    moveIndexEntry(KEYS[8], 'GT', updatedAt, string.match(DOC, '{(.*)}$'), expiresAt)
+    indexed = 1
+  end
+  reply = {'OK', added, n - added, version + 1, count + added, updatedAt, expiresAt, current[4], current[5] or '0', indexed}
+end
+if ARGV[5] == 'tokens' then return withWindow(reply, tokenWindow(tonumber(ARGV[6]), 1000)) end
+if ARGV[5] == 'last' then return withWindow(reply, lastWindow(tonumber(ARGV[6]))) end
+return reply

@@ -1,4 +1,4 @@
--- uses: existing-in-reach
+-- uses: existing-in-reach, window
 -- ARGV incarnation ('' without a cursor), order ('asc' or 'desc'), after (position, '' from
 -- the start), limit, maxTokens ('' for none). A page: { 'OK', messageCount, incarnation,
 -- next position ('' on the last page), messages JSON, and with maxTokens id, tokens, … }.
@@ -8,29 +8,8 @@ local limit = tonumber(ARGV[4])
 local reply = {'OK', current[3], current[5] or '0'}
 if ARGV[5] ~= '' then
   -- A context window: the newest messages, walking back until one does not fit.
-  local budget, ids, tokens, offset = tonumber(ARGV[5]), {}, {}, 0
-  while #ids < limit do
-    local batch = redis.call('ZRANGE', ORDER, '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', offset, math.min(100, limit - #ids))
-    if #batch == 0 then break end
-    local counts = redis.call('HMGET', TOKENS, unpack(batch))
-    local full = false
-    for i = 1, #batch do
-      local count = tonumber(counts[i]) or 0
-      if count > budget then full = true break end
-      budget = budget - count
-      ids[#ids + 1] = batch[i]
-      tokens[#tokens + 1] = count
-    end
-    if full then break end
-    offset = offset + #batch
-  end
   reply[4] = ''
-  reply[5] = messagesJson(ids)
-  for i = 1, #ids do
-    reply[#reply + 1] = ids[i]
-    reply[#reply + 1] = tokens[i]
-  end
-  return reply
+  return withWindow(reply, tokenWindow(tonumber(ARGV[5]), limit))
 end
 local entries
 if ARGV[2] == 'asc' then

@@ -10,4 +10,6 @@ local updatedAt = writeTime(tonumber(ARGV[2]), current[2])
 local expiresAt = updatedAt + tonumber(ARGV[3])
 redis.call('HSET', DOC, 'body', ARGV[4], 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1)
 refresh(expiresAt)
+-- A conversation still in the layout of the release before keeps its list (PATCH does not migrate).
+redis.call('PEXPIREAT', LEGACY, expiresAt)
 return {'OK', version + 1, updatedAt, expiresAt, current[3], messagesByRank(0, -1)}

@@ -1,13 +1,13 @@
 -- uses: helpers
 local DOC, ORDER, BODIES, TOKENS, IDS, WF, LEGACY = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 
--- Every write to a conversation refreshes the TTL of everything it owns.
+-- Every write to a conversation refreshes the TTL of everything it owns. The list of the
+-- release before is not among them: every write but PATCH migrates or deletes it first,
+-- and replace-body refreshes it itself. The workflow state is refreshed only if it exists
+-- (PEXPIREAT answers 0 for a missing key), which saves the EXISTS of every write.
 local function refresh (expiresAt)
-  for _, key in ipairs({ DOC, ORDER, BODIES, TOKENS, IDS, LEGACY }) do redis.call('PEXPIREAT', key, expiresAt) end
-  if redis.call('EXISTS', WF) == 1 then
-    redis.call('HSET', WF, 'expiresAt', expiresAt)
-    redis.call('PEXPIREAT', WF, expiresAt)
-  end
+  for _, key in ipairs({ DOC, ORDER, BODIES, TOKENS, IDS }) do redis.call('PEXPIREAT', key, expiresAt) end
+  if redis.call('PEXPIREAT', WF, expiresAt) == 1 then redis.call('HSET', WF, 'expiresAt', expiresAt) end
 end
 
 -- Adds messages after position seq, in chunks (unpack() has a limit on its arguments);

@@ -1,0 +1,95 @@
+import { Cluster, type Redis } from 'ioredis'
+import { LRUCache } from 'lru-cache'
+import { ConversationNotFoundError, PreconditionFailedError, TooManyMessagesError } from '../../errors.js'
+import type { AppendResult, MessageInput } from '../../schemas.js'
+import type { TokenCounter } from '../../tokens.js'
+import { tagOf, toMessage, type StoreLimits } from '../conversation-rules.js'
+import { absent, ifMatchArg, reachArgs, runScript, type ScriptReply } from './commands.js'
+import { PendingIndexMoves } from './index-moves.js'
+import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
+import { windowOf } from './messages.js'
+import { iso } from './records.js'
+import type { Preconditions, Reach, Tagged, WindowRequest } from '../types.js'
+
+export interface RedisAppendsOptions {
+  client: Redis | Cluster
+  keyPrefix: string
+  ttlMs: number
+  limits: StoreLimits
+  countTokens: TokenCounter
+  clock: () => number
+  /** Moves a conversation out of the message list of the release before (RedisMessages). */
+  migrate: (id: string) => Promise<void>
+  /** Moves the owner's index entry to a new updatedAt (ZADD GT). */
+  touchIndex: (userId: string, id: string, updatedAt: number, expiresAt: number) => Promise<void>
+  /** Bounds an operation in time and turns Redis failures into 503s. */
+  guard: <T>(operation: () => Promise<T>) => Promise<T>
+  onCorruptRecord: (id: string, reason: string) => void
+  onIndexMoveFailed: (id: string, error: unknown) => void
+}
+
+/**
+ * Appends, in one round trip of latency. The script checks, writes and (with a window)
+ * reads in the conversation's slot. The owner's index entry lives in another slot:
+ * - on a single Redis, the script moves it too when this process knows the owner (and the
+ *   script finds that it is the owner), else it moves right after, as before;
+ * - on a cluster, it moves after the script without the caller waiting (PendingIndexMoves).
+ */
+export class RedisAppends {
+  readonly #options: RedisAppendsOptions
+  readonly #cluster: boolean
+  readonly #indexMoves = new PendingIndexMoves()
+  // Who owns each conversation this process has seen lately. A wrong guess costs only the
+  // round trip it meant to save: an owner changes only when the id is deleted and created
+  // again, and the script compares.
+  readonly #owners = new LRUCache<string, string>({ max: 100_000 })
+
+  constructor (options: RedisAppendsOptions) {
+    this.#options = options
+    this.#cluster = options.client instanceof Cluster
+  }
+
+  knowOwner (id: string, userId: string): void { this.#owners.set(id, userId) }
+
+  forgetOwner (id: string): void { this.#owners.delete(id) }
+
+  /** Resolves once the index moves of `userId` this process has begun are done. */
+  async settled (userId: string): Promise<void> { await this.#indexMoves.settled(userId) }
+
+  async append (id: string, inputs: MessageInput[], preconditions: Preconditions, reach: Reach, window?: WindowRequest): Promise<AppendResult & Tagged> {
+    const { client, keyPrefix, clock, ttlMs, limits, countTokens } = this.#options
+    // The script skips ids already stored or repeated in the batch.
+    const all = inputs.map((input) => toMessage(input, iso(clock())))
+    const owner = this.#cluster ? undefined : this.#owners.get(id)
+    const keys = conversationKeyList(conversationKeys(keyPrefix, id))
+    const windowArgs = window === undefined ? ['', ''] : 'maxTokens' in window ? ['tokens', window.maxTokens] : ['last', window.last]
+    const run = async (): Promise<ScriptReply> => await runScript(client,
+      owner === undefined ? 'csAppendMessages' : 'csAppendMessagesIndexed', owner === undefined ? keys : [...keys, userIndexKey(keyPrefix, owner)],
+      clock(), ttlMs, ifMatchArg(preconditions), limits.maxMessagesPerConversation, ...windowArgs, owner ?? '', all.length,
+      ...all.map((message) => message.id), ...all.map((message) => JSON.stringify(message)), ...all.map(countTokens), ...reachArgs(reach))
+    let reply = await run()
+    if (reply[0] === 'LEGACY') {
+      await this.#options.migrate(id)
+      reply = await run()
+    }
+    if (absent(reply)) throw new ConversationNotFoundError(id)
+    if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
+    if (reply[0] === 'TOO_MANY') throw new TooManyMessagesError(limits.maxMessagesPerConversation)
+    const [, appended, skipped, version, messageCount, updatedAt, expiresAt, userId, incarnation, indexed, windowJson, ...counts] =
+      reply as [string, number, number, number, number, number, number, string, string, number, string, ...Array<string | number>]
+    this.#owners.set(id, userId)
+    if (appended > 0 && indexed !== 1) await this.#moveIndexEntry(userId, id, updatedAt, expiresAt)
+    const result: AppendResult & Tagged = { appended, skipped, version, messageCount, etag: tagOf(incarnation, version) }
+    if (window !== undefined) {
+      result.window = { ...windowOf(windowJson, counts, (reason) => { this.#options.onCorruptRecord(id, reason) }), messageCount }
+    }
+    return result
+  }
+
+  /** On a single Redis at once; on a cluster without the caller waiting, bounded in time all the same. */
+  async #moveIndexEntry (userId: string, id: string, updatedAt: number, expiresAt: number): Promise<void> {
+    const move = async (): Promise<void> => { await this.#options.touchIndex(userId, id, updatedAt, expiresAt) }
+    if (!this.#cluster) return await move()
+    this.#indexMoves.track(userId, this.#options.guard(move).catch((error: unknown) => { this.#options.onIndexMoveFailed(id, error) }))
+  }
+}

@@ -4,7 +4,7 @@ import { messages } from './fixtures.js'
 
 // The cost rows of messages as a resource: a page of 20 from a 10,000-message conversation
 // against one from a 20-message conversation, a tail read, and a context window, per
-// backend; and what counting tokens adds to an append.
+// backend; appends that answer a window, at both sizes; and what counting tokens adds to an append.
 
 const SHORT = 200
 const LONG = 20
@@ -41,6 +41,18 @@ async function run (url, requests) {
 
 const on = (prefix, count, query) => [{ method: 'GET', setupRequest: (request) => ({ ...request, path: `/v1/conversations/${prefix}-${pick(count)}${query}` }) }]
 
+let appended = 0
+/** Appends of one message that also answer the context window of 2,000 tokens after them. */
+const windowAppends = (prefix, count) => [{
+  method: 'POST',
+  headers: json,
+  setupRequest: (request) => ({
+    ...request,
+    path: `/v1/conversations/${prefix}-${pick(count)}/messages?window=2000`,
+    body: JSON.stringify({ messages: [{ id: `w${appended++}`, role: 'user', text: 'one more message, and the context please' }] })
+  })
+}]
+
 /** Adds the rows for one backend and answers them by name. */
 export async function messageRows (url, backend, load) {
   await seedConversations(url, backend)
@@ -48,7 +60,9 @@ export async function messageRows (url, backend, load) {
     page20: await load(`8. page of 20 (desc), 20-message conversations, ${backend}`, url, on('p20', SHORT, '/messages?order=desc&limit=20')),
     page10k: await load(`8. page of 20 (desc), 10,000-message conversations, ${backend}`, url, on('p10k', LONG, '/messages?order=desc&limit=20')),
     tail10k: await load(`8. GET ?lastMessages=20, 10,000-message conversations, ${backend}`, url, on('p10k', LONG, '?lastMessages=20')),
-    window10k: await load(`8. context window maxTokens=2000, 10,000-message conversations, ${backend}`, url, on('p10k', LONG, '/messages?order=desc&maxTokens=2000'))
+    window10k: await load(`8. context window maxTokens=2000, 10,000-message conversations, ${backend}`, url, on('p10k', LONG, '/messages?order=desc&maxTokens=2000')),
+    windowAppend20: await load(`8. append with ?window=2000, 20-message conversations, ${backend}`, url, windowAppends('p20', SHORT)),
+    windowAppend10k: await load(`8. append with ?window=2000, 10,000-message conversations, ${backend}`, url, windowAppends('p10k', LONG))
   }
 }
 

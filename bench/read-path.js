@@ -39,17 +39,21 @@ export async function readPathRows ({ serviceUrl, plainUrl, seed, load }) {
     await seed(url, 100, (i) => ({ ...fixture, id: `lf-${i}` }))
     await seed(url, CHAT_POOL, (i) => ({ ...conversation(`chat-user-${i}`), id: `chat-${i}` }))
   }
+  // The one-request turn has chats of its own, so that each row counts its own appends.
+  await seed(serviceUrl, CHAT_POOL, (i) => ({ ...conversation(`chat-user-${i}`), id: `wchat-${i}` }))
   const path = `/v1/users/${LIST_USER}/conversations?limit=50`
   const rows = {
     listFull: await load('9. list 50 full conversations, Redis', serviceUrl, [{ method: 'GET', path }]),
     plainListFull: await load('9. list 50 full conversations, plain design', plainUrl, [{ method: 'GET', path }]),
     listSummaries: await load('9. list 50 summaries (same user), Redis', serviceUrl, [{ method: 'GET', path: `${path}&view=summary` }])
   }
+  rows.windowTurn = await windowTurns('10. chat turn (append with ?window=2000, append the reply), Redis', serviceUrl, load)
   rows.turn = await chatTurns('10. chat turn (page of 20 desc, 2 appends), Redis', serviceUrl, '/messages?order=desc&limit=20', load)
   rows.plainTurn = await chatTurns('10. chat turn (full GET, 2 read-modify-write appends), plain design', plainUrl, '', load)
+  rows.windowTurn.lost = await lostMessages(serviceUrl, rows.windowTurn.acknowledged, (body) => body.messageCount)
   rows.turn.lost = await lostMessages(serviceUrl, rows.turn.acknowledged, (body) => body.messageCount)
   rows.plainTurn.lost = await lostMessages(plainUrl, rows.plainTurn.acknowledged, (body) => body.messages.length)
-  for (const row of [rows.turn, rows.plainTurn]) {
+  for (const row of [rows.windowTurn, rows.turn, rows.plainTurn]) {
     delete row.acknowledged
     process.stderr.write(`  ${row.title}: ${row.lost} acknowledged messages lost\n`)
   }
@@ -58,32 +62,45 @@ export async function readPathRows ({ serviceUrl, plainUrl, seed, load }) {
 
 let messageCounter = 0
 
+/** An append of one message to the turn's chat, counted per chat when acknowledged. */
+function appendOf (role, acknowledged, query = '') {
+  return {
+    method: 'POST',
+    headers: json,
+    setupRequest: (request, context) => ({
+      ...request,
+      path: `/v1/conversations/${context.id}/messages${query}`,
+      body: JSON.stringify({ messages: [{ id: `t${messageCounter++}`, role, text: `${role} says one more thing in this chat turn` }] })
+    }),
+    onResponse: (status, _body, context) => {
+      if (status === 201) acknowledged.set(context.id, (acknowledged.get(context.id) ?? 0) + 1)
+    }
+  }
+}
+
 /**
  * One turn per connection at a time: read the newest messages, append the user's message,
  * append the answer. Counts each conversation's acknowledged appends.
  */
 async function chatTurns (title, url, readQuery, load) {
   const acknowledged = new Map()
-  const append = (role) => ({
-    method: 'POST',
-    headers: json,
-    setupRequest: (request, context) => ({
-      ...request,
-      path: `/v1/conversations/${context.id}/messages`,
-      body: JSON.stringify({ messages: [{ id: `t${messageCounter++}`, role, text: `${role} says one more thing in this chat turn` }] })
-    }),
-    onResponse: (status, _body, context) => {
-      if (status === 201) acknowledged.set(context.id, (acknowledged.get(context.id) ?? 0) + 1)
-    }
-  })
   const row = await load(title, url, [
     { method: 'GET', setupRequest: (request, context) => { context.id = `chat-${pick(CHAT_POOL)}`; return { ...request, path: `/v1/conversations/${context.id}${readQuery}` } } },
-    append('user'),
-    append('assistant')
+    appendOf('user', acknowledged),
+    appendOf('assistant', acknowledged)
   ])
-  row.turns = Math.round(row.rps / 3)
-  row.acknowledged = acknowledged
-  return row
+  return { ...row, turns: Math.round(row.rps / 3), acknowledged }
+}
+
+/** The turn in two requests: the user's message with the context after it, then the answer. */
+async function windowTurns (title, url, load) {
+  const acknowledged = new Map()
+  const first = appendOf('user', acknowledged, '?window=2000')
+  const row = await load(title, url, [
+    { ...first, setupRequest: (request, context) => { context.id = `wchat-${pick(CHAT_POOL)}`; return first.setupRequest(request, context) } },
+    appendOf('assistant', acknowledged)
+  ])
+  return { ...row, turns: Math.round(row.rps / 2), acknowledged }
 }
 
 /** Acknowledged messages missing from their conversations after the row. */

@@ -85,10 +85,20 @@ export default fp(async (fastify) => {
     error: (operation, kind) => { storeErrors.inc({ operation, backend: store().backend, kind }) }
   } satisfies StoreObserver)
 
-  fastify.addHook('onResponse', async (request, reply) => {
-    const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) }
-    requests.inc(labels)
-    requestDuration.observe(labels, reply.elapsedTime / 1000)
+  // The series of each (method, route, status), looked up once: prom-client otherwise
+  // hashes the label object on every request. Routes and statuses are bounded sets.
+  const series = new Map<string, { count: Counter.Internal, duration: Histogram.Internal<typeof labelNames[number]> }>()
+  fastify.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unmatched'
+    const key = `${request.method} ${reply.statusCode} ${route}`
+    let found = series.get(key)
+    if (found === undefined) {
+      const labels = { method: request.method, route, status_code: String(reply.statusCode) }
+      series.set(key, found = { count: requests.labels(labels), duration: requestDuration.labels(labels) })
+    }
+    found.count.inc()
+    found.duration.observe(reply.elapsedTime / 1000)
+    done()
   })
 
   fastify.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {

@@ -4,6 +4,7 @@ import type { Message, MessageWithTokens, PatchMessageBody } from '../../schemas
 import type { TokenCounter } from '../../tokens.js'
 import { checkPreconditions, patchMessage, tagOf } from '../conversation-rules.js'
 import { absent, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
+import type { Deadline } from './errors.js'
 import { conversationKeyList, conversationKeys } from './keys.js'
 import { parseMessage, parseMessages } from './records.js'
 import type { MessagePage, MessageQuery, Preconditions, Reach, Tagged } from '../types.js'
@@ -52,7 +53,7 @@ export class RedisMessages {
   }
 
   async patch (
-    id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach: Reach, deadline: AbortSignal
+    id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach: Reach, deadline: Deadline
   ): Promise<{ message: Message, etag: string }> {
     // As PATCH of a conversation: merge in Node, then compare-and-set on the tag in Redis.
     for (;;) {

@@ -19,7 +19,7 @@ import { InvalidRecordError, iso } from './records.js'
 import { RedisViews } from './views.js'
 import { RedisWorkflowStates } from './workflow-states.js'
 import { pingRedis } from './connection.js'
-import { guardRedisCall } from './errors.js'
+import { guardRedisCall, type Deadline } from './errors.js'
 import {
   EVERYWHERE, type ConversationPage, type ConversationStore, type ListOptions, type MessagePage, type MessageQuery, type MessageSelection,
   type Preconditions, type PutResult, type Reach, type StoreHealth, type StoreStats, type Tagged, type TaggedConversation, type TaggedView,
@@ -292,7 +292,7 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   /** A write to one conversation: guarded, and whatever this process cached of it is dropped. */
-  async #guardWrite<T> (id: string, operation: (deadline: AbortSignal) => Promise<T>): Promise<T> {
+  async #guardWrite<T> (id: string, operation: (deadline: Deadline) => Promise<T>): Promise<T> {
     try {
       return await this.#guard(operation)
     } finally {
@@ -301,7 +301,7 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   /** Bounds the whole operation in time and turns Redis failures into 503s. */
-  async #guard<T> (operation: (deadline: AbortSignal) => Promise<T>): Promise<T> {
+  async #guard<T> (operation: (deadline: Deadline) => Promise<T>): Promise<T> {
     return await guardRedisCall(this.#client, this.#timeoutMs, operation)
   }
 }

@@ -2,6 +2,7 @@ import type { Cluster, Redis } from 'ioredis'
 import type { ConversationSummary, ConversationView } from '../../schemas.js'
 import { canReach } from '../conversation-rules.js'
 import { reachArgs, runScript } from './commands.js'
+import type { Deadline } from './errors.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
 import { quietly, type RedisViews } from './views.js'
 import type { ConversationPage, ListCursor, ListOptions, Reach } from '../types.js'
@@ -31,7 +32,7 @@ export class RedisUserLists {
     this.#options = options
   }
 
-  async list (userId: string, options: ListOptions, reach: Reach, deadline: AbortSignal): Promise<ConversationPage> {
+  async list (userId: string, options: ListOptions, reach: Reach, deadline: Deadline): Promise<ConversationPage> {
     if (reach.userId !== undefined && reach.userId !== userId) return { items: [], nextCursor: null }
     const index = userIndexKey(this.#options.keyPrefix, userId)
     const wanted = options.limit + 1 // one more tells whether a next page exists

@@ -71,3 +71,21 @@ t.test('guardRedisCall maps outages to STORE_UNAVAILABLE and lets bugs through',
   await t.rejects(guardRedisCall({ status: 'reconnecting' } as Redis, 100, async () => { called = true }), { code: 'STORE_UNAVAILABLE' })
   t.equal(called, false, 'fails fast while the connection is known to be down')
 })
+
+t.test('an operation that loops stops at the deadline: its next check throws', async (t) => {
+  const ready = { status: 'ready' } as Redis
+  let steps = 0
+  const looping = guardRedisCall(ready, 30, async (deadline) => {
+    for (;;) {
+      deadline.throwIfAborted()
+      steps++
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+  })
+  await t.rejects(looping, { code: 'STORE_UNAVAILABLE' })
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  const after = steps
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  t.ok(after > 0, `${after} steps ran before the deadline`)
+  t.equal(steps, after, 'and none after it')
+})

@@ -12,6 +12,11 @@ const tags = ['conversations']
 
 const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
   const store = fastify.conversationStore
+  const { maxTtlSeconds } = fastify.config
+  // The bound is the operator's (MAX_TTL_SECONDS), so it is checked here rather than in the schema.
+  const assertTtl = ({ ttlSeconds }: { ttlSeconds?: number | null | undefined }): void => {
+    if (typeof ttlSeconds === 'number' && ttlSeconds > maxTtlSeconds) throw new InvalidRequestError(`body/ttlSeconds must be at most ${maxTtlSeconds}`)
+  }
 
   fastify.post('/conversations', {
     config: { audit: 'conversation.create' },
@@ -24,6 +29,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
   }, async (request, reply) => {
     const { id = crypto.randomUUID(), ...fields } = request.body
     request.auditFacts = { conversationId: id, tenantId: fields.tenantId }
+    assertTtl(fields)
     assertMayPlace(request.caller, fields)
     const conversation = await store.create(id, fields)
     return reply.code(201)
@@ -68,6 +74,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       throw new InvalidRequestError('body/id must equal the id in the path')
     }
     request.auditFacts = { tenantId: fields.tenantId }
+    assertTtl(fields)
     assertMayPlace(request.caller, fields)
     const { conversation, created } = await store.put(request.params.id, fields, preconditionsFrom(request.headers), request.caller.reach)
     if (created) reply.code(201).header('location', `/v1/conversations/${encodeURIComponent(conversation.id)}`)
@@ -85,6 +92,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
       response: { 200: ConversationSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 500, 503) }
     }
   }, async (request, reply) => {
+    assertTtl(request.body)
     const conversation = await store.patch(request.params.id, request.body, preconditionsFrom(request.headers), request.caller.reach)
     request.auditFacts = { tenantId: conversation.tenantId }
     return reply.header('etag', etagHeader(conversation.etag)).send(conversation)

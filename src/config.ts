@@ -16,6 +16,7 @@ const EnvSchema = z.object({
   BODY_LIMIT: integer(1024 * 1024, 1024),
   REDIS_URL: z.string().optional(),
   REDIS_TTL: integer(86400, 1),
+  MAX_TTL_SECONDS: integer(90 * 86400, 1),
   MAX_MESSAGES_PER_CONVERSATION: integer(10000, 1),
   MEMORY_MAX_CONVERSATIONS: integer(10000, 1),
   MEMORY_MAX_BYTES: z.coerce.number().int().min(1024).optional(),
@@ -79,6 +80,8 @@ export interface Config {
   production: boolean
   bodyLimit: number
   ttlSeconds: number
+  /** The longest `ttlSeconds` a conversation may ask for. */
+  maxTtlSeconds: number
   maxMessagesPerConversation: number
   memoryMaxConversations: number
   /** Bound on the memory backend's stored size (the JSON of its conversations); unset: see defaultMemoryMaxBytes. */
@@ -136,6 +139,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     production,
     bodyLimit: settings.BODY_LIMIT,
     ttlSeconds: settings.REDIS_TTL,
+    maxTtlSeconds: settings.MAX_TTL_SECONDS,
     maxMessagesPerConversation: settings.MAX_MESSAGES_PER_CONVERSATION,
     memoryMaxConversations: settings.MEMORY_MAX_CONVERSATIONS,
     ...(settings.MEMORY_MAX_BYTES === undefined ? {} : { memoryMaxBytes: settings.MEMORY_MAX_BYTES }),

@@ -101,7 +101,9 @@ const writableFields = {
   workflowId: z.string().min(1).max(256).optional(),
   currentStep: z.number().int().min(0).optional(),
   stepData: JsonObject.optional(),
-  metadata: JsonObject.optional()
+  metadata: JsonObject.optional(),
+  ttlSeconds: z.number().int().min(1).optional()
+    .meta({ description: 'How long the conversation lives after each write, in seconds: at most MAX_TTL_SECONDS (90 days by default); REDIS_TTL when absent' })
 }
 
 export const CreateConversationBodySchema = z.strictObject({ id: ConversationIdSchema.optional(), ...writableFields })
@@ -118,7 +120,8 @@ export const PatchConversationBodySchema = z.strictObject({
   workflowId: z.string().min(1).max(256).nullable().optional(),
   currentStep: z.number().int().min(0).nullable().optional(),
   stepData: JsonObject.nullable().optional(),
-  metadata: JsonObject.nullable().optional()
+  metadata: JsonObject.nullable().optional(),
+  ttlSeconds: z.number().int().min(1).nullable().optional().meta({ description: '`null` returns to REDIS_TTL' })
 }).meta({ id: 'PatchConversation' })
 
 export const AppendMessagesBodySchema = z.strictObject({
@@ -135,6 +138,7 @@ const conversationFields = {
   currentStep: z.number().int().optional(),
   stepData: JsonObject.optional(),
   metadata: JsonObject.optional(),
+  ttlSeconds: z.number().int().min(1).optional().meta({ description: 'Only when the conversation has a TTL of its own' }),
   createdAt: z.string(),
   updatedAt: z.string(),
   expiresAt: z.string(),

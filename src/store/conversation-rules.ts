@@ -46,8 +46,13 @@ export function writeTime (nowMs: number, previousUpdatedAt?: string): number {
   return previousUpdatedAt === undefined ? nowMs : Math.max(nowMs, Date.parse(previousUpdatedAt))
 }
 
-export function expiryOf (writeMs: number, limits: StoreLimits): string {
-  return new Date(writeMs + limits.ttlSeconds * 1000).toISOString()
+/** How long a conversation lives after a write: its own ttlSeconds, else the service's. */
+export function ttlSecondsOf (conversation: { ttlSeconds?: number | undefined }, limits: StoreLimits): number {
+  return conversation.ttlSeconds ?? limits.ttlSeconds
+}
+
+export function expiryOf (writeMs: number, ttlSeconds: number): string {
+  return new Date(writeMs + ttlSeconds * 1000).toISOString()
 }
 
 export function toMessage (input: MessageInput, nowIso: string): Message {
@@ -80,7 +85,7 @@ export function buildConversation (
     messageCount: fields.messages.length,
     createdAt: previous?.createdAt ?? nowIso,
     updatedAt: nowIso,
-    expiresAt: expiryOf(writeMs, limits),
+    expiresAt: expiryOf(writeMs, ttlSecondsOf(fields, limits)),
     version: (previous?.version ?? 0) + 1
   }
 }
@@ -108,12 +113,14 @@ export type ConversationBody = Omit<Conversation, 'messages' | 'messageCount'>
 export function patchConversation (
   current: ConversationBody, patch: PatchConversationBody, writeMs: number, limits: StoreLimits
 ): ConversationBody {
-  return { ...mergePatch(current, patch) as ConversationBody, ...writeStamp(current, writeMs, limits) }
+  // The stamp uses the patched ttlSeconds: a PATCH may set it, or return to the default with null.
+  const patched = mergePatch(current, patch) as ConversationBody
+  return { ...patched, ...writeStamp(patched, writeMs, limits) }
 }
 
 /** What every write to a conversation moves: version, updatedAt and expiresAt. */
 export function writeStamp (current: ConversationBody, writeMs: number, limits: StoreLimits): Pick<ConversationBody, 'version' | 'updatedAt' | 'expiresAt'> {
-  return { updatedAt: new Date(writeMs).toISOString(), expiresAt: expiryOf(writeMs, limits), version: current.version + 1 }
+  return { updatedAt: new Date(writeMs).toISOString(), expiresAt: expiryOf(writeMs, ttlSecondsOf(current, limits)), version: current.version + 1 }
 }
 
 /** A message edit: a JSON merge patch of text, cardJson, cardId and metadata. */
@@ -150,13 +157,13 @@ export function compareListOrder (a: { updatedAt: number, id: string }, b: { upd
 }
 
 export function buildWorkflowState (
-  conversationId: string, body: WorkflowStateBody, writeMs: number, limits: StoreLimits, previous?: WorkflowState
+  conversationId: string, body: WorkflowStateBody, writeMs: number, ttlSeconds: number, previous?: WorkflowState
 ): WorkflowState {
   return {
     ...body,
     conversationId,
     version: (previous?.version ?? 0) + 1,
     updatedAt: new Date(writeMs).toISOString(),
-    expiresAt: expiryOf(writeMs, limits)
+    expiresAt: expiryOf(writeMs, ttlSeconds)
   }
 }

@@ -5,6 +5,7 @@ import t, { type Test } from 'tap'
 import type { Backend } from './backends.js'
 import { chatTurnSuite } from './chat-turn-suite.js'
 import { contentSuite } from './content-suite.js'
+import { retentionSuite } from './retention-suite.js'
 import { edgeSuite } from './edge-suite.js'
 import { messageSuite } from './message-suite.js'
 
@@ -58,6 +59,7 @@ export function apiSuite (backend: Backend): void {
   messageSuite(backend)
   contentSuite(backend)
   chatTurnSuite(backend)
+  retentionSuite(backend)
 
   t.test(`[${backend.name}] create`, async (t) => {
     const app = await build(t)

@@ -9,7 +9,7 @@ import type {
 import type { TokenCounter } from '../../tokens.js'
 import {
   assertMessageLimit, buildConversation, buildWorkflowState, canReach, checkPreconditions, newIncarnation, newMessages,
-  patchConversation, patchMessage, tagOf, writeStamp, writeTime, type ConversationBody, type StoreLimits
+  patchConversation, patchMessage, tagOf, ttlSecondsOf, writeStamp, writeTime, type ConversationBody, type StoreLimits
 } from '../conversation-rules.js'
 import { MessageLog } from './message-log.js'
 import { indexKeyOf, sizeOf, summaryOf, tagged, taggedState, tagOfEntry, viewOf, type Entry, type StoredState } from './entries.js'
@@ -214,7 +214,8 @@ export class MemoryConversationStore implements ConversationStore {
     const previous = this.#liveWorkflowState(entry)
     checkPreconditions(previous === undefined ? undefined : tagOf(previous.incarnation, previous.state.version), preconditions)
     const writeMs = writeTime(this.#clock(), previous?.state.updatedAt)
-    const state = buildWorkflowState(id, body, writeMs, this.#limits, previous?.state)
+    // The state lives as long as its conversation would after a write: the conversation's TTL.
+    const state = buildWorkflowState(id, body, writeMs, ttlSecondsOf(entry.body, this.#limits), previous?.state)
     const stored: StoredState = { state, incarnation: previous?.incarnation ?? newIncarnation(), bytes: JSON.stringify(state).length }
     this.#assertFits(sizeOf(entry) - (entry.workflowState?.bytes ?? 0) + stored.bytes)
     // A new entry object, so that the cache recounts its size.

@@ -1,7 +1,8 @@
 // The one place that knows the Redis key layout.
 //
 //   <prefix>conv:{<id>}              hash: body (JSON), userId, createdAt, updatedAt, expiresAt, version,
-//                                    count (messages now), seq (the last message position), inc (incarnation)
+//                                    count (messages now), seq (the last message position), inc (incarnation),
+//                                    ttl (its own TTL in ms, when it has one)
 //   <prefix>conv:{<id>}:order        sorted set: message id scored by its position (append order)
 //   <prefix>conv:{<id>}:bodies       hash: message id → message JSON
 //   <prefix>conv:{<id>}:tokens       hash: message id → its token count

@@ -8,7 +8,7 @@ import type {
 } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
 import {
-  assertMessageLimit, canReach, checkPreconditions, mergePatch, newIncarnation, tagOf, toMessage, type StoreLimits
+  assertMessageLimit, canReach, checkPreconditions, mergePatch, newIncarnation, tagOf, toMessage, ttlSecondsOf, type StoreLimits
 } from '../conversation-rules.js'
 import { absent, defineScripts, ifMatchArg, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
@@ -149,7 +149,8 @@ export class RedisConversationStore implements ConversationStore {
         checkPreconditions(currentTag, preconditions)
         const { id: _id, userId, createdAt, updatedAt: _u, expiresAt: _e, version: _v, messages: _m, messageCount: _c, ...body } =
           mergePatch(current, patch) as Conversation
-        const reply = await this.#script('csReplaceBody', keys, currentTag, this.#clock(), this.#ttlMs, JSON.stringify(body))
+        const reply = await this.#script('csReplaceBody', keys, currentTag, this.#clock(), ttlSecondsOf(body, this.#limits) * 1000,
+          JSON.stringify(body), ownTtlArg(body))
         if (reply[0] === 'CONFLICT') continue
         if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
         const [, version, updatedAt, expiresAt, count, messages] = reply as [string, number, number, number, string, string]
@@ -248,10 +249,11 @@ export class RedisConversationStore implements ConversationStore {
       // The index entry comes first: a crash after it leaves an entry that points at
       // nothing (skipped, later pruned); the other order could hide a live conversation.
       // NX leaves an existing entry where it is, so a rejected write moves nothing.
-      if (preconditions.ifMatch === undefined) await this.#touchIndex('NX', userId, id, now, now + this.#ttlMs)
+      const ttlMs = ttlSecondsOf(body, this.#limits) * 1000
+      if (preconditions.ifMatch === undefined) await this.#touchIndex('NX', userId, id, now, now + ttlMs)
       const reply = await this.#script('csWriteConversation', this.#keys(id),
-        mode, now, this.#ttlMs, ifMatchArg(preconditions), preconditions.ifNoneMatch === true ? '1' : '', userId,
-        JSON.stringify(body), newIncarnation(), body.tenantId, messages.length, ...messages.map((message) => message.id),
+        mode, now, ttlMs, ifMatchArg(preconditions), preconditions.ifNoneMatch === true ? '1' : '', userId,
+        JSON.stringify(body), newIncarnation(), body.tenantId, ownTtlArg(body), messages.length, ...messages.map((message) => message.id),
         ...messages.map((message) => JSON.stringify(message)), ...messages.map(this.#countTokens), ...reachArgs(reach))
       if (reply[0] === 'EXISTS') throw new ConversationExistsError(id)
       if (reply[0] === 'OUT_OF_REACH') throw new ConversationNotFoundError(id)
@@ -304,4 +306,9 @@ export class RedisConversationStore implements ConversationStore {
   async #guard<T> (operation: (deadline: Deadline) => Promise<T>): Promise<T> {
     return await guardRedisCall(this.#client, this.#timeoutMs, operation)
   }
+}
+
+/** A conversation's own TTL as the scripts keep it: in ms, or '' for the service's. */
+function ownTtlArg ({ ttlSeconds }: { ttlSeconds?: number | undefined }): string | number {
+  return ttlSeconds === undefined ? '' : ttlSeconds * 1000
 }

@@ -1,12 +1,13 @@
 -- uses: window, user-index
 -- KEYS the conversation's seven, and on a single Redis the owner's index (KEYS[8]) when the
--- caller knows the owner. ARGV now, ttlMs, ifMatch, maxMessages, window ('' for none,
+-- caller knows the owner. ARGV now, ttlMs (the service's: a conversation's own wins), ifMatch, maxMessages, window ('' for none,
 -- 'tokens' or 'last'), its size, the owner the index belongs to, n, ids…, messages…,
 -- tokens…, reach. Answers { 'OK', appended, skipped, version, count, updatedAt, expiresAt,
 -- owner, incarnation, indexed (1: the index entry moved here) } and with a window its
 -- messages JSON, then id, tokens, ….
-local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[8])
-local current = redis.call('HMGET', DOC, 'version', 'updatedAt', 'count', 'userId', 'inc', 'seq')
+local now, n = tonumber(ARGV[1]), tonumber(ARGV[8])
+local current = redis.call('HMGET', DOC, 'version', 'updatedAt', 'count', 'userId', 'inc', 'seq', 'ttl')
+local ttl = tonumber(current[7]) or tonumber(ARGV[2])
 local version = tonumber(current[1])
 if not version then return {'NOT_FOUND'} end
 if not reachable(DOC) then return {'OUT_OF_REACH'} end

@@ -1,7 +1,8 @@
 -- uses: conversation
--- ARGV mode, now, ttlMs, ifMatch, ifNoneMatch, userId, body, newIncarnation (used when this
--- write creates the conversation), tenantId, n, ids…, messages…, tokens…, reach.
-local now, ttl, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[10])
+-- ARGV mode, now, ttlMs (the one this write uses), ifMatch, ifNoneMatch, userId, body,
+-- newIncarnation (used when this write creates the conversation), tenantId, own TTL in ms
+-- ('' for the service's), n, ids…, messages…, tokens…, reach.
+local now, ttl, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[11])
 local current = redis.call('HMGET', DOC, 'version', 'userId', 'updatedAt', 'createdAt', 'inc')
 local version = tonumber(current[1])
 if version and ARGV[1] == 'create' then return {'EXISTS'} end
@@ -16,8 +17,9 @@ local incarnation = version and (current[5] or '0') or ARGV[8]
 redis.call('DEL', ORDER, BODIES, TOKENS, IDS, LEGACY)
 -- A new conversation never inherits state left under its id.
 if not version then redis.call('DEL', WF) end
-push(0, messageArgs(10, n))
+push(0, messageArgs(11, n))
 redis.call('HSET', DOC, 'body', ARGV[7], 'userId', ARGV[6], 'tenantId', ARGV[9], 'createdAt', createdAt, 'updatedAt', updatedAt,
   'expiresAt', expiresAt, 'version', (version or 0) + 1, 'count', n, 'seq', n, 'inc', incarnation, 'sv', '{{SCHEMA_STAMP}}')
+ownTtl(ARGV[10])
 refresh(expiresAt)
 return {'OK', (version or 0) + 1, updatedAt, expiresAt, tonumber(createdAt), version and 0 or 1, incarnation}

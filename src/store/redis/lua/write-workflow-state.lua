@@ -1,5 +1,5 @@
 -- uses: helpers
--- KEYS doc, wf. ARGV now, ttlMs, ifMatch, ifNoneMatch, body, newIncarnation (used when this
+-- KEYS doc, wf. ARGV now, ttlMs (the service's: the conversation's own wins), ifMatch, ifNoneMatch, body, newIncarnation (used when this
 -- write creates the state), reach. The conversation is left as it is.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
 if not reachable(KEYS[1]) then return {'OUT_OF_REACH'} end
@@ -8,7 +8,8 @@ local version = tonumber(current[1])
 if version and ARGV[4] == '1' then return {'PRECONDITION'} end
 if not matches(ARGV[3], tagOf(current[3], version)) then return {'PRECONDITION'} end
 local updatedAt = writeTime(tonumber(ARGV[1]), current[2])
-local expiresAt = updatedAt + tonumber(ARGV[2])
+-- The state lives as long as its conversation would after a write: the conversation's TTL.
+local expiresAt = updatedAt + (tonumber(redis.call('HGET', KEYS[1], 'ttl')) or tonumber(ARGV[2]))
 local incarnation = version and (current[3] or '0') or ARGV[6]
 redis.call('HSET', KEYS[2], 'body', ARGV[5], 'version', (version or 0) + 1, 'updatedAt', updatedAt, 'expiresAt', expiresAt,
   'inc', incarnation)

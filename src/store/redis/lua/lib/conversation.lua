@@ -10,6 +10,12 @@ local function refresh (expiresAt)
   if redis.call('PEXPIREAT', WF, expiresAt) == 1 then redis.call('HSET', WF, 'expiresAt', expiresAt) end
 end
 
+-- Keeps the conversation's own TTL in ms ('' when it has none and follows the service's),
+-- so that the writes that do not carry it (appends, message edits, workflow state) use it.
+local function ownTtl (ms)
+  if ms == '' then redis.call('HDEL', DOC, 'ttl') else redis.call('HSET', DOC, 'ttl', ms) end
+end
+
 -- Adds messages after position seq, in chunks (unpack() has a limit on its arguments);
 -- answers the last position. ids, bodies and tokens are parallel lists.
 local function push (seq, idList, jsonList, tokenList)

@@ -5,7 +5,7 @@ import { decodeMessageCursor, encodeMessageCursor } from '../src/http/cursor.js'
 import { etagHeader, preconditionsFrom } from '../src/http/preconditions.js'
 import {
   AppendMessagesBodySchema, AppendQuerySchema, AppendResultSchema, ConversationParamsSchema, errorResponses, MessageListQuerySchema, MessagePageSchema,
-  MessageParamsSchema, MessageSchema, PatchMessageBodySchema, PreconditionHeadersSchema
+  MessageParamsSchema, MessageSchema, PatchMessageBodySchema, PreconditionHeadersSchema, RewindQuerySchema, RewindResultSchema
 } from '../src/schemas.js'
 import { MAX_WINDOW_MESSAGES, type MessageQuery, type WindowRequest } from '../src/store/types.js'
 
@@ -51,6 +51,21 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
       messageCount: page.messageCount,
       ...(page.totalTokens === undefined ? {} : { totalTokens: page.totalTokens })
     }
+  })
+
+  fastify.delete('/conversations/:id/messages', {
+    config: { audit: 'messages.rewind' },
+    schema: {
+      tags,
+      summary: 'Rewind: delete every message after one, in one write; their ids stay used',
+      params: ConversationParamsSchema,
+      querystring: RewindQuerySchema,
+      headers: PreconditionHeadersSchema,
+      response: { 200: RewindResultSchema, ...errorResponses(400, 401, 404, 412, 500, 503) }
+    }
+  }, async (request, reply) => {
+    const result = await store.rewindMessages(request.params.id, request.query.after, preconditionsFrom(request.headers), request.caller.reach)
+    return reply.header('etag', etagHeader(result.etag)).send(result)
   })
 
   fastify.get('/conversations/:id/messages/:messageId', {

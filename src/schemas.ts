@@ -185,6 +185,16 @@ export const MessageListQuerySchema = z.strictObject({
     .meta({ description: 'With order=desc only: the newest messages whose tokens fit, contiguous, without a cursor' })
 })
 
+export const RewindQuerySchema = z.strictObject({
+  after: MessageIdSchema.meta({ description: 'The message to keep as the newest: every message after it is deleted' })
+})
+
+export const RewindResultSchema = z.strictObject({
+  deleted: z.number().int().min(0),
+  messageCount: z.number().int().min(0),
+  version: z.number().int().min(1)
+}).meta({ id: 'RewindResult' })
+
 export const MessageWithTokensSchema = MessageSchema.extend({ tokens: z.number().int().min(0).optional() })
   .meta({ id: 'MessageWithTokens' })
 
@@ -299,6 +309,7 @@ export type ListQuery = z.output<typeof ListQuerySchema>
 export type ConversationView = z.output<typeof ConversationListItemSchema>
 export type MessageWithTokens = z.output<typeof MessageWithTokensSchema>
 export type MessageWindow = z.output<typeof MessageWindowSchema>
+export type RewindResult = z.output<typeof RewindResultSchema>
 export type PatchMessageBody = z.output<typeof PatchMessageBodySchema>
 export type WorkflowStateBody = z.output<typeof WorkflowStateBodySchema>
 export type WorkflowState = z.output<typeof WorkflowStateSchema>

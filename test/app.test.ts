@@ -159,7 +159,7 @@ t.test('the OpenAPI document describes every route, status and the error body', 
     .flatMap(([path, methods]) => Object.entries(methods).map(([method, operation]) => [`${method.toUpperCase()} ${path}`, Object.keys(operation.responses)] as const))
   const byRoute = Object.fromEntries(routes)
   t.same(Object.keys(byRoute).sort(), [
-    'DELETE /v1/conversations/{id}', 'DELETE /v1/conversations/{id}/messages/{messageId}', 'DELETE /v1/conversations/{id}/workflow-state',
+    'DELETE /v1/conversations/{id}', 'DELETE /v1/conversations/{id}/messages', 'DELETE /v1/conversations/{id}/messages/{messageId}', 'DELETE /v1/conversations/{id}/workflow-state',
     'DELETE /v1/users/{userId}/conversations', 'GET /', 'GET /health', 'GET /health/live', 'GET /v1/conversations/{id}',
     'GET /v1/conversations/{id}/messages', 'GET /v1/conversations/{id}/messages/{messageId}', 'GET /v1/conversations/{id}/workflow-state',
     'GET /v1/users/{userId}/conversations', 'PATCH /v1/conversations/{id}', 'PATCH /v1/conversations/{id}/messages/{messageId}', 'POST /v1/conversations',

@@ -196,6 +196,17 @@ t.test('appendMessages with a window: the turn in one request', async (t) => {
   t.equal((await client.appendMessages('w1', [message('e')])).window, undefined, 'no window unless asked')
 })
 
+t.test('rewind: edit and resend', async (t) => {
+  const client = createConversationStoreClient({ baseUrl: await serve(t) })
+  const created = await client.createConversation({ id: 'r1', userId: 'u1', messages: [message('a'), message('b'), message('c')] })
+  const rewound = await client.rewind('r1', 'a', { ifMatch: created })
+  t.match(rewound, { deleted: 2, messageCount: 1, version: 2 })
+  t.match(await failure(client.rewind('r1', 'a', { ifMatch: created })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+  t.match(await failure(client.rewind('r1', 'nope')), { statusCode: 404, code: 'MESSAGE_NOT_FOUND' })
+  const resent = await client.appendMessages('r1', [message('b2')], { ifMatch: rewound })
+  t.match(resent, { appended: 1, messageCount: 2, version: 3 })
+})
+
 t.test('listing, paging and deleting a user', async (t) => {
   const client = createConversationStoreClient({ baseUrl: await serve(t) })
   for (const [index, id] of ['l1', 'l2', 'l3', 'l4', 'l5'].entries()) {

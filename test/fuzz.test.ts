@@ -120,7 +120,7 @@ const segment = fc.oneof(
   { weight: 1, arbitrary: text.map((value) => { try { return encodeURIComponent(value) } catch { return '%ED%A0%80' } }) },
   { weight: 1, arbitrary: fc.constantFrom('%', '%zz', '%C0%AF', '%E0%A4%A', '%00', '%2e%2e', '..', '.', 'a'.repeat(5000), '%7B%7D', '%F0%9F%98%80'.repeat(200)) }
 )
-const query = fc.array(fc.tuple(fc.constantFrom('limit', 'cursor', 'view', 'tenantId', 'x', 'limit', 'order', 'maxTokens', 'lastMessages', 'window'), fc.oneof(text, fc.constantFrom('0', '1', '200', '201', '-1', '1e3', 'summary', 'full', 'AAAA', 'WzEsIngiXQ', 'asc', 'desc', '1000', '1001'))), { maxLength: 3 })
+const query = fc.array(fc.tuple(fc.constantFrom('limit', 'cursor', 'view', 'tenantId', 'x', 'limit', 'order', 'maxTokens', 'lastMessages', 'window', 'after'), fc.oneof(text, fc.constantFrom('0', '1', '200', '201', '-1', '1e3', 'summary', 'full', 'AAAA', 'WzEsIngiXQ', 'asc', 'desc', '1000', '1001', 'm1'))), { maxLength: 3 })
   .map((pairs) => pairs.length === 0 ? '' : '?' + pairs.map(([key, value]) => { try { return `${key}=${encodeURIComponent(value)}` } catch { return `${key}=%` } }).join('&'))
 const headerValue = fc.oneof(
   fc.string({ unit: 'grapheme-ascii', maxLength: 30 }).map((value) => value.replace(/[^\x20-\x7e]/g, '')),
@@ -162,6 +162,7 @@ const generated: fc.Arbitrary<Generated> = fc.oneof(
   conversationRoute('GET', '/messages/m1'),
   conversationRoute('PATCH', '/messages/m1', 'editMessage'),
   conversationRoute('DELETE', '/messages/m1'),
+  conversationRoute('DELETE', '/messages'),
   conversationRoute('GET', '/workflow-state'),
   conversationRoute('PUT', '/workflow-state', 'workflow'),
   conversationRoute('DELETE', '/workflow-state'),

@@ -1,6 +1,6 @@
 import type {
   AppendResult, Conversation, ConversationFields, ConversationSummary, ConversationView, Message, MessageInput,
-  MessageWithTokens, PatchConversationBody, PatchMessageBody, WorkflowState, WorkflowStateBody
+  MessageWithTokens, PatchConversationBody, PatchMessageBody, RewindResult, WorkflowState, WorkflowStateBody
 } from '../schemas.js'
 
 /** Conditions from `If-Match` / `If-None-Match`, checked atomically with the write. */
@@ -129,6 +129,8 @@ export interface ConversationStore {
   getMessage (id: string, messageId: string, reach?: Reach): Promise<Message>
   patchMessage (id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach?: Reach): Promise<{ message: Message, etag: string }>
   deleteMessage (id: string, messageId: string, preconditions: Preconditions, reach?: Reach): Promise<Tagged>
+  /** Deletes every message after one, in one write (nothing changes when none follows it). */
+  rewindMessages (id: string, afterMessageId: string, preconditions: Preconditions, reach?: Reach): Promise<RewindResult & Tagged>
   deleteByUser (userId: string, reach?: Reach): Promise<number>
   getWorkflowState (id: string, reach?: Reach): Promise<TaggedWorkflowState>
   putWorkflowState (id: string, state: WorkflowStateBody, preconditions: Preconditions, reach?: Reach): Promise<{ state: TaggedWorkflowState, created: boolean }>

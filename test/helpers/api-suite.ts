@@ -6,6 +6,7 @@ import type { Backend } from './backends.js'
 import { chatTurnSuite } from './chat-turn-suite.js'
 import { contentSuite } from './content-suite.js'
 import { retentionSuite } from './retention-suite.js'
+import { rewindSuite } from './rewind-suite.js'
 import { edgeSuite } from './edge-suite.js'
 import { messageSuite } from './message-suite.js'
 
@@ -60,6 +61,7 @@ export function apiSuite (backend: Backend): void {
   contentSuite(backend)
   chatTurnSuite(backend)
   retentionSuite(backend)
+  rewindSuite(backend)
 
   t.test(`[${backend.name}] create`, async (t) => {
     const app = await build(t)

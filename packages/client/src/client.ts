@@ -3,8 +3,8 @@ import { z } from 'zod'
 import {
   AppendMessagesBodySchema, AppendResultSchema, ConversationPageSchema, ConversationSchema, ConversationSummarySchema,
   CreateConversationBodySchema, DeleteUserResultSchema, MessageInputSchema, PatchConversationBodySchema,
-  HealthSchema, MessagePageSchema, MessageSchema, PatchMessageBodySchema, ReplaceConversationBodySchema, WorkflowStateBodySchema,
-  WorkflowStateSchema, type AppendResult, type Conversation, type ConversationSummary, type Health, type Message, type WorkflowState
+  HealthSchema, MessagePageSchema, MessageSchema, PatchMessageBodySchema, ReplaceConversationBodySchema, RewindResultSchema, WorkflowStateBodySchema,
+  WorkflowStateSchema, type AppendResult, type Conversation, type ConversationSummary, type Health, type Message, type RewindResult, type WorkflowState
 } from '../../../src/schemas.js'
 import { backoff, ConversationStoreError, errorFrom, etagOf, invalid, parse, parseJson, reason, versioned, type Versioned } from './client-answers.js'
 
@@ -17,7 +17,7 @@ export { ConversationStoreError, type ConversationStoreErrorCode, type Versioned
 // in the caller. Requests are not validated locally: the service is the authority and
 // answers 400 FST_ERR_VALIDATION.
 
-export type { AppendResult, Conversation, ConversationSummary, Message, MessageWindow, WorkflowState } from '../../../src/schemas.js'
+export type { AppendResult, Conversation, ConversationSummary, Message, MessageWindow, RewindResult, WorkflowState } from '../../../src/schemas.js'
 
 /** What callers send: schema inputs, so fields with a server default may be left out. */
 export type CreateConversationInput = z.input<typeof CreateConversationBodySchema>
@@ -300,6 +300,23 @@ export function createConversationStoreClient (options: ClientOptions) {
       const query = new URLSearchParams({ order: 'desc', maxTokens: String(maxTokens), ...(window.limit === undefined ? {} : { limit: String(window.limit) }) })
       const answer = await send({ method: 'GET', path: `${conversationPath(id)}/messages`, query, expect: [200], retryable: true })
       return parse(MessagePageSchema, answer.body)
+    },
+
+    /**
+     * Rewinds a conversation: deletes every message after `afterMessageId` in one write (their
+     * ids stay used). With a new append after it, that is edit-and-resend.
+     */
+    async rewind (id: string, afterMessageId: string, write: { ifMatch?: IfMatch } = {}): Promise<RewindResult & { etag: string }> {
+      const answer = await send({
+        method: 'DELETE',
+        path: `${conversationPath(id)}/messages`,
+        query: new URLSearchParams({ after: afterMessageId }),
+        headers: { 'if-match': ifMatch(write.ifMatch) },
+        expect: [200],
+        retryable: true
+      })
+      const result = parse(RewindResultSchema, answer.body)
+      return { ...result, etag: versioned(answer.headers, result.version).etag }
     },
 
     async getMessage (id: string, messageId: string): Promise<Message> {

@@ -70,6 +70,15 @@ export class MessageLog {
     this.#tokens.set(message.id, this.#countTokens(message))
   }
 
+  /** Removes every message after `messageId` (which must be there); their ids stay used. Answers how many. */
+  removeAfter (messageId: string): number {
+    const removed = this.#messages.splice(this.#indexOf(messageId) + 1)
+    this.#seqs.splice(this.#messages.length)
+    for (const message of removed) this.#tokens.delete(message.id)
+    this.bytes -= MessageLog.bytesOf(removed)
+    return removed.length
+  }
+
   /** Removes a message; its id stays used. */
   remove (messageId: string): void {
     const index = this.#indexOf(messageId)

@@ -4,7 +4,7 @@ import {
   WorkflowStateNotFoundError
 } from '../../errors.js'
 import type {
-  AppendResult, ConversationFields, ConversationView, Message, MessageInput, MessageWindow, PatchConversationBody, PatchMessageBody, WorkflowStateBody
+  AppendResult, ConversationFields, ConversationView, Message, MessageInput, MessageWindow, RewindResult, PatchConversationBody, PatchMessageBody, WorkflowStateBody
 } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
 import {
@@ -194,6 +194,15 @@ export class MemoryConversationStore implements ConversationStore {
     entry.log.replace(message)
     const updated = this.#touch(entry, writeTime(this.#clock(), entry.body.updatedAt))
     return { message, etag: tagOfEntry(updated) }
+  }
+
+  async rewindMessages (id: string, afterMessageId: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<RewindResult & Tagged> {
+    const entry = this.#existing(id, preconditions, reach)
+    this.#message(entry, afterMessageId)
+    const deleted = entry.log.removeAfter(afterMessageId)
+    // Nothing after it: nothing changes, as for an append of duplicates only.
+    const updated = deleted === 0 ? entry : this.#touch(entry, writeTime(this.#clock(), entry.body.updatedAt))
+    return { deleted, messageCount: updated.log.count, version: updated.body.version, etag: tagOfEntry(updated) }
   }
 
   async deleteMessage (id: string, messageId: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<Tagged> {

@@ -21,6 +21,7 @@ const SCRIPTS = {
   csReadMessage: { keys: CONVERSATION_KEYS, lua: loadScript('read-message') },
   csReplaceMessage: { keys: CONVERSATION_KEYS, lua: loadScript('replace-message') },
   csDeleteMessage: { keys: CONVERSATION_KEYS, lua: loadScript('delete-message') },
+  csRewindMessages: { keys: CONVERSATION_KEYS, lua: loadScript('rewind-messages') },
   csMigrateMessages: { keys: CONVERSATION_KEYS, lua: loadScript('migrate-messages') },
   csReadWorkflowState: { keys: 2, lua: loadScript('read-workflow-state') },
   csWriteWorkflowState: { keys: 2, lua: loadScript('write-workflow-state') },

@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis'
 import { ConversationNotFoundError, InvalidRequestError, MessageNotFoundError, PreconditionFailedError } from '../../errors.js'
-import type { Message, MessageWithTokens, PatchMessageBody } from '../../schemas.js'
+import type { Message, MessageWithTokens, PatchMessageBody, RewindResult } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
 import { checkPreconditions, patchMessage, tagOf } from '../conversation-rules.js'
 import { absent, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
@@ -72,6 +72,15 @@ export class RedisMessages {
   async delete (id: string, messageId: string, ifMatch: string, reach: Reach): Promise<Tagged> {
     const reply = await this.#run('csDeleteMessage', id, reach, this.#options.clock(), this.#options.ttlMs, ifMatch, messageId)
     return { etag: await this.#written(id, messageId, reply) }
+  }
+
+  async rewind (id: string, afterMessageId: string, ifMatch: string, reach: Reach): Promise<RewindResult & Tagged> {
+    const reply = await this.#run('csRewindMessages', id, reach, this.#options.clock(), this.#options.ttlMs, ifMatch, afterMessageId)
+    if (reply[0] === 'MESSAGE_NOT_FOUND') throw new MessageNotFoundError(afterMessageId)
+    if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
+    const [, deleted, messageCount, version, updatedAt, expiresAt, userId, incarnation] = reply as [string, number, number, number, number, number, string, string]
+    if (deleted > 0) await this.#options.touchIndex(userId, id, updatedAt, expiresAt)
+    return { deleted, messageCount, version, etag: tagOf(incarnation, version) }
   }
 
   /** Runs a conversation script; when the conversation is in the old layout, migrates it and runs it again. */

@@ -4,7 +4,7 @@ import {
   UserMismatchError
 } from '../../errors.js'
 import type {
-  AppendResult, Conversation, ConversationFields, Message, MessageInput, PatchConversationBody, PatchMessageBody, WorkflowStateBody
+  AppendResult, Conversation, ConversationFields, Message, MessageInput, PatchConversationBody, PatchMessageBody, RewindResult, WorkflowStateBody
 } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
 import {
@@ -211,6 +211,10 @@ export class RedisConversationStore implements ConversationStore {
 
   async deleteMessage (id: string, messageId: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<Tagged> {
     return await this.#guardWrite(id, async () => await this.#messages.delete(id, messageId, ifMatchArg(preconditions), reach))
+  }
+
+  async rewindMessages (id: string, afterMessageId: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<RewindResult & Tagged> {
+    return await this.#guardWrite(id, async () => await this.#messages.rewind(id, afterMessageId, ifMatchArg(preconditions), reach))
   }
 
   async getWorkflowState (id: string, reach = EVERYWHERE): Promise<TaggedWorkflowState> {

@@ -176,6 +176,8 @@ t.test('the tarball holds the compiled client, the schemas module and package.js
   t.same(files, [
     'package/dist/packages/client/src/client-answers.d.ts',
     'package/dist/packages/client/src/client-answers.js',
+    'package/dist/packages/client/src/client-types.d.ts',
+    'package/dist/packages/client/src/client-types.js',
     'package/dist/packages/client/src/client.d.ts',
     'package/dist/packages/client/src/client.js',
     'package/dist/src/schemas.d.ts',

@@ -1,12 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { z } from 'zod'
 import {
-  AppendMessagesBodySchema, AppendResultSchema, ConversationPageSchema, ConversationSchema, ConversationSummarySchema,
-  CreateConversationBodySchema, DeleteUserResultSchema, MessageInputSchema, PatchConversationBodySchema,
-  HealthSchema, MessagePageSchema, MessageSchema, PatchMessageBodySchema, ReplaceConversationBodySchema, RewindResultSchema, WorkflowStateBodySchema,
-  WorkflowStateSchema, type AppendResult, type Conversation, type ConversationSummary, type Health, type Message, type RewindResult, type WorkflowState
+  AppendMessagesBodySchema, AppendResultSchema, ConversationPageSchema, ConversationSchema, ConversationSummarySchema, DeleteUserResultSchema,
+  HealthSchema, MessagePageSchema, MessageSchema, RewindResultSchema, WorkflowStateSchema,
+  type AppendResult, type Health, type Message, type RewindResult
 } from '../../../src/schemas.js'
-import { backoff, ConversationStoreError, errorFrom, etagOf, invalid, parse, parseJson, reason, versioned, type Versioned } from './client-answers.js'
+import { backoff, ConversationStoreError, errorFrom, etagOf, invalid, parse, parseJson, reason, versioned } from './client-answers.js'
 
 export type { Health }
 export { ConversationStoreError, type ConversationStoreErrorCode, type Versioned } from './client-answers.js'
@@ -18,85 +17,16 @@ export { ConversationStoreError, type ConversationStoreErrorCode, type Versioned
 // answers 400 FST_ERR_VALIDATION.
 
 export type { AppendResult, Conversation, ConversationSummary, Message, MessageWindow, RewindResult, WorkflowState } from '../../../src/schemas.js'
-
-/** What callers send: schema inputs, so fields with a server default may be left out. */
-export type CreateConversationInput = z.input<typeof CreateConversationBodySchema>
-export type ReplaceConversationInput = z.input<typeof ReplaceConversationBodySchema>
-export type ConversationPatch = z.input<typeof PatchConversationBodySchema>
-export type NewMessage = z.input<typeof MessageInputSchema>
-export type WorkflowStateInput = z.input<typeof WorkflowStateBodySchema>
-
-/**
- * An entity tag as received (the `ETag` header, e.g. `"kX3….7"`), a result that carries one,
- * or `*` (any existing version). Tags are opaque: echo them, never build them.
- */
-export type IfMatch = string | { etag: string }
-
-export type ConversationResult = Versioned & { conversation: Conversation }
-export type GetConversationResult =
-  | (ConversationResult & { notModified: false })
-  | { notModified: true, etag: string }
-export type WorkflowStateResult = Versioned & { state: WorkflowState }
-export type View = 'full' | 'summary'
-export type ListItem<V extends View> = V extends 'summary' ? ConversationSummary : Conversation
-
-export interface ListOptions<V extends View = 'full'> {
-  limit?: number
-  cursor?: string
-  view?: V
-  tenantId?: string
-}
-
-export interface AppendOptions {
-  ifMatch?: IfMatch
-  /** Also answer the newest messages whose tokens fit in this many, newest first. */
-  window?: number
-  /** Also answer the newest this many messages, oldest first. */
-  lastMessages?: number
-}
-
-export interface MessageListOptions {
-  limit?: number
-  order?: 'asc' | 'desc'
-  cursor?: string
-}
-
-export type MessagePage = z.output<typeof MessagePageSchema>
-export type MessagePatch = z.input<typeof PatchMessageBodySchema>
-
-export interface ConversationPage<T> {
-  items: T[]
-  nextCursor: string | null
-}
+import type {
+  CreateConversationInput, ReplaceConversationInput, ConversationPatch, NewMessage, WorkflowStateInput, IfMatch, ConversationResult, GetConversationResult, WorkflowStateResult, View, ListItem, ListOptions, AppendOptions, MessageListOptions, MessagePage, MessagePatch, ConversationPage, ClientOptions
+} from './client-types.js'
+export type {
+  CreateConversationInput, ReplaceConversationInput, ConversationPatch, NewMessage, WorkflowStateInput, IfMatch, ConversationResult, GetConversationResult, WorkflowStateResult, View, ListItem, ListOptions, AppendOptions, MessageListOptions, MessagePage, MessagePatch, ConversationPage, ClientOptions
+} from './client-types.js'
 
 // Narrower pages than the route's union, so that `view` decides the item type.
 const FullPageSchema = ConversationPageSchema.extend({ items: z.array(ConversationSchema) })
 const SummaryPageSchema = ConversationPageSchema.extend({ items: z.array(ConversationSummarySchema) })
-
-export interface ClientOptions {
-  /** Where the service is, e.g. `https://conversation-store.internal`; a path prefix is kept. */
-  baseUrl: string
-  /** Sent as `Authorization: Bearer <apiKey>`. */
-  apiKey?: string
-  /**
-   * In place of `apiKey`: called before each try for a bearer token, so a token is renewed
-   * when it expires. With `@azure/identity`:
-   * `getToken: async () => (await credential.getToken('api://conversation-store/.default')).token`.
-   * Its failure rejects the call as it is.
-   */
-  getToken?: () => Promise<string>
-  /**
-   * Retries 503 answers and network errors, only for requests that are safe to repeat:
-   * GET, PUT, DELETE, and appends whose messages all carry an id. Never create or PATCH.
-   * `attempts` counts tries (1 = no retry). The wait is `Retry-After` when sent, otherwise
-   * 100 ms doubling per try, and never more than `maxDelayMs` (default 10 s). A 503 or a
-   * lost answer may come after the write landed, so a retried conditional write (`ifMatch`,
-   * `ifNoneMatch`) can end in 412, and a retried DELETE in 404: treat those as "maybe done".
-   */
-  retry?: { attempts: number, maxDelayMs?: number }
-  /** Defaults to the global fetch; pass a wrapper to add timeouts, tracing, etc. */
-  fetch?: typeof fetch
-}
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
 

@@ -1,0 +1,83 @@
+import type { z } from 'zod'
+import type {
+  Conversation, ConversationSummary, CreateConversationBodySchema, MessageInputSchema, MessagePageSchema, PatchConversationBodySchema,
+  PatchMessageBodySchema, ReplaceConversationBodySchema, WorkflowState, WorkflowStateBodySchema
+} from '../../../src/schemas.js'
+import type { Versioned } from './client-answers.js'
+
+// The types of the client's calls: what they take and what they answer.
+
+/** What callers send: schema inputs, so fields with a server default may be left out. */
+export type CreateConversationInput = z.input<typeof CreateConversationBodySchema>
+export type ReplaceConversationInput = z.input<typeof ReplaceConversationBodySchema>
+export type ConversationPatch = z.input<typeof PatchConversationBodySchema>
+export type NewMessage = z.input<typeof MessageInputSchema>
+export type WorkflowStateInput = z.input<typeof WorkflowStateBodySchema>
+
+/**
+ * An entity tag as received (the `ETag` header, e.g. `"kX3….7"`), a result that carries one,
+ * or `*` (any existing version). Tags are opaque: echo them, never build them.
+ */
+export type IfMatch = string | { etag: string }
+
+export type ConversationResult = Versioned & { conversation: Conversation }
+export type GetConversationResult =
+  | (ConversationResult & { notModified: false })
+  | { notModified: true, etag: string }
+export type WorkflowStateResult = Versioned & { state: WorkflowState }
+export type View = 'full' | 'summary'
+export type ListItem<V extends View> = V extends 'summary' ? ConversationSummary : Conversation
+
+export interface ListOptions<V extends View = 'full'> {
+  limit?: number
+  cursor?: string
+  view?: V
+  tenantId?: string
+}
+
+export interface AppendOptions {
+  ifMatch?: IfMatch
+  /** Also answer the newest messages whose tokens fit in this many, newest first. */
+  window?: number
+  /** Also answer the newest this many messages, oldest first. */
+  lastMessages?: number
+}
+
+export interface MessageListOptions {
+  limit?: number
+  order?: 'asc' | 'desc'
+  cursor?: string
+}
+
+export type MessagePage = z.output<typeof MessagePageSchema>
+export type MessagePatch = z.input<typeof PatchMessageBodySchema>
+
+export interface ConversationPage<T> {
+  items: T[]
+  nextCursor: string | null
+}
+
+export interface ClientOptions {
+  /** Where the service is, e.g. `https://conversation-store.internal`; a path prefix is kept. */
+  baseUrl: string
+  /** Sent as `Authorization: Bearer <apiKey>`. */
+  apiKey?: string
+  /**
+   * In place of `apiKey`: called before each try for a bearer token, so a token is renewed
+   * when it expires. With `@azure/identity`:
+   * `getToken: async () => (await credential.getToken('api://conversation-store/.default')).token`.
+   * Its failure rejects the call as it is.
+   */
+  getToken?: () => Promise<string>
+  /**
+   * Retries 503 answers and network errors, only for requests that are safe to repeat:
+   * GET, PUT, DELETE, and appends whose messages all carry an id. Never create or PATCH.
+   * `attempts` counts tries (1 = no retry). The wait is `Retry-After` when sent, otherwise
+   * 100 ms doubling per try, and never more than `maxDelayMs` (default 10 s). A 503 or a
+   * lost answer may come after the write landed, so a retried conditional write (`ifMatch`,
+   * `ifNoneMatch`) can end in 412, and a retried DELETE in 404: treat those as "maybe done".
+   */
+  retry?: { attempts: number, maxDelayMs?: number }
+  /** Defaults to the global fetch; pass a wrapper to add timeouts, tracing, etc. */
+  fetch?: typeof fetch
+}

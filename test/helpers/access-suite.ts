@@ -65,6 +65,8 @@ function routes (id: string, userId: string): Array<{ name: string, role: 'read'
     { name: 'read message', role: 'read', ok: 200, request: { method: 'GET', url: `${conversation}/messages/m1` } },
     { name: 'edit message', role: 'write', ok: 200, request: { method: 'PATCH', url: `${conversation}/messages/m1`, payload: { text: 'edited' } } },
     { name: 'delete message', role: 'write', ok: 204, request: { method: 'DELETE', url: `${conversation}/messages/m1` } },
+    { name: 'rewind', role: 'write', ok: 200, request: { method: 'DELETE', url: `${conversation}/messages?after=m1` } },
+    { name: 'append with window', role: 'write', ok: 201, request: { method: 'POST', url: `${conversation}/messages?window=100`, payload: { messages: [{ role: 'user', text: 'more' }] } } },
     { name: 'read state', role: 'read', ok: 200, request: { method: 'GET', url: `${conversation}/workflow-state` } },
     { name: 'replace state', role: 'write', ok: 200, request: { method: 'PUT', url: `${conversation}/workflow-state`, payload: { step: 's2', turnCount: 2, status: 'active' } } },
     { name: 'delete state', role: 'write', ok: 204, request: { method: 'DELETE', url: `${conversation}/workflow-state` } },

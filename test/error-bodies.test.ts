@@ -11,7 +11,10 @@ import { countTokens } from './helpers/tokens.js'
 // instance sheds load, and its 500 when the code has a bug, validated against the schema
 // the document gives for that route and status.
 
-interface Operation { responses: Record<string, { content?: Record<string, { schema: object }> }> }
+interface Operation {
+  responses: Record<string, { content?: Record<string, { schema: object }> }>
+  parameters?: Array<{ in: string, name: string, required?: boolean }>
+}
 type Document = { paths: Record<string, Record<string, Operation>>, components: object }
 
 const bodies: Record<string, unknown> = {
@@ -27,9 +30,15 @@ function operations (document: Document): Array<{ route: string, method: string,
   return Object.entries(document.paths).flatMap(([path, methods]) => Object.entries(methods).map(([method, operation]) => ({
     route: `${method.toUpperCase()} ${path}`,
     method: method.toUpperCase(),
-    url: path.replace('{id}', 'c1').replace('{userId}', 'u1').replace('{messageId}', 'm1'),
+    url: path.replace('{id}', 'c1').replace('{userId}', 'u1').replace('{messageId}', 'm1') + requiredQuery(operation),
     operation
   })))
+}
+
+/** The required query parameters of an operation (a message id, such as rewind's `after`), so that it gets past validation. */
+function requiredQuery ({ parameters = [] }: Operation): string {
+  const required = parameters.filter((parameter) => parameter.in === 'query' && parameter.required === true)
+  return required.length === 0 ? '' : `?${required.map((parameter) => `${parameter.name}=m1`).join('&')}`
 }
 
 /** Checks one answer against the schema the document gives for its route and status. */

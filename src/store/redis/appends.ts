@@ -9,7 +9,7 @@ import { PendingIndexMoves } from './index-moves.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
 import { windowOf } from './messages.js'
 import { iso } from './records.js'
-import type { Preconditions, Reach, Tagged, WindowRequest } from '../types.js'
+import { MAX_WINDOW_MESSAGES, type Preconditions, type Reach, type Tagged, type WindowRequest } from '../types.js'
 
 export interface RedisAppendsOptions {
   client: Redis | Cluster
@@ -59,10 +59,11 @@ export class RedisAppends {
   async append (id: string, inputs: MessageInput[], preconditions: Preconditions, reach: Reach, window?: WindowRequest): Promise<AppendResult & Tagged> {
     const { client, keyPrefix, clock, ttlMs, limits, countTokens } = this.#options
     // The script skips ids already stored or repeated in the batch.
-    const all = inputs.map((input) => toMessage(input, iso(clock())))
+    const nowIso = iso(clock())
+    const all = inputs.map((input) => toMessage(input, nowIso))
     const owner = this.#cluster ? undefined : this.#owners.get(id)
     const keys = conversationKeyList(conversationKeys(keyPrefix, id))
-    const windowArgs = window === undefined ? ['', ''] : 'maxTokens' in window ? ['tokens', window.maxTokens] : ['last', window.last]
+    const windowArgs = window === undefined ? ['', '', ''] : 'maxTokens' in window ? ['tokens', window.maxTokens, MAX_WINDOW_MESSAGES] : ['last', window.last, '']
     const run = async (): Promise<ScriptReply> => await runScript(client,
       owner === undefined ? 'csAppendMessages' : 'csAppendMessagesIndexed', owner === undefined ? keys : [...keys, userIndexKey(keyPrefix, owner)],
       clock(), ttlMs, ifMatchArg(preconditions), limits.maxMessagesPerConversation, ...windowArgs, owner ?? '', all.length,

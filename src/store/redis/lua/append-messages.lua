@@ -1,11 +1,11 @@
 -- uses: window, user-index
 -- KEYS the conversation's seven, and on a single Redis the owner's index (KEYS[8]) when the
 -- caller knows the owner. ARGV now, ttlMs (the service's: a conversation's own wins), ifMatch, maxMessages, window ('' for none,
--- 'tokens' or 'last'), its size, the owner the index belongs to, n, ids…, messages…,
+-- 'tokens' or 'last'), its size, the most messages a token window holds, the owner the index belongs to, n, ids…, messages…,
 -- tokens…, reach. Answers { 'OK', appended, skipped, version, count, updatedAt, expiresAt,
 -- owner, incarnation, indexed (1: the index entry moved here) } and with a window its
 -- messages JSON, then id, tokens, ….
-local now, n = tonumber(ARGV[1]), tonumber(ARGV[8])
+local now, n = tonumber(ARGV[1]), tonumber(ARGV[9])
 local current = redis.call('HMGET', DOC, 'version', 'updatedAt', 'count', 'userId', 'inc', 'seq', 'ttl')
 local ttl = tonumber(current[7]) or tonumber(ARGV[2])
 local version = tonumber(current[1])
@@ -16,11 +16,11 @@ if redis.call('EXISTS', LEGACY) == 1 then return {'LEGACY'} end
 local count = tonumber(current[3])
 local seen, idList, jsonList, tokenList = {}, {}, {}, {}
 for i = 1, n do
-  local id = ARGV[8 + i]
+  local id = ARGV[9 + i]
   if not seen[id] and redis.call('SISMEMBER', IDS, id) == 0 then
     idList[#idList + 1] = id
-    jsonList[#jsonList + 1] = ARGV[8 + n + i]
-    tokenList[#tokenList + 1] = ARGV[8 + 2 * n + i]
+    jsonList[#jsonList + 1] = ARGV[9 + n + i]
+    tokenList[#tokenList + 1] = ARGV[9 + 2 * n + i]
   end
   seen[id] = true
 end
@@ -37,12 +37,12 @@ else
   refresh(expiresAt)
   -- The index entry moves in the same script when its key was given and is the owner's.
   local indexed = 0
-  if KEYS[8] and ARGV[7] == current[4] then
+  if KEYS[8] and ARGV[8] == current[4] then
     moveIndexEntry(KEYS[8], 'GT', updatedAt, string.match(DOC, '{(.*)}$'), expiresAt)
     indexed = 1
   end
   reply = {'OK', added, n - added, version + 1, count + added, updatedAt, expiresAt, current[4], current[5] or '0', indexed}
 end
-if ARGV[5] == 'tokens' then return withWindow(reply, tokenWindow(tonumber(ARGV[6]), 1000)) end
+if ARGV[5] == 'tokens' then return withWindow(reply, tokenWindow(tonumber(ARGV[6]), tonumber(ARGV[7]))) end
 if ARGV[5] == 'last' then return withWindow(reply, lastWindow(tonumber(ARGV[6]))) end
 return reply

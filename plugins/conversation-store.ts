@@ -8,6 +8,7 @@ import { withStoreAttributes } from '../src/telemetry/store-attributes.js'
 import { MemoryConversationStore } from '../src/store/memory/store.js'
 import { RedisConversationStore } from '../src/store/redis/store.js'
 import type { ConversationStore } from '../src/store/types.js'
+import type { StoreLimits } from '../src/store/conversation-rules.js'
 import { loadTokenCounter } from '../src/tokens.js'
 
 declare module 'fastify' {
@@ -33,7 +34,11 @@ function defaultMemoryMaxBytes (): number {
 
 async function configuredStore (fastify: FastifyInstance): Promise<ConversationStore> {
   const { config, log } = fastify
-  const limits = { ttlSeconds: config.ttlSeconds, maxMessagesPerConversation: config.maxMessagesPerConversation }
+  const limits: StoreLimits = {
+    ttlSeconds: config.ttlSeconds,
+    maxMessagesPerConversation: config.maxMessagesPerConversation,
+    ...(config.maxConversationsPerUser === undefined ? {} : { maxConversationsPerUser: config.maxConversationsPerUser })
+  }
   const countTokens = await loadTokenCounter(config.tokenEncoding)
   if (config.redis === undefined) {
     const maxBytes = config.memoryMaxBytes ?? defaultMemoryMaxBytes()

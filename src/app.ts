@@ -12,9 +12,11 @@ import rateLimitPlugin from '../plugins/rate-limit.js'
 import redisPlugin from '../plugins/redis.js'
 import requestIdPlugin from '../plugins/request-id.js'
 import conversationRoutes from '../routes/conversations.js'
+import forkRoutes from '../routes/fork.js'
 import healthRoutes from '../routes/health.js'
 import messageRoutes from '../routes/messages.js'
 import userConversationRoutes from '../routes/user-conversations.js'
+import userDataRoutes from '../routes/user-data.js'
 import workflowStateRoutes from '../routes/workflow-state.js'
 import type { Config } from './config.js'
 import { documentedAccess } from './http/documented-access.js'
@@ -80,6 +82,8 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     await v1.register(messageRoutes)
     await v1.register(workflowStateRoutes)
     await v1.register(userConversationRoutes)
+    await v1.register(forkRoutes)
+    await v1.register(userDataRoutes)
   }, { prefix: '/v1' })
 
   return app

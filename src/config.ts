@@ -18,6 +18,8 @@ const EnvSchema = z.object({
   REDIS_TTL: integer(86400, 1),
   MAX_TTL_SECONDS: integer(90 * 86400, 1),
   MAX_MESSAGES_PER_CONVERSATION: integer(10000, 1),
+  MAX_CONVERSATIONS_PER_USER: z.coerce.number().int().min(1).optional(),
+  IMPORT_MAX_BYTES: integer(256 * 1024 * 1024, 1024),
   MEMORY_MAX_CONVERSATIONS: integer(10000, 1),
   MEMORY_MAX_BYTES: z.coerce.number().int().min(1024).optional(),
   VIEW_CACHE_MAX_BYTES: integer(32 * 1024 * 1024, 0),
@@ -83,6 +85,10 @@ export interface Config {
   /** The longest `ttlSeconds` a conversation may ask for. */
   maxTtlSeconds: number
   maxMessagesPerConversation: number
+  /** A create past it deletes the user's least recently updated conversations; unset: no cap. */
+  maxConversationsPerUser?: number
+  /** The largest body an import may send (its own bound: BODY_LIMIT is for JSON bodies). */
+  importMaxBytes: number
   memoryMaxConversations: number
   /** Bound on the memory backend's stored size (the JSON of its conversations); unset: see defaultMemoryMaxBytes. */
   memoryMaxBytes?: number
@@ -141,6 +147,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     ttlSeconds: settings.REDIS_TTL,
     maxTtlSeconds: settings.MAX_TTL_SECONDS,
     maxMessagesPerConversation: settings.MAX_MESSAGES_PER_CONVERSATION,
+    ...(settings.MAX_CONVERSATIONS_PER_USER === undefined ? {} : { maxConversationsPerUser: settings.MAX_CONVERSATIONS_PER_USER }),
+    importMaxBytes: settings.IMPORT_MAX_BYTES,
     memoryMaxConversations: settings.MEMORY_MAX_CONVERSATIONS,
     ...(settings.MEMORY_MAX_BYTES === undefined ? {} : { memoryMaxBytes: settings.MEMORY_MAX_BYTES }),
     viewCacheMaxBytes: settings.VIEW_CACHE_MAX_BYTES,

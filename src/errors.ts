@@ -11,6 +11,7 @@ export const MessageNotFoundError = createError<[string]>('MESSAGE_NOT_FOUND', "
 export const WorkflowStateNotFoundError = createError<[string]>('WORKFLOW_STATE_NOT_FOUND', "Conversation '%s' has no workflow state", 404)
 export const TooManyMessagesError = createError<[number]>('TOO_MANY_MESSAGES', 'A conversation holds at most %d messages', 413)
 export const ConversationTooLargeError = createError<[number]>('CONVERSATION_TOO_LARGE', 'A conversation may take at most %d bytes in the memory store', 413)
+export const ImportTooLargeError = createError<[number]>('IMPORT_TOO_LARGE', 'An import may send at most %d bytes (IMPORT_MAX_BYTES)', 413)
 export const InvalidRequestError = createError<[string]>('FST_ERR_VALIDATION', '%s', 400)
 export const UnauthorizedError = createError('UNAUTHORIZED', 'A valid bearer token is required', 401)
 export const TokenRefusedError = createError<[string]>('UNAUTHORIZED', 'The bearer token was refused: %s', 401)

@@ -128,6 +128,13 @@ export const AppendMessagesBodySchema = z.strictObject({
   messages: z.array(MessageInputSchema).min(1).max(100)
 }).meta({ id: 'AppendMessages' })
 
+/** Where a fork came from: the source, the last message it copied (null: none), and its version. */
+export const ForkedFromSchema = z.strictObject({
+  conversationId: ConversationIdSchema,
+  messageId: MessageIdSchema.nullable(),
+  version: z.number().int().min(1)
+}).meta({ id: 'ForkedFrom' })
+
 const conversationFields = {
   id: ConversationIdSchema,
   userId: UserIdSchema,
@@ -139,6 +146,7 @@ const conversationFields = {
   stepData: JsonObject.optional(),
   metadata: JsonObject.optional(),
   ttlSeconds: z.number().int().min(1).optional().meta({ description: 'Only when the conversation has a TTL of its own' }),
+  forkedFrom: ForkedFromSchema.optional().meta({ description: 'Only on a fork: what it was copied from' }),
   createdAt: z.string(),
   updatedAt: z.string(),
   expiresAt: z.string(),
@@ -313,6 +321,7 @@ export type RewindResult = z.output<typeof RewindResultSchema>
 export type PatchMessageBody = z.output<typeof PatchMessageBodySchema>
 export type WorkflowStateBody = z.output<typeof WorkflowStateBodySchema>
 export type WorkflowState = z.output<typeof WorkflowStateSchema>
+export type ForkedFrom = z.output<typeof ForkedFromSchema>
 export type Health = z.output<typeof HealthSchema>
 
 /** Response schemas for the error statuses a route can answer with. */

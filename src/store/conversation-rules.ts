@@ -12,6 +12,8 @@ import type { Preconditions, Reach } from './types.js'
 export interface StoreLimits {
   ttlSeconds: number
   maxMessagesPerConversation: number
+  /** A create past it deletes the user's least recently updated conversations; no cap when unset. */
+  maxConversationsPerUser?: number
 }
 
 /** A new incarnation: made when a record is created, kept until it is deleted. */

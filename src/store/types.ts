@@ -1,5 +1,5 @@
 import type {
-  AppendResult, Conversation, ConversationFields, ConversationSummary, ConversationView, Message, MessageInput,
+  AppendResult, Conversation, ConversationFields, ConversationSummary, ConversationView, ForkedFrom, Message, MessageInput,
   MessageWithTokens, PatchConversationBody, PatchMessageBody, RewindResult, WorkflowState, WorkflowStateBody
 } from '../schemas.js'
 
@@ -93,6 +93,37 @@ export interface PutResult {
   created: boolean
 }
 
+/**
+ * One version of a conversation with everything it owns, read atomically: what a fork
+ * copies and an export writes. `tokens` are its messages' counts, in order.
+ */
+export interface ConversationSnapshot {
+  conversation: TaggedConversation
+  tokens: number[]
+  workflowState?: WorkflowState
+}
+
+/**
+ * A whole conversation written at once, as a fork or an import writes it: a new incarnation
+ * with its messages (ids and times kept), its workflow state, and where it came from.
+ * `updatedAt` (never later than now) is kept when the write creates the conversation, so an
+ * import keeps the order of a user's list; it lives its whole TTL from the write all the same.
+ * `tokens`, when given, are the messages' counts (a fork's, from the same service).
+ */
+export interface RestoreRecord {
+  fields: ConversationFields
+  createdAt?: string
+  updatedAt?: string
+  forkedFrom?: ForkedFrom
+  workflowState?: WorkflowStateBody
+  tokens?: number[]
+}
+
+/** create: fails when the id exists; skip: leaves an existing one; replace: replaces it (same owner only). */
+export type RestoreMode = 'create' | 'skip' | 'replace'
+
+export type RestoreResult = { outcome: 'created' | 'replaced', conversation: TaggedConversation } | { outcome: 'skipped' }
+
 /** Figures for the metrics; each backend reports what it has. */
 export interface StoreStats {
   conversations?: number
@@ -132,6 +163,10 @@ export interface ConversationStore {
   /** Deletes every message after one, in one write (nothing changes when none follows it). */
   rewindMessages (id: string, afterMessageId: string, preconditions: Preconditions, reach?: Reach): Promise<RewindResult & Tagged>
   deleteByUser (userId: string, reach?: Reach): Promise<number>
+  /** The conversation with its messages through `throughMessageId` (all without it), and its workflow state. */
+  snapshot (id: string, throughMessageId?: string, reach?: Reach): Promise<ConversationSnapshot | undefined>
+  /** Writes a whole conversation atomically; a user's cap (maxConversationsPerUser) then applies. */
+  restore (id: string, record: RestoreRecord, mode: RestoreMode): Promise<RestoreResult>
   getWorkflowState (id: string, reach?: Reach): Promise<TaggedWorkflowState>
   putWorkflowState (id: string, state: WorkflowStateBody, preconditions: Preconditions, reach?: Reach): Promise<{ state: TaggedWorkflowState, created: boolean }>
   deleteWorkflowState (id: string, preconditions: Preconditions, reach?: Reach): Promise<void>

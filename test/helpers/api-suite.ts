@@ -7,6 +7,8 @@ import { chatTurnSuite } from './chat-turn-suite.js'
 import { contentSuite } from './content-suite.js'
 import { retentionSuite } from './retention-suite.js'
 import { rewindSuite } from './rewind-suite.js'
+import { forkSuite } from './fork-suite.js'
+import { userDataSuite } from './user-data-suite.js'
 import { edgeSuite } from './edge-suite.js'
 import { messageSuite } from './message-suite.js'
 
@@ -62,6 +64,8 @@ export function apiSuite (backend: Backend): void {
   chatTurnSuite(backend)
   retentionSuite(backend)
   rewindSuite(backend)
+  forkSuite(backend)
+  userDataSuite(backend)
 
   t.test(`[${backend.name}] create`, async (t) => {
     const app = await build(t)

@@ -1,6 +1,6 @@
-import type { Message, MessageWithTokens } from '../../schemas.js'
+import type { Message, MessageWindow, MessageWithTokens } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
-import type { MessageQuery } from '../types.js'
+import { MAX_WINDOW_MESSAGES, type MessageQuery, type WindowRequest } from '../types.js'
 
 /** A page of a message log: the items and, when more follow, the position to go on from. */
 export interface LogPage { items: MessageWithTokens[], nextSeq: number | null, totalTokens?: number }
@@ -21,9 +21,10 @@ export class MessageLog {
   /** The stored size of the messages (their JSON), kept as they change. */
   bytes = 0
 
-  constructor (countTokens: TokenCounter, messages: Message[] = []) {
+  /** `tokens`, when given, are the messages' counts (a fork's, taken by the same counter). */
+  constructor (countTokens: TokenCounter, messages: Message[] = [], tokens?: number[]) {
     this.#countTokens = countTokens
-    this.add(messages)
+    this.add(messages, tokens)
   }
 
   get count (): number { return this.#messages.length }
@@ -53,11 +54,17 @@ export class MessageLog {
     return bytes
   }
 
-  add (messages: Message[]): void {
-    for (const message of messages) {
+  /** The messages through `messageId` (all without it), oldest first, with their token counts. */
+  through (messageId?: string): { messages: Message[], tokens: number[] } {
+    const messages = messageId === undefined ? this.all() : this.#messages.slice(0, this.#indexOf(messageId) + 1)
+    return { messages, tokens: messages.map((message) => this.#tokens.get(message.id) as number) }
+  }
+
+  add (messages: Message[], tokens?: number[]): void {
+    for (const [i, message] of messages.entries()) {
       this.#messages.push(message)
       this.#seqs.push(++this.#lastSeq)
-      this.#tokens.set(message.id, this.#countTokens(message))
+      this.#tokens.set(message.id, tokens?.[i] ?? this.#countTokens(message))
       this.#usedIds.add(message.id)
     }
     this.bytes += MessageLog.bytesOf(messages)
@@ -86,6 +93,14 @@ export class MessageLog {
     this.#messages.splice(index, 1)
     this.#seqs.splice(index, 1)
     this.#tokens.delete(messageId)
+  }
+
+  /** The window an append answers (CONTRACT-NOTES §16), from the log as the append left it. */
+  window (request: WindowRequest): MessageWindow {
+    const items = 'maxTokens' in request
+      ? this.#window(request.maxTokens, MAX_WINDOW_MESSAGES).items
+      : this.lastWithTokens(request.last)
+    return { items, totalTokens: items.reduce((sum, message) => sum + (message.tokens ?? 0), 0), messageCount: this.count }
   }
 
   page (query: MessageQuery): LogPage {

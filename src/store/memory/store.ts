@@ -1,10 +1,10 @@
 import { LRUCache } from 'lru-cache'
 import {
   ConversationExistsError, ConversationNotFoundError, ConversationTooLargeError, InvalidRequestError, MessageNotFoundError,
-  WorkflowStateNotFoundError
+  UserMismatchError, WorkflowStateNotFoundError
 } from '../../errors.js'
 import type {
-  AppendResult, ConversationFields, ConversationView, Message, MessageInput, MessageWindow, RewindResult, PatchConversationBody, PatchMessageBody, WorkflowStateBody
+  AppendResult, ConversationFields, ConversationView, Message, MessageInput, RewindResult, PatchConversationBody, PatchMessageBody, WorkflowStateBody
 } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
 import {
@@ -12,13 +12,14 @@ import {
   patchConversation, patchMessage, tagOf, ttlSecondsOf, writeStamp, writeTime, type ConversationBody, type StoreLimits
 } from '../conversation-rules.js'
 import { MessageLog } from './message-log.js'
+import { restoredEntry } from './restored-entry.js'
 import { indexKeyOf, sizeOf, summaryOf, tagged, taggedState, tagOfEntry, viewOf, type Entry, type StoredState } from './entries.js'
 import { ViewCache } from '../view-cache.js'
 import { firstAfter, MemoryUserIndex, type IndexKey } from './user-index.js'
 import {
-  EVERYWHERE, MAX_WINDOW_MESSAGES, type ConversationPage, type ConversationStore, type ListOptions, type MessagePage, type MessageQuery,
-  type MessageSelection, type Preconditions, type PutResult, type Reach, type StoreHealth, type StoreStats, type Tagged, type TaggedConversation,
-  type TaggedView, type TaggedWorkflowState, type WindowRequest
+  EVERYWHERE, type ConversationPage, type ConversationSnapshot, type ConversationStore, type ListOptions, type MessagePage,
+  type MessageQuery, type MessageSelection, type Preconditions, type PutResult, type Reach, type RestoreMode, type RestoreRecord, type RestoreResult,
+  type StoreHealth, type StoreStats, type Tagged, type TaggedConversation, type TaggedView, type TaggedWorkflowState, type WindowRequest
 } from '../types.js'
 
 export interface MemoryStoreOptions {
@@ -119,7 +120,7 @@ export class MemoryConversationStore implements ConversationStore {
     const { added, skipped } = newMessages(entry.log, inputs, new Date(writeMs).toISOString())
     // The window is read in the same synchronous step as the write, so it is of that version.
     const withWindow = (result: AppendResult & Tagged): AppendResult & Tagged =>
-      window === undefined ? result : { ...result, window: windowOf(entry.log, window) }
+      window === undefined ? result : { ...result, window: entry.log.window(window) }
     if (added.length === 0) {
       return withWindow({ appended: 0, skipped, version: entry.body.version, messageCount: entry.log.count, etag: tagOfEntry(entry) })
     }
@@ -167,6 +168,26 @@ export class MemoryConversationStore implements ConversationStore {
       }
     }
     return deleted
+  }
+
+  async snapshot (id: string, throughMessageId?: string, reach = EVERYWHERE): Promise<ConversationSnapshot | undefined> {
+    const entry = this.#reachable(id, reach)
+    if (entry === undefined) return undefined
+    if (throughMessageId !== undefined) this.#message(entry, throughMessageId)
+    const { messages, tokens } = entry.log.through(throughMessageId)
+    const state = this.#liveWorkflowState(entry)?.state
+    const conversation = { ...entry.body, messages, messageCount: messages.length, etag: tagOfEntry(entry) }
+    return state === undefined ? { conversation, tokens } : { conversation, tokens, workflowState: state }
+  }
+
+  async restore (id: string, record: RestoreRecord, mode: RestoreMode): Promise<RestoreResult> {
+    const previous = this.#live(id)
+    if (previous !== undefined && mode === 'create') throw new ConversationExistsError(id)
+    if (previous !== undefined && mode === 'skip') return { outcome: 'skipped' }
+    if (previous !== undefined && previous.body.userId !== record.fields.userId) throw new UserMismatchError()
+    const entry = restoredEntry(id, record, { now: this.#clock(), limits: this.#limits, countTokens: this.#countTokens, previous })
+    this.#save(entry, previous)
+    return { outcome: previous === undefined ? 'created' : 'replaced', conversation: tagged(entry) }
   }
 
   async listMessages (id: string, query: MessageQuery, reach = EVERYWHERE): Promise<MessagePage> {
@@ -313,23 +334,37 @@ export class MemoryConversationStore implements ConversationStore {
     const entry: Entry = { body, incarnation: previous?.incarnation ?? newIncarnation(), log, bodyBytes: JSON.stringify(body).length }
     const stored = previous === undefined ? undefined : this.#liveWorkflowState(previous)
     if (stored !== undefined) entry.workflowState = { ...stored, state: { ...stored.state, expiresAt: body.expiresAt } }
+    this.#save(entry, previous)
+    return entry
+  }
+
+  /** Puts an entry in place of `previous`; a new conversation then brings its user back to the cap. */
+  #save (entry: Entry, previous?: Entry): void {
+    const { body } = entry
     this.#assertFits(sizeOf(entry))
     if (previous !== undefined) this.#index.remove(previous.body.userId, indexKeyOf(previous.body))
     this.#views.forget(body.id)
     this.#entries.set(body.id, entry)
     this.#index.add(body.userId, indexKeyOf(body))
-    return entry
+    if (previous === undefined) this.#trimUser(body.userId)
+  }
+
+  /**
+   * Past the per-user cap, deletes the user's least recently updated conversations, in the
+   * same synchronous step as the create. Expired ones go too, and do not count.
+   */
+  #trimUser (userId: string): void {
+    const cap = this.#limits.maxConversationsPerUser
+    const keys = this.#index.keys(userId)
+    if (cap === undefined || keys.length <= cap) return
+    const now = this.#clock()
+    const expired = keys.filter(({ id }) => Date.parse((this.#entries.peek(id) as Entry).body.expiresAt) <= now)
+    const live = keys.filter((key) => !expired.includes(key))
+    // Deleting unindexes (see dispose), so the lists are made first.
+    for (const { id } of [...expired, ...live.slice(cap)]) this.#entries.delete(id)
   }
 }
 
 function badCursor (): Error {
   return new InvalidRequestError('querystring/cursor belongs to another conversation, or to one since deleted')
-}
-
-/** The window an append answers, from the log as the append left it. */
-function windowOf (log: MessageLog, window: WindowRequest): MessageWindow {
-  const items = 'maxTokens' in window
-    ? log.page({ order: 'desc', limit: MAX_WINDOW_MESSAGES, maxTokens: window.maxTokens }).items
-    : log.lastWithTokens(window.last)
-  return { items, totalTokens: items.reduce((sum, message) => sum + (message.tokens ?? 0), 0), messageCount: log.count }
 }

@@ -23,6 +23,9 @@ const SCRIPTS = {
   csDeleteMessage: { keys: CONVERSATION_KEYS, lua: loadScript('delete-message') },
   csRewindMessages: { keys: CONVERSATION_KEYS, lua: loadScript('rewind-messages') },
   csMigrateMessages: { keys: CONVERSATION_KEYS, lua: loadScript('migrate-messages') },
+  csReadSnapshot: { keys: CONVERSATION_KEYS, lua: loadScript('read-snapshot') },
+  csRestoreConversation: { keys: CONVERSATION_KEYS, lua: loadScript('restore-conversation') },
+  csEvictConversation: { keys: CONVERSATION_KEYS, lua: loadScript('evict-conversation') },
   csReadWorkflowState: { keys: 2, lua: loadScript('read-workflow-state') },
   csWriteWorkflowState: { keys: 2, lua: loadScript('write-workflow-state') },
   csDeleteWorkflowState: { keys: 2, lua: loadScript('delete-workflow-state') },
@@ -67,4 +70,9 @@ export function ifMatchArg ({ ifMatch }: Preconditions): string {
   if (ifMatch === undefined) return ''
   // Only weak tags were sent: none can match, and a lone comma names no tag.
   return ifMatch === '*' ? '*' : ifMatch.join(',') || ','
+}
+
+/** A conversation's own TTL as the scripts keep it: in ms, or '' for the service's. */
+export function ownTtlArg ({ ttlSeconds }: { ttlSeconds?: number | undefined }): string | number {
+  return ttlSeconds === undefined ? '' : ttlSeconds * 1000
 }

@@ -10,9 +10,11 @@ import type { TokenCounter } from '../../tokens.js'
 import {
   assertMessageLimit, canReach, checkPreconditions, mergePatch, newIncarnation, tagOf, toMessage, ttlSecondsOf, type StoreLimits
 } from '../conversation-rules.js'
-import { absent, defineScripts, ifMatchArg, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
+import { absent, defineScripts, ifMatchArg, ownTtlArg, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
 import { RedisAppends } from './appends.js'
+import { RedisHistory } from './history.js'
+import { RedisUserCap } from './user-cap.js'
 import { RedisMessages } from './messages.js'
 import { RedisUserLists } from './user-lists.js'
 import { InvalidRecordError, iso } from './records.js'
@@ -21,8 +23,8 @@ import { RedisWorkflowStates } from './workflow-states.js'
 import { pingRedis } from './connection.js'
 import { guardRedisCall, type Deadline } from './errors.js'
 import {
-  EVERYWHERE, type ConversationPage, type ConversationStore, type ListOptions, type MessagePage, type MessageQuery, type MessageSelection,
-  type Preconditions, type PutResult, type Reach, type StoreHealth, type StoreStats, type Tagged, type TaggedConversation, type TaggedView,
+  EVERYWHERE, type ConversationPage, type ConversationSnapshot, type ConversationStore, type ListOptions, type MessagePage, type MessageQuery,
+  type MessageSelection, type Preconditions, type PutResult, type Reach, type RestoreMode, type RestoreRecord, type RestoreResult, type StoreHealth, type StoreStats, type Tagged, type TaggedConversation, type TaggedView,
   type TaggedWorkflowState, type WindowRequest
 } from '../types.js'
 import { ViewCache } from '../view-cache.js'
@@ -62,6 +64,8 @@ export class RedisConversationStore implements ConversationStore {
   readonly #views: RedisViews
   readonly #workflowStates: RedisWorkflowStates
   readonly #appends: RedisAppends
+  readonly #history: RedisHistory
+  readonly #cap: RedisUserCap | undefined
 
   constructor (options: RedisStoreOptions) {
     this.#client = options.client
@@ -76,15 +80,14 @@ export class RedisConversationStore implements ConversationStore {
       cache: new ViewCache(options.viewCacheBytes ?? 0),
       corruptUnless: (id, parse) => this.#corruptUnless(id, parse)
     })
-    this.#lists = new RedisUserLists({
-      client: this.#client,
-      keyPrefix: this.#prefix,
-      // Index entries this much older than their conversation's absence are pruned; younger
-      // ones may belong to a create that is still in flight, so they are only skipped.
-      staleAfterMs: Math.max(60_000, options.timeoutMs * 4),
-      clock: this.#clock,
-      views: this.#views
-    })
+    // Index entries this much older than their conversation's absence are pruned; younger
+    // ones may belong to a create that is still in flight, so they are only skipped.
+    const staleAfterMs = Math.max(60_000, options.timeoutMs * 4)
+    this.#lists = new RedisUserLists({ client: this.#client, keyPrefix: this.#prefix, staleAfterMs, clock: this.#clock, views: this.#views })
+    const cap = this.#limits.maxConversationsPerUser
+    this.#cap = cap === undefined
+      ? undefined
+      : new RedisUserCap({ client: this.#client, keyPrefix: this.#prefix, cap, staleAfterMs, clock: this.#clock, views: this.#views })
     this.#countTokens = options.countTokens
     defineScripts(this.#client)
     this.#workflowStates = new RedisWorkflowStates({
@@ -112,6 +115,17 @@ export class RedisConversationStore implements ConversationStore {
       guard: async (operation) => await this.#guard(operation),
       onCorruptRecord: this.#onCorruptRecord,
       onIndexMoveFailed: options.onIndexMoveFailed ?? (() => {})
+    })
+    this.#history = new RedisHistory({
+      client: this.#client,
+      keyPrefix: this.#prefix,
+      limits: this.#limits,
+      countTokens: this.#countTokens,
+      clock: this.#clock,
+      views: this.#views,
+      migrate: async (id) => { await this.#messages.migrate(id) },
+      touchIndex: async (mode, userId, id, score, expiresAt) => { await this.#touchIndex(mode, userId, id, score, expiresAt) },
+      corruptUnless: (id, parse) => this.#corruptUnless(id, parse)
     })
   }
 
@@ -184,6 +198,7 @@ export class RedisConversationStore implements ConversationStore {
   async listByUser (userId: string, options: ListOptions, reach = EVERYWHERE): Promise<ConversationPage> {
     return await this.#guard(async (deadline) => {
       await this.#appends.settled(userId)
+      await this.#cap?.trim(userId)
       return await this.#lists.list(userId, options, reach, deadline)
     })
   }
@@ -192,6 +207,22 @@ export class RedisConversationStore implements ConversationStore {
     return await this.#guard(async () => {
       await this.#appends.settled(userId)
       return await this.#lists.deleteAll(userId, reach)
+    })
+  }
+
+  async snapshot (id: string, throughMessageId?: string, reach = EVERYWHERE): Promise<ConversationSnapshot | undefined> {
+    const snapshot = await this.#guard(async () => await this.#history.snapshot(id, throughMessageId, reach))
+    if (snapshot !== undefined) this.#appends.knowOwner(id, snapshot.conversation.userId)
+    return snapshot
+  }
+
+  async restore (id: string, record: RestoreRecord, mode: RestoreMode): Promise<RestoreResult> {
+    return await this.#guardWrite(id, async () => {
+      const result = await this.#history.restore(id, record, mode)
+      if (result.outcome === 'skipped') return result
+      this.#appends.knowOwner(id, record.fields.userId)
+      if (result.outcome === 'created') await this.#cap?.trim(record.fields.userId)
+      return result
     })
   }
 
@@ -266,6 +297,7 @@ export class RedisConversationStore implements ConversationStore {
       const [, version, updatedAt, expiresAt, createdAt, created, incarnation] = reply as [string, number, number, number, number, number, string]
       this.#appends.knowOwner(id, userId)
       await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
+      if (created === 1) await this.#cap?.trim(userId)
       const times = { createdAt: iso(createdAt), updatedAt: iso(updatedAt), expiresAt: iso(expiresAt) }
       const conversation: TaggedConversation = {
         ...body, userId, id, messages, messageCount: messages.length, ...times, version, etag: tagOf(incarnation, version)
@@ -310,9 +342,4 @@ export class RedisConversationStore implements ConversationStore {
   async #guard<T> (operation: (deadline: Deadline) => Promise<T>): Promise<T> {
     return await guardRedisCall(this.#client, this.#timeoutMs, operation)
   }
-}
-
-/** A conversation's own TTL as the scripts keep it: in ms, or '' for the service's. */
-function ownTtlArg ({ ttlSeconds }: { ttlSeconds?: number | undefined }): string | number {
-  return ttlSeconds === undefined ? '' : ttlSeconds * 1000
 }

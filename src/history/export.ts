@@ -1,0 +1,36 @@
+import type { ConversationPage, ConversationStore, ListCursor, Reach } from '../store/types.js'
+
+/** Conversations listed per step of an export: what it holds besides the one it writes. */
+const PAGE = 100
+
+/**
+ * A user's export, line by line, each line one version of one conversation (a snapshot)
+ * and the last `{ "type": "end" }` with their number. The first page is read before the
+ * answer starts, so that a store that does not answer gets a 503 rather than a cut export.
+ * It walks the user's list: a conversation written while it runs moves to the list's head,
+ * and is in the export only if it was reached before.
+ */
+export async function exportLines (store: ConversationStore, userId: string, reach: Reach): Promise<AsyncGenerator<string>> {
+  const first = await page(store, userId, reach)
+  return lines(store, userId, reach, first)
+}
+
+async function page (store: ConversationStore, userId: string, reach: Reach, cursor?: ListCursor): Promise<ConversationPage> {
+  return await store.listByUser(userId, { limit: PAGE, view: 'summary', ...(cursor === undefined ? {} : { cursor }) }, reach)
+}
+
+async function * lines (store: ConversationStore, userId: string, reach: Reach, first: ConversationPage): AsyncGenerator<string> {
+  let conversations = 0
+  for (let current: ConversationPage | undefined = first; current !== undefined;) {
+    for (const { id } of current.items) {
+      const snapshot = await store.snapshot(id, undefined, reach)
+      // Deleted since it was listed, or given to another user.
+      if (snapshot === undefined || snapshot.conversation.userId !== userId) continue
+      const { etag: _etag, ...conversation } = snapshot.conversation
+      conversations++
+      yield JSON.stringify({ type: 'conversation', conversation, workflowState: snapshot.workflowState ?? null }) + '\n'
+    }
+    current = current.nextCursor === null ? undefined : await page(store, userId, reach, current.nextCursor)
+  }
+  yield JSON.stringify({ type: 'end', conversations }) + '\n'
+}

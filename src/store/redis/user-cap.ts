@@ -1,0 +1,53 @@
+import type { Cluster, Redis } from 'ioredis'
+import { runScript } from './commands.js'
+import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
+import type { RedisViews } from './views.js'
+
+export interface RedisUserCapOptions {
+  client: Redis | Cluster
+  keyPrefix: string
+  /** MAX_CONVERSATIONS_PER_USER. */
+  cap: number
+  /** Index entries this much older than their conversation's absence are pruned. */
+  staleAfterMs: number
+  clock: () => number
+  views: RedisViews
+}
+
+/**
+ * The per-user cap on Redis. The index lives in the user's slot and each conversation in
+ * its own, so the cap is a step after the create (and before every list of the user):
+ * one that a crash can delay but not skip, since each later create or list of the user
+ * takes it again.
+ */
+export class RedisUserCap {
+  readonly #options: RedisUserCapOptions
+
+  constructor (options: RedisUserCapOptions) {
+    this.#options = options
+  }
+
+  /**
+   * Deletes the user's least recently updated conversations until at most the cap are left.
+   * Entries whose conversation is gone do not count, and old ones are pruned; one a write
+   * moved since it was read is left, as it is no longer the oldest.
+   */
+  async trim (userId: string): Promise<void> {
+    const { client, keyPrefix, cap, views, clock, staleAfterMs } = this.#options
+    const index = userIndexKey(keyPrefix, userId)
+    if (await client.zcard(index) <= cap) return
+    const entries = await client.zrange(index, '0', '-1', 'WITHSCORES')
+    const oldestFirst: Array<[string, number]> = []
+    for (let i = 0; i < entries.length; i += 2) oldestFirst.push([entries[i] as string, Number(entries[i + 1])])
+    const reads = await views.summaries(oldestFirst.map(([id]) => id))
+    const live = oldestFirst.filter((_, i) => reads[i]?.userId === userId)
+    const now = clock()
+    const stale = oldestFirst.filter(([, score], i) => reads[i]?.userId !== userId && now - score > staleAfterMs)
+    const victims = live.slice(0, Math.max(0, live.length - cap))
+    const replies = await Promise.all(victims.map(async ([id, score]) =>
+      await runScript(client, 'csEvictConversation', conversationKeyList(conversationKeys(keyPrefix, id)), userId, score)))
+    for (const [id] of victims) views.forget(id)
+    const removable = [...stale, ...victims.filter((_, i) => replies[i]?.[0] !== 'MOVED')]
+    if (removable.length > 0) await runScript(client, 'csRemoveIndexEntries', [index], ...removable.flat())
+  }
+}

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { accessSuite } from './helpers/access-suite.js'
 import { apiSuite } from './helpers/api-suite.js'
+import { portabilitySuite } from './helpers/portability-suite.js'
 import { build } from './helpers/build.js'
 import { startRedisCluster } from './helpers/redis-cluster.js'
 
@@ -18,4 +19,6 @@ const env = {
 
 const backend = { name: 'redis-cluster', build: (t: Parameters<typeof build>[0], extra = {}, options = {}) => build(t, { ...env, ...extra }, options) }
 apiSuite(backend)
+// An export imported into memory, and one of memory imported here.
+portabilitySuite(backend)
 accessSuite(backend)

@@ -60,7 +60,7 @@ async function importLine (text: string, { store, userId, caller, mode, maxTtlSe
     ...(forkedFrom === undefined ? {} : { forkedFrom }),
     ...(workflowState === undefined || workflowState === null ? {} : { workflowState: workflowStateBody(workflowState) })
   }
-  const { outcome } = await store.restore(id, record, mode)
+  const { outcome } = await store.restore(id, record, mode, caller.reach)
   return outcome === 'skipped' ? 'skipped' : 'imported'
 }
 

@@ -165,8 +165,11 @@ export interface ConversationStore {
   deleteByUser (userId: string, reach?: Reach): Promise<number>
   /** The conversation with its messages through `throughMessageId` (all without it), and its workflow state. */
   snapshot (id: string, throughMessageId?: string, reach?: Reach): Promise<ConversationSnapshot | undefined>
-  /** Writes a whole conversation atomically; a user's cap (maxConversationsPerUser) then applies. */
-  restore (id: string, record: RestoreRecord, mode: RestoreMode): Promise<RestoreResult>
+  /**
+   * Writes a whole conversation atomically; a user's cap (maxConversationsPerUser) then
+   * applies. A replace of a conversation out of reach fails as one of none would.
+   */
+  restore (id: string, record: RestoreRecord, mode: RestoreMode, reach?: Reach): Promise<RestoreResult>
   getWorkflowState (id: string, reach?: Reach): Promise<TaggedWorkflowState>
   putWorkflowState (id: string, state: WorkflowStateBody, preconditions: Preconditions, reach?: Reach): Promise<{ state: TaggedWorkflowState, created: boolean }>
   deleteWorkflowState (id: string, preconditions: Preconditions, reach?: Reach): Promise<void>

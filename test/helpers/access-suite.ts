@@ -72,11 +72,18 @@ function routes (id: string, userId: string): Array<{ name: string, role: 'read'
     { name: 'delete state', role: 'write', ok: 204, request: { method: 'DELETE', url: `${conversation}/workflow-state` } },
     { name: 'delete', role: 'write', ok: 204, request: { method: 'DELETE', url: conversation } },
     { name: 'list', role: 'read', ok: 200, request: { method: 'GET', url: `/v1/users/${userId}/conversations` } },
-    { name: 'delete all', role: 'admin', ok: 200, request: { method: 'DELETE', url: `/v1/users/${userId}/conversations` } }
+    { name: 'delete all', role: 'admin', ok: 200, request: { method: 'DELETE', url: `/v1/users/${userId}/conversations` } },
+    { name: 'fork', role: 'write', ok: 201, request: { method: 'POST', url: `${conversation}/fork`, payload: { id: `${id}-fork` } } },
+    { name: 'fork into another user', role: 'admin', ok: 201, request: { method: 'POST', url: `${conversation}/fork`, payload: { id: `${id}-given`, userId: `${userId}-other` } } },
+    { name: 'export', role: 'admin', ok: 200, request: { method: 'GET', url: `/v1/users/${userId}/export` } },
+    { name: 'import', role: 'admin', ok: 200, request: { method: 'POST', url: `/v1/users/${userId}/import`, headers: { 'content-type': 'application/x-ndjson' }, payload: importLine(`${id}-imported`, userId, 'contoso') } }
   ]
 }
 
 const RANK = { read: 0, write: 1, admin: 2 }
+
+const importLine = (id: string, userId: string, tenantId: string): string =>
+  JSON.stringify({ type: 'conversation', conversation: { id, userId, tenantId, messages: [{ id: 'm1', role: 'user', text: 'imported' }] } }) + '\n'
 
 export function accessSuite (backend: Backend): void {
   t.test(`${backend.name}: callers, roles and tenants`, async (t) => {
@@ -120,7 +127,7 @@ export function accessSuite (backend: Backend): void {
       const missing = unique('missing')
       for (const route of routes(theirs, userId)) {
         // Lists are below; a PUT to a missing id creates, so its case is in the next test.
-        if (['create', 'replace', 'list', 'delete all'].includes(route.name)) continue
+        if (['create', 'replace', 'list', 'delete all', 'export', 'import'].includes(route.name)) continue
         const response = await as('app-admin', route.request)
         const absent = await as('app-admin', routes(missing, userId).find((other) => other.name === route.name)?.request as InjectOptions)
         t.equal(response.statusCode, 404, `${route.name} of another tenant's conversation`)
@@ -152,6 +159,30 @@ export function accessSuite (backend: Backend): void {
       t.same(idsOf(await ops(list())), [theirs])
       t.same((await as('app-fabrikam', { method: 'DELETE', url: `/v1/users/${userId}/conversations` })).json(), { deleted: 1 })
       t.same(idsOf(await ops(list())), [])
+    })
+
+    t.test('export, import and fork act only inside the caller\'s tenants and users', async (t) => {
+      const userId = unique('u')
+      const ours = await seed(app, userId, 'contoso')
+      const theirs = await seed(app, userId, 'fabrikam')
+      const exported = await as('app-admin', { method: 'GET', url: `/v1/users/${userId}/export` })
+      const lines = exported.body.trim().split('\n').map((line: string) => JSON.parse(line))
+      t.same(lines.map((line: Json) => line.conversation?.id ?? line.type), [ours, 'end'], 'an export holds only the caller\'s tenants')
+      const intoTheirs = importLine(unique('c'), userId, 'fabrikam')
+      const imported = await as('app-admin', { method: 'POST', url: `/v1/users/${userId}/import`, headers: { 'content-type': 'application/x-ndjson' }, payload: intoTheirs })
+      t.match(imported.json(), { imported: 0, failedCount: 1, failed: [{ line: 1, code: 'FORBIDDEN' }] }, 'an import into another tenant is refused line by line')
+      const replaced = await as('app-admin', {
+        method: 'POST', url: `/v1/users/${userId}/import?mode=replace`, headers: { 'content-type': 'application/x-ndjson' }, payload: importLine(theirs, userId, 'contoso')
+      })
+      t.equal(replaced.json().failed[0]?.code, 'CONVERSATION_NOT_FOUND', 'and cannot pull another tenant\'s conversation in, as a PUT cannot')
+      t.equal(await versionOf(theirs), 1)
+      const user = unique('user')
+      const mine = await seed(app, user, 'contoso')
+      const delegated = { scp: 'user_impersonation', oid: user }
+      const forkFor = async (target: string): Promise<number> =>
+        (await as('app-front-end', { method: 'POST', url: `/v1/conversations/${mine}/fork`, payload: { userId: target } }, delegated)).statusCode
+      t.equal(await forkFor(user), 201, 'a delegated token forks its own user\'s conversation')
+      t.equal(await forkFor(unique('other')), 403, 'but not into another user')
     })
 
     t.test('creating or moving a conversation into another tenant is 403, and changes nothing', async (t) => {

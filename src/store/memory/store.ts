@@ -180,10 +180,11 @@ export class MemoryConversationStore implements ConversationStore {
     return state === undefined ? { conversation, tokens } : { conversation, tokens, workflowState: state }
   }
 
-  async restore (id: string, record: RestoreRecord, mode: RestoreMode): Promise<RestoreResult> {
+  async restore (id: string, record: RestoreRecord, mode: RestoreMode, reach = EVERYWHERE): Promise<RestoreResult> {
     const previous = this.#live(id)
     if (previous !== undefined && mode === 'create') throw new ConversationExistsError(id)
     if (previous !== undefined && mode === 'skip') return { outcome: 'skipped' }
+    if (previous !== undefined && !canReach(reach, previous.body)) throw new ConversationNotFoundError(id)
     if (previous !== undefined && previous.body.userId !== record.fields.userId) throw new UserMismatchError()
     const entry = restoredEntry(id, record, { now: this.#clock(), limits: this.#limits, countTokens: this.#countTokens, previous })
     this.#save(entry, previous)

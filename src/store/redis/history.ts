@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis'
-import { ConversationExistsError, MessageNotFoundError, UserMismatchError } from '../../errors.js'
+import { ConversationExistsError, ConversationNotFoundError, MessageNotFoundError, UserMismatchError } from '../../errors.js'
 import type { TokenCounter } from '../../tokens.js'
 import { assertMessageLimit, newIncarnation, tagOf, toMessage, ttlSecondsOf, type StoreLimits } from '../conversation-rules.js'
 import { absent, ownTtlArg, reachArgs, runScript } from './commands.js'
@@ -57,7 +57,7 @@ export class RedisHistory {
     }
   }
 
-  async restore (id: string, record: RestoreRecord, mode: RestoreMode): Promise<RestoreResult> {
+  async restore (id: string, record: RestoreRecord, mode: RestoreMode, reach: Reach): Promise<RestoreResult> {
     const { client, keyPrefix, limits, clock, countTokens, touchIndex } = this.#options
     assertMessageLimit(record.fields.messages.length, limits)
     const now = clock()
@@ -75,8 +75,9 @@ export class RedisHistory {
       mode, now, ttlMs, userId, JSON.stringify(body), incarnation, body.tenantId, ownTtlArg(body),
       record.createdAt === undefined ? '' : Date.parse(record.createdAt), updatedAt,
       record.workflowState === undefined ? '' : JSON.stringify(record.workflowState), newIncarnation(),
-      messages.length, ...messages.map((message) => message.id), ...messages.map((message) => JSON.stringify(message)), ...tokens)
+      messages.length, ...messages.map((message) => message.id), ...messages.map((message) => JSON.stringify(message)), ...tokens, ...reachArgs(reach))
     if (reply[0] === 'EXISTS') throw new ConversationExistsError(id)
+    if (reply[0] === 'OUT_OF_REACH') throw new ConversationNotFoundError(id)
     if (reply[0] === 'SKIPPED') return { outcome: 'skipped' }
     if (reply[0] === 'USER_MISMATCH') throw new UserMismatchError()
     const [, writtenAt, expiresAt, createdAt, replaced] = reply as [string, number, number, number, number]

@@ -216,9 +216,9 @@ export class RedisConversationStore implements ConversationStore {
     return snapshot
   }
 
-  async restore (id: string, record: RestoreRecord, mode: RestoreMode): Promise<RestoreResult> {
+  async restore (id: string, record: RestoreRecord, mode: RestoreMode, reach = EVERYWHERE): Promise<RestoreResult> {
     return await this.#guardWrite(id, async () => {
-      const result = await this.#history.restore(id, record, mode)
+      const result = await this.#history.restore(id, record, mode, reach)
       if (result.outcome === 'skipped') return result
       this.#appends.knowOwner(id, record.fields.userId)
       if (result.outcome === 'created') await this.#cap?.trim(record.fields.userId)

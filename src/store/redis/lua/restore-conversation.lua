@@ -2,7 +2,7 @@
 -- ARGV mode ('create', 'skip' or 'replace'), now, ttlMs (the one this write uses), userId,
 -- body, incarnation, tenantId, own TTL in ms ('' for the service's), createdAt ('' for the
 -- write time), updatedAt (kept when this write creates it), workflow state body ('' for
--- none), its incarnation, n, ids…, messages…, tokens…. A whole conversation in one write, as
+-- none), its incarnation, n, ids…, messages…, tokens…, reach. A whole conversation in one write, as
 -- a fork or an import writes it: a new incarnation at version 1, with nothing left of what
 -- was under its id before. It lives its whole TTL from now.
 local now, ttl, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[13])
@@ -10,6 +10,7 @@ local current = redis.call('HMGET', DOC, 'version', 'userId', 'updatedAt')
 if current[1] then
   if ARGV[1] == 'create' then return {'EXISTS'} end
   if ARGV[1] == 'skip' then return {'SKIPPED'} end
+  if not reachable(DOC) then return {'OUT_OF_REACH'} end
   if current[2] ~= ARGV[4] then return {'USER_MISMATCH'} end
 end
 local updatedAt = current[1] and writeTime(now, current[3]) or tonumber(ARGV[10])

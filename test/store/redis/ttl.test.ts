@@ -49,3 +49,32 @@ t.test('every key of a conversation with its own TTL expires with it, refreshed 
   t.equal((await app.inject({ method: 'PUT', url: `/v1/conversations/${id}/workflow-state`, payload: { step: 't', turnCount: 2, status: 'active' } })).statusCode, 200)
   t.ok(await redis.pttl(keysOf(id)[5] as string) > 86_000_000, 'the workflow state follows REDIS_TTL again')
 })
+
+t.test('a fork and an import give every key the conversation\'s own TTL', async (t) => {
+  const app = await build(t, env)
+  const id = `fork-ttl-source-${process.pid}`
+  const userId = `fork-ttl-owner-${process.pid}`
+  await app.inject({ method: 'POST', url: '/v1/conversations', payload: { id, userId, ttlSeconds: 900, messages: [{ id: 'm1', role: 'user', text: 'hi' }] } })
+  await app.inject({ method: 'PUT', url: `/v1/conversations/${id}/workflow-state`, payload: { step: 's', turnCount: 1, status: 'active' } })
+  const fork = await app.inject({ method: 'POST', url: `/v1/conversations/${id}/fork`, payload: { id: `${id}-fork` } })
+  t.equal(fork.statusCode, 201)
+  t.equal(await redis.hget(`${prefix}conv:{${id}-fork}`, 'ttl'), '900000', 'the fork keeps the source\'s own TTL')
+  await assertLife(t, `${id}-fork`, userId, 900, 'a fork')
+
+  const line = { type: 'conversation', conversation: { id: `${id}-imported`, userId, ttlSeconds: 1200, messages: [{ id: 'm1', role: 'user' }] }, workflowState: { step: 's', turnCount: 0, status: 'active' } }
+  const imported = await app.inject({ method: 'POST', url: `/v1/users/${userId}/import`, headers: { 'content-type': 'application/x-ndjson' }, payload: JSON.stringify(line) })
+  t.equal(imported.json().imported, 1)
+  await assertLife(t, `${id}-imported`, userId, 1200, 'an import')
+})
+
+t.test('the per-user cap deletes every key of the conversations it removes', async (t) => {
+  const app = await build(t, { ...env, MAX_CONVERSATIONS_PER_USER: '2' })
+  const userId = `capped-${process.pid}`
+  for (const n of [1, 2, 3]) {
+    await app.inject({ method: 'POST', url: '/v1/conversations', payload: { id: `${userId}-${n}`, userId, messages: [{ id: 'm1', role: 'user', text: 'hi' }] } })
+    await app.inject({ method: 'PUT', url: `/v1/conversations/${userId}-${n}/workflow-state`, payload: { step: 's', turnCount: 0, status: 'active' } })
+  }
+  t.same(await Promise.all(keysOf(`${userId}-1`).map(async (key) => await redis.exists(key))), [0, 0, 0, 0, 0, 0], 'the oldest is gone, workflow state and all')
+  t.same(await Promise.all(keysOf(`${userId}-3`).map(async (key) => await redis.exists(key))), [1, 1, 1, 1, 1, 1])
+  t.same(await redis.zrange(`${prefix}user:{${userId}}:index`, 0, -1), [`${userId}-2`, `${userId}-3`], 'and out of the index')
+})

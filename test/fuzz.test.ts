@@ -56,7 +56,7 @@ const anyJson: fc.Arbitrary<unknown> = fc.oneof(
   fc.dictionary(text, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 4 })
 )
 
-type BodyKind = 'create' | 'replace' | 'patch' | 'append' | 'workflow' | 'editMessage'
+type BodyKind = 'create' | 'replace' | 'patch' | 'append' | 'workflow' | 'editMessage' | 'fork'
 
 const validBodies: Record<BodyKind, () => Json> = {
   create: () => ({ userId: SEED_USER, title: 't', messages: [{ id: 'm1', role: 'user', text: 'hi' }], metadata: { a: 1 } }),
@@ -64,7 +64,8 @@ const validBodies: Record<BodyKind, () => Json> = {
   patch: () => ({ title: 'p', metadata: { b: 2 }, status: 'completed' }),
   append: () => ({ messages: [{ id: 'm9', role: 'assistant', kind: 'adaptiveCard', cardJson: { type: 'AdaptiveCard' }, metadata: { c: 3 } }] }),
   workflow: () => ({ step: 's', turnCount: 1, status: 'active', collectedData: { d: 4 }, choices: ['x'], progress: 0.5 }),
-  editMessage: () => ({ text: 'edited', metadata: { e: 5 } })
+  editMessage: () => ({ text: 'edited', metadata: { e: 5 } }),
+  fork: () => ({ messageId: 'm1', title: 'branch' })
 }
 
 /** A valid body with one field, at the top or one level down, replaced by anything. */
@@ -84,7 +85,7 @@ const freeForm = (kind: BodyKind): fc.Arbitrary<unknown> =>
   fc.record({ key: text, value: anyJson, text }).map(({ key, value, text }) => {
     const body = validBodies[kind]()
     const message = (body.messages as Json[] | undefined)?.[0]
-    const holder = (body.metadata ?? body.stepData ?? body.collectedData ?? message?.metadata) as Json
+    const holder = (body.metadata ?? body.stepData ?? body.collectedData ?? message?.metadata ?? body) as Json
     holder[key] = value
     if (message !== undefined) message.text = text
     return body
@@ -98,7 +99,8 @@ const DEEP_TEMPLATES: Record<BodyKind, string> = {
   patch: '{"metadata":@}',
   append: '{"messages":[{"role":"user","cardJson":@}]}',
   workflow: '{"step":"s","turnCount":0,"status":"active","collectedData":@}',
-  editMessage: '{"cardJson":@}'
+  editMessage: '{"cardJson":@}',
+  fork: '{"title":"t","x":@}'
 }
 const deepText = (kind: BodyKind): fc.Arbitrary<string> => fc.integer({ min: 1, max: 17 }).map((power) => {
   const depth = 2 ** power
@@ -140,6 +142,13 @@ const headers = fc.record({
 
 interface Generated { request: InjectOptions, target?: string }
 
+/** One line of an import: a conversation line around a generated create body, or anything. */
+const importLine: fc.Arbitrary<string> = fc.oneof(
+  { weight: 3, arbitrary: fc.record({ body: bodyFor('create'), id: fc.constantFrom(...SEEDS, 'imported') }).map(({ body, id }) => `{"type":"conversation","conversation":${withId(body, id) ?? 'null'}}`) },
+  { weight: 1, arbitrary: text },
+  { weight: 1, arbitrary: anyJson.map((value) => JSON.stringify(value)) }
+)
+
 const conversationRoute = (method: InjectOptions['method'], suffix: string, kind?: BodyKind): fc.Arbitrary<Generated> =>
   fc.record({ id: segment, query, headers, body: kind === undefined ? fc.constant(undefined) : bodyFor(kind) })
     .map(({ id, query, headers, body }) => ({
@@ -166,6 +175,14 @@ const generated: fc.Arbitrary<Generated> = fc.oneof(
   conversationRoute('GET', '/workflow-state'),
   conversationRoute('PUT', '/workflow-state', 'workflow'),
   conversationRoute('DELETE', '/workflow-state'),
+  conversationRoute('POST', '/fork', 'fork'),
+  fc.record({ user: fc.oneof(fc.constant(SEED_USER), segment), query, headers })
+    .map(({ user, query, headers }) => ({ request: { method: 'GET', url: `/v1/users/${user}/export${query}`, headers } })),
+  fc.record({ user: fc.oneof(fc.constant(SEED_USER), segment), mode: fc.constantFrom('', '?mode=skip', '?mode=replace', '?mode=x'), headers, lines: fc.array(importLine, { maxLength: 4 }) })
+    .map(({ user, mode, headers, lines }) => ({
+      request: { method: 'POST', url: `/v1/users/${user}/import${mode}`, headers: { ...headers, 'content-type': headers['content-type'] === 'application/json' ? 'application/x-ndjson' : headers['content-type'] as string }, payload: lines.join('\n') },
+      ...(user === SEED_USER ? { target: SEEDS[0] } : {})
+    })),
   fc.record({ user: fc.oneof(fc.constant(SEED_USER), segment), query, headers, method: fc.constantFrom('GET' as const, 'DELETE' as const) })
     .map(({ user, query, headers, method }) => ({ request: { method, url: `/v1/users/${user}/conversations${query}`, headers }, ...(user === SEED_USER ? { target: SEEDS[0] } : {}) })),
   fc.record({ url: fc.constantFrom('/health', '/health/live', '/', '/v1', '/v1/conversations', '/nowhere'), headers, method: fc.constantFrom('GET' as const, 'POST' as const, 'OPTIONS' as const, 'HEAD' as const) })

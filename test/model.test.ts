@@ -18,7 +18,7 @@ const ids = ['a', 'b', 'c']
 const users = ['u1', 'u2']
 const messageIds = ['m1', 'm2', 'm3', 'm4']
 
-type Request = { method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, payload?: object, headers?: Record<string, string> }
+type Request = { method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, payload?: object, body?: string, headers?: Record<string, string> }
 
 // ETags are opaque and differ between backends (they name a random incarnation), so a
 // request names a tag by role, and each backend's run sends the tag it was given: the
@@ -55,16 +55,37 @@ const request: fc.Arbitrary<Request> = fc.oneof(
   fc.record({ id, message: fc.constantFrom(...messageIds), patch: fc.constantFrom({ text: 'edited' }, { metadata: { k: 1 } }, { text: null }), headers: ifMatch })
     .map(({ id, message, patch, headers }) => ({ method: 'PATCH' as const, url: `/v1/conversations/${id}/messages/${message}`, payload: patch, headers: headers ?? {} })),
   fc.record({ id, message: fc.constantFrom(...messageIds), headers: ifMatch })
-    .map(({ id, message, headers }) => ({ method: 'DELETE' as const, url: `/v1/conversations/${id}/messages/${message}`, headers: headers ?? {} }))
+    .map(({ id, message, headers }) => ({ method: 'DELETE' as const, url: `/v1/conversations/${id}/messages/${message}`, headers: headers ?? {} })),
+  fc.record({ id, messages, query: fc.constantFrom('?window=100', '?lastMessages=2') })
+    .map(({ id, messages, query }) => ({ method: 'POST' as const, url: `/v1/conversations/${id}/messages${query}`, payload: { messages } })),
+  fc.record({ id, message: fc.constantFrom(...messageIds), headers: ifMatch })
+    .map(({ id, message, headers }) => ({ method: 'DELETE' as const, url: `/v1/conversations/${id}/messages?after=${message}`, headers: headers ?? {} })),
+  fc.record({ id, target: fc.constantFrom(...ids, 'd'), message: fc.option(fc.constantFrom(...messageIds), { nil: undefined }), user: fc.option(user, { nil: undefined }) })
+    .map(({ id, target, message, user }) => ({
+      method: 'POST' as const, url: `/v1/conversations/${id}/fork`, payload: { id: target, ...(message === undefined ? {} : { messageId: message }), ...(user === undefined ? {} : { userId: user }) }
+    })),
+  user.map((user) => ({ method: 'GET' as const, url: `/v1/users/${user}/export` })),
+  fc.record({ user, lines: fc.array(fc.record({ id: fc.constantFrom(...ids, 'd'), owner: user, messages }), { maxLength: 3 }), mode: fc.constantFrom('', '?mode=replace') })
+    .map(({ user, lines, mode }) => ({
+      method: 'POST' as const,
+      url: `/v1/users/${user}/import${mode}`,
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: lines.map(({ id, owner, messages }) => JSON.stringify({ type: 'conversation', conversation: { id, userId: owner, messages } })).join('\n')
+    }))
 )
 
 const TIMESTAMPS = new Set(['createdAt', 'updatedAt', 'expiresAt'])
 const cursorPresence = (key: string, value: unknown): unknown => key === 'nextCursor' ? value !== null : value
 
+const withoutTimestamps = (json: string): Record<string, unknown> =>
+  JSON.parse(json, (key, value: unknown) => TIMESTAMPS.has(key) ? undefined : cursorPresence(key, value)) as Record<string, unknown>
+
 /** The observable result, without timestamps; lists are compared as sets (ties in time may order differently). */
 function observe (statusCode: number, body: string): unknown {
   if (body === '') return { statusCode }
-  const parsed = JSON.parse(body, (key, value: unknown) => TIMESTAMPS.has(key) ? undefined : cursorPresence(key, value)) as Record<string, unknown>
+  // An export: its lines, in id order for the same reason.
+  if (body.startsWith('{"type":')) return { statusCode, lines: body.trim().split('\n').map(withoutTimestamps).map((line) => JSON.stringify(line)).sort() }
+  const parsed = withoutTimestamps(body)
   // Conversation lists (their items have a userId) may order ties in time differently;
   // message pages must agree to the order.
   if (Array.isArray(parsed.items) && (parsed.items as Array<{ userId?: string }>)[0]?.userId !== undefined) {
@@ -78,10 +99,13 @@ class TagBook {
   readonly #seen = new Map<string, string[]>()
 
   async send (app: FastifyInstance, req: Request): Promise<LightMyRequestResponse> {
-    const id = /^\/v1\/conversations\/([^/?]+)/.exec(req.url)?.[1] ?? (req.payload as { id?: string } | undefined)?.id
+    // A fork's tags are the new conversation's.
+    const forked = req.url.endsWith('/fork') ? (req.payload as { id: string }).id : undefined
+    const id = forked ?? /^\/v1\/conversations\/([^/?]+)/.exec(req.url)?.[1] ?? (req.payload as { id?: string } | undefined)?.id
     const role = req.headers?.['if-match'] as TagRole | '*' | undefined
     const headers = role === undefined || role === '*' ? req.headers : { 'if-match': this.#tag(id ?? '', role) }
-    const response = await app.inject({ ...req, ...(headers === undefined ? {} : { headers }) })
+    const { body, ...rest } = req
+    const response = await app.inject({ ...rest, ...(body === undefined ? {} : { payload: body }), ...(headers === undefined ? {} : { headers }) })
     const etag = response.headers.etag
     if (typeof etag === 'string' && id !== undefined && !req.url.endsWith('/workflow-state')) {
       this.#seen.set(id, [...this.#seen.get(id) ?? [], etag])

@@ -1,4 +1,11 @@
+import { ExportEndSchema, ExportLineSchema } from '../history-schemas.js'
+import { compileSerializer } from '../serialization.js'
 import type { ConversationPage, ConversationStore, ListCursor, Reach } from '../store/types.js'
+
+// Serialised by their schemas, as responses are: the same fields in the same order from
+// either backend, and nothing a schema does not name.
+const serializeLine = compileSerializer(ExportLineSchema)
+const serializeEnd = compileSerializer(ExportEndSchema)
 
 /** Conversations listed per step of an export: what it holds besides the one it writes. */
 const PAGE = 100
@@ -26,11 +33,10 @@ async function * lines (store: ConversationStore, userId: string, reach: Reach, 
       const snapshot = await store.snapshot(id, undefined, reach)
       // Deleted since it was listed, or given to another user.
       if (snapshot === undefined || snapshot.conversation.userId !== userId) continue
-      const { etag: _etag, ...conversation } = snapshot.conversation
       conversations++
-      yield JSON.stringify({ type: 'conversation', conversation, workflowState: snapshot.workflowState ?? null }) + '\n'
+      yield serializeLine({ type: 'conversation', conversation: snapshot.conversation, workflowState: snapshot.workflowState ?? null }) + '\n'
     }
     current = current.nextCursor === null ? undefined : await page(store, userId, reach, current.nextCursor)
   }
-  yield JSON.stringify({ type: 'end', conversations }) + '\n'
+  yield serializeEnd({ type: 'end', conversations }) + '\n'
 }

@@ -76,5 +76,5 @@ t.test('the per-user cap deletes every key of the conversations it removes', asy
   }
   t.same(await Promise.all(keysOf(`${userId}-1`).map(async (key) => await redis.exists(key))), [0, 0, 0, 0, 0, 0], 'the oldest is gone, workflow state and all')
   t.same(await Promise.all(keysOf(`${userId}-3`).map(async (key) => await redis.exists(key))), [1, 1, 1, 1, 1, 1])
-  t.same(await redis.zrange(`${prefix}user:{${userId}}:index`, 0, -1), [`${userId}-2`, `${userId}-3`], 'and out of the index')
+  t.same(await redis.zrange(`${prefix}user:{${userId}}:index`, '0', '-1'), [`${userId}-2`, `${userId}-3`], 'and out of the index')
 })

@@ -99,7 +99,7 @@ t.teardown(() => cluster.close())
 t.test('on a single Redis, at each step of the fork', async (t) => {
   const target = { name: 'redis', url: server.url, env: { REDIS_URL: server.url, REDIS_ALLOW_PLAINTEXT: 'true', REDIS_KEY_PREFIX: 'crash:' } }
   await run(t, target, [
-    ['as it reads the source', onCommand('ZRANGE', () => `crash:conv:{crash-source-redis}:order`)],
+    ['as it reads the source', onCommand('ZRANGE', () => 'crash:conv:{crash-source-redis}:order')],
     ['as it writes the index entry', onCommand('ZADD', () => 'crash:user:{crash-owner-redis}:index')],
     ['as it writes the fork', onCommand('DEL', (forkId) => `crash:conv:{${forkId}}`)],
     ['10 ms after the request', after(10)]

@@ -207,6 +207,19 @@ t.test('rewind: edit and resend', async (t) => {
   t.match(resent, { appended: 1, messageCount: 2, version: 3 })
 })
 
+t.test('fork: keep the old branch, then edit and resend on the new one', async (t) => {
+  const client = createConversationStoreClient({ baseUrl: await serve(t) })
+  await client.createConversation({ id: 'f1', userId: 'u1', title: 'main', messages: [message('a'), message('b'), message('c')] })
+  const forked = await client.fork('f1', { id: 'f1-branch', messageId: 'a', title: 'branch' })
+  t.match(forked, { version: 1, conversation: { id: 'f1-branch', title: 'branch', forkedFrom: { conversationId: 'f1', messageId: 'a', version: 1 } } })
+  t.same(forked.conversation.messages.map((item) => item.id), ['a'])
+  const resent = await client.appendMessages('f1-branch', [message('b2')], { ifMatch: forked })
+  t.match(resent, { appended: 1, messageCount: 2, version: 2 })
+  t.match(await failure(client.fork('f1', { id: 'f1-branch' })), { statusCode: 409, code: 'CONVERSATION_EXISTS' })
+  t.match(await failure(client.fork('f1', { messageId: 'nope' })), { statusCode: 404, code: 'MESSAGE_NOT_FOUND' })
+  t.equal((await client.listMessages('f1')).items.length, 3, 'the source keeps its branch')
+})
+
 t.test('listing, paging and deleting a user', async (t) => {
   const client = createConversationStoreClient({ baseUrl: await serve(t) })
   for (const [index, id] of ['l1', 'l2', 'l3', 'l4', 'l5'].entries()) {

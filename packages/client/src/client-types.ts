@@ -14,6 +14,14 @@ export type ConversationPatch = z.input<typeof PatchConversationBodySchema>
 export type NewMessage = z.input<typeof MessageInputSchema>
 export type WorkflowStateInput = z.input<typeof WorkflowStateBodySchema>
 
+/** A fork: its id (a UUID when absent), the last message to copy (all when absent), another owner (admin role), a title. */
+export interface ForkOptions {
+  id?: string
+  messageId?: string
+  userId?: string
+  title?: string
+}
+
 /**
  * An entity tag as received (the `ETag` header, e.g. `"kX3….7"`), a result that carries one,
  * or `*` (any existing version). Tags are opaque: echo them, never build them.

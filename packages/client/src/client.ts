@@ -16,12 +16,12 @@ export { ConversationStoreError, type ConversationStoreErrorCode, type Versioned
 // in the caller. Requests are not validated locally: the service is the authority and
 // answers 400 FST_ERR_VALIDATION.
 
-export type { AppendResult, Conversation, ConversationSummary, Message, MessageWindow, RewindResult, WorkflowState } from '../../../src/schemas.js'
+export type { AppendResult, Conversation, ConversationSummary, ForkedFrom, Message, MessageWindow, RewindResult, WorkflowState } from '../../../src/schemas.js'
 import type {
-  CreateConversationInput, ReplaceConversationInput, ConversationPatch, NewMessage, WorkflowStateInput, IfMatch, ConversationResult, GetConversationResult, WorkflowStateResult, View, ListItem, ListOptions, AppendOptions, MessageListOptions, MessagePage, MessagePatch, ConversationPage, ClientOptions
+  CreateConversationInput, ReplaceConversationInput, ConversationPatch, NewMessage, WorkflowStateInput, IfMatch, ConversationResult, GetConversationResult, WorkflowStateResult, View, ListItem, ListOptions, AppendOptions, MessageListOptions, MessagePage, MessagePatch, ConversationPage, ClientOptions, ForkOptions
 } from './client-types.js'
 export type {
-  CreateConversationInput, ReplaceConversationInput, ConversationPatch, NewMessage, WorkflowStateInput, IfMatch, ConversationResult, GetConversationResult, WorkflowStateResult, View, ListItem, ListOptions, AppendOptions, MessageListOptions, MessagePage, MessagePatch, ConversationPage, ClientOptions
+  CreateConversationInput, ReplaceConversationInput, ConversationPatch, NewMessage, WorkflowStateInput, IfMatch, ConversationResult, GetConversationResult, WorkflowStateResult, View, ListItem, ListOptions, AppendOptions, MessageListOptions, MessagePage, MessagePatch, ConversationPage, ClientOptions, ForkOptions
 } from './client-types.js'
 
 // Narrower pages than the route's union, so that `view` decides the item type.
@@ -247,6 +247,15 @@ export function createConversationStoreClient (options: ClientOptions) {
       })
       const result = parse(RewindResultSchema, answer.body)
       return { ...result, etag: versioned(answer.headers, result.version).etag }
+    },
+
+    /**
+     * Forks a conversation into a new one: its messages through `messageId` (all without
+     * it), its metadata and workflow state, with `forkedFrom`. Not retried, as a create.
+     */
+    async fork (id: string, fork: ForkOptions = {}): Promise<ConversationResult> {
+      const { conversation, etag, version } = await conversationCall({ method: 'POST', path: `${conversationPath(id)}/fork`, body: fork, retryable: false })
+      return { conversation, etag, version }
     },
 
     async getMessage (id: string, messageId: string): Promise<Message> {

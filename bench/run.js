@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises'
 import { cpus, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
 import { conversation, messages } from './fixtures.js'
+import { historyRows } from './history-rows.js'
 import { messageRows, tokenCountingMicros } from './message-rows.js'
 import { currentRss, peakRss, redisCeiling, startBenchServer, startRedis, startService } from './processes.js'
 import { readPathRows, startPeers } from './read-path.js'
@@ -17,7 +18,7 @@ const { values: options } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
-    scenarios: { type: 'string', default: 'ceilings,get,put,append,list,mixed,messages,plain,tracing,memory' }
+    scenarios: { type: 'string', default: 'ceilings,get,put,append,list,mixed,messages,plain,tracing,memory,history' }
   }
 })
 const duration = Number(options.duration)
@@ -75,6 +76,7 @@ function appendRequests (prefix, count) {
   }]
 }
 
+const FORK_MESSAGES_LABEL = '10,000'
 const listPath = (userId) => `/v1/users/${userId}/conversations?limit=50&view=summary`
 
 async function main () {
@@ -183,6 +185,20 @@ async function main () {
       await memory.stop()
     }
 
+    if (scenarios.has('history')) {
+      // Fresh services, so that the export's memory is the export's alone.
+      const history = []
+      for (const [backend, env] of [['Redis', { REDIS_URL: redis.url, REDIS_ALLOW_PLAINTEXT: 'true', REDIS_KEY_PREFIX: 'history:' }], ['memory', { MEMORY_MAX_CONVERSATIONS: '30000' }]]) {
+        const service = await startService({ ...env, MAX_MESSAGES_PER_CONVERSATION: '100000' })
+        const empty = await startService({ ...env, ...(backend === 'Redis' ? { REDIS_KEY_PREFIX: 'history-import:' } : {}) })
+        services.push(service, empty)
+        history.push(await historyRows({ backend, service, empty, seed }))
+        await service.stop()
+        await empty.stop()
+      }
+      ceiling.history = history
+    }
+
     await report({ peak, memoryAt10k, ceiling, seconds: Math.round((Date.now() - started) / 1000) })
   } finally {
     for (const service of services) await service.stop()
@@ -217,6 +233,7 @@ function report ({ peak, memoryAt10k, ceiling, seconds }) {
     peakRssMiB: Math.round(peak / 2 ** 20),
     memoryBackendRssAt10kMiB: memoryAt10k === undefined ? undefined : Math.round(memoryAt10k / 2 ** 20),
     tokenCountingMicrosPerMessage: ceiling.tokenMicros,
+    history: ceiling.history,
     targets,
     seconds
   }
@@ -230,6 +247,11 @@ function report ({ peak, memoryAt10k, ceiling, seconds }) {
   if (paths !== undefined) {
     process.stdout.write(`Chat turns: ${paths.windowTurn.turns}/s in two requests (the first answering its window) with ${paths.windowTurn.lost} acknowledged messages lost; ` +
       `${paths.turn.turns}/s with the read as its own request, ${paths.turn.lost} lost; the plain design ${paths.plainTurn.turns}/s with ${paths.plainTurn.lost} lost.\n`)
+  }
+  for (const row of ceiling.history ?? []) {
+    process.stdout.write(`History, ${row.backend}: export of ${row.conversations} conversations (${row.exportMiB} MiB) at ${row.exportPerSecond}/s ` +
+      `(${row.exportMiBPerSecond} MiB/s), RSS ${row.rssBeforeExportMiB} MiB before and at most ${row.peakRssDuringExportMiB} MiB during it; ` +
+      `import at ${row.importPerSecond}/s; fork of ${FORK_MESSAGES_LABEL} messages ${row.forkMs} ms (median, max ${row.forkMaxMs}), ${row.forkAgainstGet}× a GET of it (${row.getMs} ms).\n`)
   }
   process.stdout.write(`Token counting adds ${ceiling.tokenMicros ?? '–'} µs to each appended message (o200k_base, the 150-character fixture).\n\n`)
   for (const { target, value, met } of targets) process.stdout.write(`${met ? 'met   ' : 'MISSED'}  ${target}: ${value}\n`)

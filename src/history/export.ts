@@ -7,8 +7,10 @@ import type { ConversationPage, ConversationStore, ListCursor, Reach } from '../
 const serializeLine = compileSerializer(ExportLineSchema)
 const serializeEnd = compileSerializer(ExportEndSchema)
 
-/** Conversations listed per step of an export: what it holds besides the one it writes. */
+/** Conversations listed per step of an export. */
 const PAGE = 100
+/** Conversations read at once: what an export holds in memory, besides one page of ids. */
+const AHEAD = 8
 
 /**
  * A user's export, line by line, each line one version of one conversation (a snapshot)
@@ -19,7 +21,23 @@ const PAGE = 100
  */
 export async function exportLines (store: ConversationStore, userId: string, reach: Reach): Promise<AsyncGenerator<string>> {
   const first = await page(store, userId, reach)
-  return lines(store, userId, reach, first)
+  return batched(lines(store, userId, reach, first))
+}
+
+/** Bytes (roughly: characters) a chunk of the answer gathers before it is written. */
+const CHUNK = 64 * 1024
+
+/** Lines gathered into chunks of about CHUNK: one socket write each, rather than one per line. */
+async function * batched (source: AsyncGenerator<string>): AsyncGenerator<string> {
+  let chunk = ''
+  for await (const line of source) {
+    chunk += line
+    if (chunk.length >= CHUNK) {
+      yield chunk
+      chunk = ''
+    }
+  }
+  yield chunk
 }
 
 async function page (store: ConversationStore, userId: string, reach: Reach, cursor?: ListCursor): Promise<ConversationPage> {
@@ -29,12 +47,15 @@ async function page (store: ConversationStore, userId: string, reach: Reach, cur
 async function * lines (store: ConversationStore, userId: string, reach: Reach, first: ConversationPage): AsyncGenerator<string> {
   let conversations = 0
   for (let current: ConversationPage | undefined = first; current !== undefined;) {
-    for (const { id } of current.items) {
-      const snapshot = await store.snapshot(id, undefined, reach)
-      // Deleted since it was listed, or given to another user.
-      if (snapshot === undefined || snapshot.conversation.userId !== userId) continue
-      conversations++
-      yield serializeLine({ type: 'conversation', conversation: snapshot.conversation, workflowState: snapshot.workflowState ?? null }) + '\n'
+    for (let next = 0; next < current.items.length; next += AHEAD) {
+      // Read together, written in list order; none is read until the reader took the last ones.
+      const snapshots = await Promise.all(current.items.slice(next, next + AHEAD).map(async ({ id }) => await store.snapshot(id, undefined, reach)))
+      for (const snapshot of snapshots) {
+        // Deleted since it was listed, or given to another user.
+        if (snapshot === undefined || snapshot.conversation.userId !== userId) continue
+        conversations++
+        yield serializeLine({ type: 'conversation', conversation: snapshot.conversation, workflowState: snapshot.workflowState ?? null }) + '\n'
+      }
     }
     current = current.nextCursor === null ? undefined : await page(store, userId, reach, current.nextCursor)
   }

@@ -63,7 +63,8 @@ export class RedisHistory {
     const now = clock()
     const { userId, messages: inputs, ...writable } = record.fields
     const body = record.forkedFrom === undefined ? writable : { ...writable, forkedFrom: record.forkedFrom }
-    const messages = inputs.map((input) => toMessage(input, iso(now)))
+    const nowIso = iso(now)
+    const messages = inputs.map((input) => toMessage(input, nowIso))
     const tokens = record.tokens ?? messages.map(countTokens)
     const ttlMs = ttlSecondsOf(body, limits) * 1000
     const incarnation = newIncarnation()

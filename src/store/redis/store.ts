@@ -280,7 +280,8 @@ export class RedisConversationStore implements ConversationStore {
       assertMessageLimit(fields.messages.length, this.#limits)
       const now = this.#clock()
       const { userId, messages: inputs, ...body } = fields
-      const messages = inputs.map((input) => toMessage(input, iso(now)))
+      const nowIso = iso(now)
+      const messages = inputs.map((input) => toMessage(input, nowIso))
       // The index entry comes first: a crash after it leaves an entry that points at
       // nothing (skipped, later pruned); the other order could hide a live conversation.
       // NX leaves an existing entry where it is, so a rejected write moves nothing.

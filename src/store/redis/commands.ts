@@ -11,6 +11,8 @@ const CONVERSATION_KEYS = 7
 
 const SCRIPTS = {
   csWriteConversation: { keys: CONVERSATION_KEYS, lua: loadScript('write-conversation') },
+  // With the owner's index as an eighth key, for the per-user cap: on a single Redis only.
+  csWriteConversationCapped: { keys: CONVERSATION_KEYS + 1, lua: loadScript('write-conversation') },
   csReplaceBody: { keys: CONVERSATION_KEYS, lua: loadScript('replace-body') },
   csAppendMessages: { keys: CONVERSATION_KEYS, lua: loadScript('append-messages') },
   // The same script with the owner's index as an eighth key: on a single Redis only.
@@ -25,6 +27,7 @@ const SCRIPTS = {
   csMigrateMessages: { keys: CONVERSATION_KEYS, lua: loadScript('migrate-messages') },
   csReadSnapshot: { keys: CONVERSATION_KEYS, lua: loadScript('read-snapshot') },
   csRestoreConversation: { keys: CONVERSATION_KEYS, lua: loadScript('restore-conversation') },
+  csRestoreConversationCapped: { keys: CONVERSATION_KEYS + 1, lua: loadScript('restore-conversation') },
   csEvictConversation: { keys: CONVERSATION_KEYS, lua: loadScript('evict-conversation') },
   csReadWorkflowState: { keys: 2, lua: loadScript('read-workflow-state') },
   csWriteWorkflowState: { keys: 2, lua: loadScript('write-workflow-state') },

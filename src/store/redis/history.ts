@@ -5,6 +5,7 @@ import { assertMessageLimit, newIncarnation, tagOf, toMessage, ttlSecondsOf, typ
 import { absent, ownTtlArg, reachArgs, runScript } from './commands.js'
 import { conversationKeyList, conversationKeys } from './keys.js'
 import { iso, parseWorkflowState, type RawConversation } from './records.js'
+import type { CreateScript } from './user-cap.js'
 import type { RedisViews } from './views.js'
 import type { ConversationSnapshot, Reach, RestoreMode, RestoreRecord, RestoreResult } from '../types.js'
 
@@ -18,6 +19,8 @@ export interface RedisHistoryOptions {
   migrate: (id: string) => Promise<void>
   /** Moves the owner's index entry (see `#write` in store.ts for the order). */
   touchIndex: (mode: 'NX' | 'GT', userId: string, id: string, score: number, expiresAt: number) => Promise<void>
+  /** The restore script for a conversation of this user, with the per-user cap (user-cap.ts). */
+  createScript: (name: 'csRestoreConversation', id: string, userId: string) => CreateScript
   corruptUnless: <T>(id: string, parse: () => T) => T
 }
 
@@ -58,7 +61,7 @@ export class RedisHistory {
   }
 
   async restore (id: string, record: RestoreRecord, mode: RestoreMode, reach: Reach): Promise<RestoreResult> {
-    const { client, keyPrefix, limits, clock, countTokens, touchIndex } = this.#options
+    const { client, limits, clock, countTokens, touchIndex } = this.#options
     assertMessageLimit(record.fields.messages.length, limits)
     const now = clock()
     const { userId, messages: inputs, ...writable } = record.fields
@@ -72,11 +75,12 @@ export class RedisHistory {
     // The index entry first, as for any create: a crash after it leaves an entry that points
     // at nothing (skipped, later pruned), never a conversation its list cannot show.
     await touchIndex('NX', userId, id, updatedAt, now + ttlMs)
-    const reply = await runScript(client, 'csRestoreConversation', conversationKeyList(conversationKeys(keyPrefix, id)),
+    const script = this.#options.createScript('csRestoreConversation', id, userId)
+    const reply = await runScript(client, script.name, script.keys,
       mode, now, ttlMs, userId, JSON.stringify(body), incarnation, body.tenantId, ownTtlArg(body),
       record.createdAt === undefined ? '' : Date.parse(record.createdAt), updatedAt,
       record.workflowState === undefined ? '' : JSON.stringify(record.workflowState), newIncarnation(),
-      messages.length, ...messages.map((message) => message.id), ...messages.map((message) => JSON.stringify(message)), ...tokens, ...reachArgs(reach))
+      messages.length, ...messages.map((message) => message.id), ...messages.map((message) => JSON.stringify(message)), ...tokens, script.cap, ...reachArgs(reach))
     if (reply[0] === 'EXISTS') throw new ConversationExistsError(id)
     if (reply[0] === 'OUT_OF_REACH') throw new ConversationNotFoundError(id)
     if (reply[0] === 'SKIPPED') return { outcome: 'skipped' }

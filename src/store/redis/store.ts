@@ -14,7 +14,7 @@ import { absent, defineScripts, ifMatchArg, ownTtlArg, reachArgs, runScript, typ
 import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
 import { RedisAppends } from './appends.js'
 import { RedisHistory } from './history.js'
-import { RedisUserCap } from './user-cap.js'
+import { RedisUserCap, type CreateScript } from './user-cap.js'
 import { RedisMessages } from './messages.js'
 import { RedisUserLists } from './user-lists.js'
 import { InvalidRecordError, iso } from './records.js'
@@ -125,8 +125,14 @@ export class RedisConversationStore implements ConversationStore {
       views: this.#views,
       migrate: async (id) => { await this.#messages.migrate(id) },
       touchIndex: async (mode, userId, id, score, expiresAt) => { await this.#touchIndex(mode, userId, id, score, expiresAt) },
+      createScript: (name, id, userId) => this.#createScript(name, id, userId),
       corruptUnless: (id, parse) => this.#corruptUnless(id, parse)
     })
+  }
+
+  /** The script that creates (or may create) a conversation, with the per-user cap when one is set. */
+  #createScript (name: 'csWriteConversation' | 'csRestoreConversation', id: string, userId: string): CreateScript {
+    return this.#cap?.createScript(name, this.#keys(id), userId) ?? { name, keys: this.#keys(id), cap: '' }
   }
 
   get #ttlMs (): number { return this.#limits.ttlSeconds * 1000 }
@@ -221,7 +227,7 @@ export class RedisConversationStore implements ConversationStore {
       const result = await this.#history.restore(id, record, mode, reach)
       if (result.outcome === 'skipped') return result
       this.#appends.knowOwner(id, record.fields.userId)
-      if (result.outcome === 'created') await this.#cap?.trim(record.fields.userId)
+      if (result.outcome === 'created') await this.#cap?.afterCreate(record.fields.userId)
       return result
     })
   }
@@ -287,10 +293,11 @@ export class RedisConversationStore implements ConversationStore {
       // NX leaves an existing entry where it is, so a rejected write moves nothing.
       const ttlMs = ttlSecondsOf(body, this.#limits) * 1000
       if (preconditions.ifMatch === undefined) await this.#touchIndex('NX', userId, id, now, now + ttlMs)
-      const reply = await this.#script('csWriteConversation', this.#keys(id),
+      const script = this.#createScript('csWriteConversation', id, userId)
+      const reply = await this.#script(script.name, script.keys,
         mode, now, ttlMs, ifMatchArg(preconditions), preconditions.ifNoneMatch === true ? '1' : '', userId,
         JSON.stringify(body), newIncarnation(), body.tenantId, ownTtlArg(body), messages.length, ...messages.map((message) => message.id),
-        ...messages.map((message) => JSON.stringify(message)), ...messages.map(this.#countTokens), ...reachArgs(reach))
+        ...messages.map((message) => JSON.stringify(message)), ...messages.map(this.#countTokens), script.cap, ...reachArgs(reach))
       if (reply[0] === 'EXISTS') throw new ConversationExistsError(id)
       if (reply[0] === 'OUT_OF_REACH') throw new ConversationNotFoundError(id)
       if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
@@ -298,7 +305,7 @@ export class RedisConversationStore implements ConversationStore {
       const [, version, updatedAt, expiresAt, createdAt, created, incarnation] = reply as [string, number, number, number, number, number, string]
       this.#appends.knowOwner(id, userId)
       await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
-      if (created === 1) await this.#cap?.trim(userId)
+      if (created === 1) await this.#cap?.afterCreate(userId)
       const times = { createdAt: iso(createdAt), updatedAt: iso(updatedAt), expiresAt: iso(expiresAt) }
       const conversation: TaggedConversation = {
         ...body, userId, id, messages, messageCount: messages.length, ...times, version, etag: tagOf(incarnation, version)

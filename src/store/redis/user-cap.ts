@@ -1,5 +1,5 @@
-import type { Cluster, Redis } from 'ioredis'
-import { runScript } from './commands.js'
+import { Cluster, type Redis } from 'ioredis'
+import { runScript, type ScriptName } from './commands.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
 import type { RedisViews } from './views.js'
 
@@ -14,17 +14,35 @@ export interface RedisUserCapOptions {
   views: RedisViews
 }
 
+/** The script that creates a conversation, with its keys and its cap argument (lib/user-cap.lua). */
+export interface CreateScript { name: ScriptName, keys: string[], cap: string }
+
 /**
- * The per-user cap on Redis. The index lives in the user's slot and each conversation in
- * its own, so the cap is a step after the create (and before every list of the user):
- * one that a crash can delay but not skip, since each later create or list of the user
- * takes it again.
+ * The per-user cap on Redis. On a single Redis it is part of the create's own script,
+ * which then also takes the owner's index (lib/user-cap.lua). On a cluster the index lives
+ * in the user's slot and each conversation in its own, so it is a step after the create's
+ * script, in the same request. Either way it is taken again before every list of the user,
+ * so that a crash between a create and its step delays the deletion but cannot skip it.
  */
 export class RedisUserCap {
   readonly #options: RedisUserCapOptions
+  readonly #inScript: boolean
 
   constructor (options: RedisUserCapOptions) {
     this.#options = options
+    this.#inScript = !(options.client instanceof Cluster)
+  }
+
+  /** The create script `name` (or its capped form, on a single Redis) for a conversation of `userId`. */
+  createScript (name: 'csWriteConversation' | 'csRestoreConversation', keys: string[], userId: string): CreateScript {
+    if (!this.#inScript) return { name, keys, cap: '' }
+    const { keyPrefix, cap, staleAfterMs } = this.#options
+    return { name: `${name}Capped`, keys: [...keys, userIndexKey(keyPrefix, userId)], cap: `${cap} ${staleAfterMs}` }
+  }
+
+  /** After a create: the step that the create's script did not take itself. */
+  async afterCreate (userId: string): Promise<void> {
+    if (!this.#inScript) await this.trim(userId)
   }
 
   /**

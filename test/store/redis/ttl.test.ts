@@ -67,13 +67,28 @@ t.test('a fork and an import give every key the conversation\'s own TTL', async 
   await assertLife(t, `${id}-imported`, userId, 1200, 'an import')
 })
 
-t.test('the per-user cap deletes every key of the conversations it removes', async (t) => {
+t.test('the per-user cap deletes every key of the conversations it removes, inside the create\'s script', async (t) => {
   const app = await build(t, { ...env, MAX_CONVERSATIONS_PER_USER: '2' })
   const userId = `capped-${process.pid}`
-  for (const n of [1, 2, 3]) {
+  const create = async (n: number): Promise<void> => {
     await app.inject({ method: 'POST', url: '/v1/conversations', payload: { id: `${userId}-${n}`, userId, messages: [{ id: 'm1', role: 'user', text: 'hi' }] } })
+  }
+  for (const n of [1, 2]) {
+    await create(n)
     await app.inject({ method: 'PUT', url: `/v1/conversations/${userId}-${n}/workflow-state`, payload: { step: 's', turnCount: 0, status: 'active' } })
   }
+  const client = new Redis(server.url)
+  const monitor = await client.monitor()
+  const seen: Array<{ command: string, key: string | undefined, source: string }> = []
+  monitor.on('monitor', (_time: string, [command, key]: string[], source: string) => { seen.push({ command: (command as string).toUpperCase(), key, source }) })
+  await create(3)
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  monitor.disconnect()
+  client.disconnect()
+  const fromClients = seen.filter(({ source }) => source !== 'lua')
+  t.same(fromClients.map(({ command }) => command), ['EVALSHA', 'EVALSHA', 'EVALSHA'], 'the create is its three scripts (index entry, write, index move), nothing after')
+  t.ok(seen.some(({ command, key, source }) => command === 'DEL' && key === `${prefix}conv:{${userId}-1}` && source === 'lua'), 'the oldest is deleted inside one of them')
+  await app.inject({ method: 'PUT', url: `/v1/conversations/${userId}-3/workflow-state`, payload: { step: 's', turnCount: 0, status: 'active' } })
   t.same(await Promise.all(keysOf(`${userId}-1`).map(async (key) => await redis.exists(key))), [0, 0, 0, 0, 0, 0], 'the oldest is gone, workflow state and all')
   t.same(await Promise.all(keysOf(`${userId}-3`).map(async (key) => await redis.exists(key))), [1, 1, 1, 1, 1, 1])
   t.same(await redis.zrange(`${prefix}user:{${userId}}:index`, '0', '-1'), [`${userId}-2`, `${userId}-3`], 'and out of the index')

@@ -1,10 +1,13 @@
--- uses: conversation
+-- uses: conversation, user-cap
+-- KEYS the conversation's seven, and on a single Redis with a per-user cap the owner's
+-- index (KEYS[8]).
 -- ARGV mode ('create', 'skip' or 'replace'), now, ttlMs (the one this write uses), userId,
 -- body, incarnation, tenantId, own TTL in ms ('' for the service's), createdAt ('' for the
 -- write time), updatedAt (kept when this write creates it), workflow state body ('' for
--- none), its incarnation, n, ids…, messages…, tokens…, reach. A whole conversation in one write, as
--- a fork or an import writes it: a new incarnation at version 1, with nothing left of what
--- was under its id before. It lives its whole TTL from now.
+-- none), its incarnation, n, ids…, messages…, tokens…, cap (see lib/user-cap.lua), reach.
+-- A whole conversation in one write, as a fork or an import writes it: a new incarnation
+-- at version 1, with nothing left of what was under its id before. It lives its whole TTL
+-- from now.
 local now, ttl, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[13])
 local current = redis.call('HMGET', DOC, 'version', 'userId', 'updatedAt')
 if current[1] then
@@ -25,4 +28,5 @@ if ARGV[11] ~= '' then
   redis.call('HSET', WF, 'body', ARGV[11], 'version', 1, 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'inc', ARGV[12])
 end
 refresh(expiresAt)
+if not current[1] then capUser(ARGV[#ARGV - 2], ARGV[4], updatedAt, expiresAt, now) end
 return {'OK', updatedAt, expiresAt, tonumber(createdAt), current[1] and 1 or 0}

@@ -1,7 +1,9 @@
--- uses: conversation
--- ARGV mode, now, ttlMs (the one this write uses), ifMatch, ifNoneMatch, userId, body,
--- newIncarnation (used when this write creates the conversation), tenantId, own TTL in ms
--- ('' for the service's), n, ids…, messages…, tokens…, reach.
+-- uses: conversation, user-cap
+-- KEYS the conversation's seven, and on a single Redis with a per-user cap the owner's
+-- index (KEYS[8]). ARGV mode, now, ttlMs (the one this write uses), ifMatch, ifNoneMatch,
+-- userId, body, newIncarnation (used when this write creates the conversation), tenantId,
+-- own TTL in ms ('' for the service's), n, ids…, messages…, tokens…, cap (see
+-- lib/user-cap.lua), reach.
 local now, ttl, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[11])
 local current = redis.call('HMGET', DOC, 'version', 'userId', 'updatedAt', 'createdAt', 'inc')
 local version = tonumber(current[1])
@@ -22,4 +24,5 @@ redis.call('HSET', DOC, 'body', ARGV[7], 'userId', ARGV[6], 'tenantId', ARGV[9],
   'expiresAt', expiresAt, 'version', (version or 0) + 1, 'count', n, 'seq', n, 'inc', incarnation, 'sv', '{{SCHEMA_STAMP}}')
 ownTtl(ARGV[10])
 refresh(expiresAt)
+if not version then capUser(ARGV[#ARGV - 2], ARGV[6], updatedAt, expiresAt, now) end
 return {'OK', (version or 0) + 1, updatedAt, expiresAt, tonumber(createdAt), version and 0 or 1, incarnation}

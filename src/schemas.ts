@@ -146,7 +146,7 @@ const conversationFields = {
   stepData: JsonObject.optional(),
   metadata: JsonObject.optional(),
   ttlSeconds: z.number().int().min(1).optional().meta({ description: 'Only when the conversation has a TTL of its own' }),
-  forkedFrom: ForkedFromSchema.optional().meta({ description: 'Only on a fork: what it was copied from' }),
+  forkedFrom: ForkedFromSchema.optional().meta({ description: 'Only on a fork: its source, the last message it copied and the version copied' }),
   createdAt: z.string(),
   updatedAt: z.string(),
   expiresAt: z.string(),

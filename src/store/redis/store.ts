@@ -1,31 +1,27 @@
 import { Cluster, type Redis } from 'ioredis'
-import {
-  ConversationExistsError, ConversationNotFoundError, CorruptRecordError, PreconditionFailedError,
-  UserMismatchError
-} from '../../errors.js'
+import { ConversationNotFoundError, CorruptRecordError, PreconditionFailedError } from '../../errors.js'
 import type {
   AppendResult, Conversation, ConversationFields, Message, MessageInput, PatchConversationBody, PatchMessageBody, RewindResult, WorkflowStateBody
 } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
-import {
-  assertMessageLimit, canReach, checkPreconditions, mergePatch, newIncarnation, tagOf, toMessage, ttlSecondsOf, type StoreLimits
-} from '../conversation-rules.js'
+import { canReach, checkPreconditions, mergePatch, tagOf, ttlSecondsOf, type StoreLimits } from '../conversation-rules.js'
 import { absent, defineScripts, ifMatchArg, ownTtlArg, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
 import { RedisAppends } from './appends.js'
-import { RedisHistory } from './history.js'
-import { RedisUserCap, type CreateScript } from './user-cap.js'
+import { RedisSnapshots } from './snapshots.js'
+import { RedisUserCap } from './user-cap.js'
 import { RedisMessages } from './messages.js'
 import { RedisUserLists } from './user-lists.js'
-import { InvalidRecordError, iso } from './records.js'
+import { RedisWrites } from './writes.js'
+import { InvalidRecordError } from './records.js'
 import { RedisViews } from './views.js'
 import { RedisWorkflowStates } from './workflow-states.js'
 import { pingRedis } from './connection.js'
 import { guardRedisCall, type Deadline } from './errors.js'
 import {
   EVERYWHERE, type ConversationPage, type ConversationSnapshot, type ConversationStore, type ListOptions, type MessagePage, type MessageQuery,
-  type MessageSelection, type Preconditions, type PutResult, type Reach, type RestoreMode, type RestoreRecord, type RestoreResult, type StoreHealth, type StoreStats, type Tagged, type TaggedConversation, type TaggedView,
-  type TaggedWorkflowState, type WindowRequest
+  type MessageSelection, type Preconditions, type PutResult, type RestoreMode, type RestoreRecord, type RestoreResult, type StoreHealth,
+  type StoreStats, type Tagged, type TaggedConversation, type TaggedView, type TaggedWorkflowState, type WindowRequest
 } from '../types.js'
 import { ViewCache } from '../view-cache.js'
 
@@ -48,7 +44,7 @@ export interface RedisStoreOptions {
 /**
  * The Redis backend. Each conversation write is one Lua script on the conversation's own
  * hash slot; the per-user index lives in another slot and is kept in step without a
- * cross-slot transaction (see `#create` and `listByUser` for why the order is safe).
+ * cross-slot transaction (see writes.ts and user-lists.ts for why the order is safe).
  */
 export class RedisConversationStore implements ConversationStore {
   readonly backend = 'redis'
@@ -64,7 +60,8 @@ export class RedisConversationStore implements ConversationStore {
   readonly #views: RedisViews
   readonly #workflowStates: RedisWorkflowStates
   readonly #appends: RedisAppends
-  readonly #history: RedisHistory
+  readonly #snapshots: RedisSnapshots
+  readonly #writes: RedisWrites
   readonly #cap: RedisUserCap | undefined
 
   constructor (options: RedisStoreOptions) {
@@ -116,29 +113,29 @@ export class RedisConversationStore implements ConversationStore {
       onCorruptRecord: this.#onCorruptRecord,
       onIndexMoveFailed: options.onIndexMoveFailed ?? (() => {})
     })
-    this.#history = new RedisHistory({
+    this.#snapshots = new RedisSnapshots({
       client: this.#client,
       keyPrefix: this.#prefix,
+      views: this.#views,
+      migrate: async (id) => { await this.#messages.migrate(id) },
+      corruptUnless: (id, parse) => this.#corruptUnless(id, parse)
+    })
+    this.#writes = new RedisWrites({
+      client: this.#client,
       limits: this.#limits,
       countTokens: this.#countTokens,
       clock: this.#clock,
-      views: this.#views,
-      migrate: async (id) => { await this.#messages.migrate(id) },
       touchIndex: async (mode, userId, id, score, expiresAt) => { await this.#touchIndex(mode, userId, id, score, expiresAt) },
-      createScript: (name, id, userId) => this.#createScript(name, id, userId),
-      corruptUnless: (id, parse) => this.#corruptUnless(id, parse)
+      createScript: (name, id, userId) => this.#cap?.createScript(name, this.#keys(id), userId) ?? { name, keys: this.#keys(id), cap: '' },
+      knowOwner: (id, userId) => { this.#appends.knowOwner(id, userId) },
+      afterCreate: async (userId) => { await this.#cap?.afterCreate(userId) }
     })
-  }
-
-  /** The script that creates (or may create) a conversation, with the per-user cap when one is set. */
-  #createScript (name: 'csWriteConversation' | 'csRestoreConversation', id: string, userId: string): CreateScript {
-    return this.#cap?.createScript(name, this.#keys(id), userId) ?? { name, keys: this.#keys(id), cap: '' }
   }
 
   get #ttlMs (): number { return this.#limits.ttlSeconds * 1000 }
 
   async create (id: string, fields: ConversationFields): Promise<TaggedConversation> {
-    const { conversation } = await this.#write('create', id, fields, {}, EVERYWHERE)
+    const { conversation } = await this.#guardWrite(id, async () => await this.#writes.write('create', id, fields, {}, EVERYWHERE))
     return conversation
   }
 
@@ -149,7 +146,7 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   async put (id: string, fields: ConversationFields, preconditions: Preconditions, reach = EVERYWHERE): Promise<PutResult> {
-    return await this.#write('put', id, fields, preconditions, reach)
+    return await this.#guardWrite(id, async () => await this.#writes.write('put', id, fields, preconditions, reach))
   }
 
   async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions, reach = EVERYWHERE): Promise<TaggedConversation> {
@@ -217,19 +214,13 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   async snapshot (id: string, throughMessageId?: string, reach = EVERYWHERE): Promise<ConversationSnapshot | undefined> {
-    const snapshot = await this.#guard(async () => await this.#history.snapshot(id, throughMessageId, reach))
+    const snapshot = await this.#guard(async () => await this.#snapshots.snapshot(id, throughMessageId, reach))
     if (snapshot !== undefined) this.#appends.knowOwner(id, snapshot.conversation.userId)
     return snapshot
   }
 
   async restore (id: string, record: RestoreRecord, mode: RestoreMode, reach = EVERYWHERE): Promise<RestoreResult> {
-    return await this.#guardWrite(id, async () => {
-      const result = await this.#history.restore(id, record, mode, reach)
-      if (result.outcome === 'skipped') return result
-      this.#appends.knowOwner(id, record.fields.userId)
-      if (result.outcome === 'created') await this.#cap?.afterCreate(record.fields.userId)
-      return result
-    })
+    return await this.#guardWrite(id, async () => await this.#writes.restore(id, record, mode, reach))
   }
 
   async listMessages (id: string, query: MessageQuery, reach = EVERYWHERE): Promise<MessagePage> {
@@ -279,39 +270,6 @@ export class RedisConversationStore implements ConversationStore {
 
   async close (): Promise<void> {
     // The client belongs to the redis plugin, which quits it.
-  }
-
-  async #write (mode: 'create' | 'put', id: string, fields: ConversationFields, preconditions: Preconditions, reach: Reach): Promise<PutResult> {
-    return await this.#guardWrite(id, async () => {
-      assertMessageLimit(fields.messages.length, this.#limits)
-      const now = this.#clock()
-      const { userId, messages: inputs, ...body } = fields
-      const nowIso = iso(now)
-      const messages = inputs.map((input) => toMessage(input, nowIso))
-      // The index entry comes first: a crash after it leaves an entry that points at
-      // nothing (skipped, later pruned); the other order could hide a live conversation.
-      // NX leaves an existing entry where it is, so a rejected write moves nothing.
-      const ttlMs = ttlSecondsOf(body, this.#limits) * 1000
-      if (preconditions.ifMatch === undefined) await this.#touchIndex('NX', userId, id, now, now + ttlMs)
-      const script = this.#createScript('csWriteConversation', id, userId)
-      const reply = await this.#script(script.name, script.keys,
-        mode, now, ttlMs, ifMatchArg(preconditions), preconditions.ifNoneMatch === true ? '1' : '', userId,
-        JSON.stringify(body), newIncarnation(), body.tenantId, ownTtlArg(body), messages.length, ...messages.map((message) => message.id),
-        ...messages.map((message) => JSON.stringify(message)), ...messages.map(this.#countTokens), script.cap, ...reachArgs(reach))
-      if (reply[0] === 'EXISTS') throw new ConversationExistsError(id)
-      if (reply[0] === 'OUT_OF_REACH') throw new ConversationNotFoundError(id)
-      if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
-      if (reply[0] === 'USER_MISMATCH') throw new UserMismatchError()
-      const [, version, updatedAt, expiresAt, createdAt, created, incarnation] = reply as [string, number, number, number, number, number, string]
-      this.#appends.knowOwner(id, userId)
-      await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
-      if (created === 1) await this.#cap?.afterCreate(userId)
-      const times = { createdAt: iso(createdAt), updatedAt: iso(updatedAt), expiresAt: iso(expiresAt) }
-      const conversation: TaggedConversation = {
-        ...body, userId, id, messages, messageCount: messages.length, ...times, version, etag: tagOf(incarnation, version)
-      }
-      return { conversation, created: created === 1 }
-    })
   }
 
   #corruptUnless<T> (id: string, parse: () => T): T {

@@ -162,9 +162,11 @@ t.test('the OpenAPI document describes every route, status and the error body', 
     'DELETE /v1/conversations/{id}', 'DELETE /v1/conversations/{id}/messages', 'DELETE /v1/conversations/{id}/messages/{messageId}', 'DELETE /v1/conversations/{id}/workflow-state',
     'DELETE /v1/users/{userId}/conversations', 'GET /', 'GET /health', 'GET /health/live', 'GET /v1/conversations/{id}',
     'GET /v1/conversations/{id}/messages', 'GET /v1/conversations/{id}/messages/{messageId}', 'GET /v1/conversations/{id}/workflow-state',
-    'GET /v1/users/{userId}/conversations', 'PATCH /v1/conversations/{id}', 'PATCH /v1/conversations/{id}/messages/{messageId}', 'POST /v1/conversations',
-    'POST /v1/conversations/{id}/messages', 'PUT /v1/conversations/{id}', 'PUT /v1/conversations/{id}/workflow-state'
+    'GET /v1/users/{userId}/conversations', 'GET /v1/users/{userId}/export', 'PATCH /v1/conversations/{id}', 'PATCH /v1/conversations/{id}/messages/{messageId}',
+    'POST /v1/conversations', 'POST /v1/conversations/{id}/fork', 'POST /v1/conversations/{id}/messages', 'POST /v1/users/{userId}/import',
+    'PUT /v1/conversations/{id}', 'PUT /v1/conversations/{id}/workflow-state'
   ])
+  t.same(byRoute['POST /v1/users/{userId}/import'], ['200', '400', '401', '413', '415', '500', '503'])
   t.same(byRoute['PUT /v1/conversations/{id}'], ['200', '201', '400', '401', '409', '412', '413', '415', '500', '503'])
   t.same(byRoute['GET /v1/conversations/{id}'], ['200', '304', '400', '401', '404', '500', '503'])
   t.same(byRoute['GET /v1/conversations/{id}/workflow-state'], ['200', '304', '400', '401', '404', '500', '503'])

@@ -23,7 +23,16 @@ const bodies: Record<string, unknown> = {
   'PATCH /v1/conversations/{id}': { title: 'x' },
   'POST /v1/conversations/{id}/messages': { messages: [{ role: 'user' }] },
   'PUT /v1/conversations/{id}/workflow-state': { step: 's', turnCount: 0, status: 'active' },
-  'PATCH /v1/conversations/{id}/messages/{messageId}': { text: 'x' }
+  'PATCH /v1/conversations/{id}/messages/{messageId}': { text: 'x' },
+  'POST /v1/conversations/{id}/fork': {},
+  'POST /v1/users/{userId}/import': '{"type":"conversation","conversation":{"id":"c1","userId":"u1"}}\n'
+}
+
+/** The body of a route's request, and its type: JSON, or ndjson for an import's lines. */
+function payloadOf (route: string): { payload?: object | string, headers?: Record<string, string> } {
+  const body = bodies[route]
+  if (body === undefined) return {}
+  return typeof body === 'string' ? { payload: body, headers: { 'content-type': 'application/x-ndjson' } } : { payload: body as object }
 }
 
 function operations (document: Document): Array<{ route: string, method: string, url: string, operation: Operation }> {
@@ -68,7 +77,7 @@ t.test('while shedding load, every route answers a documented 503 with Retry-Aft
   t.ok(shedding, 'the instance sheds load')
   const document = await documentOf(app)
   for (const { route, method, url, operation } of operations(document)) {
-    const response = await app.inject({ method: method as 'GET', url, ...(bodies[route] === undefined ? {} : { payload: bodies[route] as object }) })
+    const response = await app.inject({ method: method as 'GET', url, ...payloadOf(route) })
     const keepsServing = route === 'GET /health/live' || route === 'GET /'
     t.equal(response.statusCode, keepsServing ? 200 : 503, `${route} answers ${keepsServing ? 200 : 503}`)
     if (!keepsServing) t.equal(response.headers['retry-after'], '2', `${route} says when to retry`)
@@ -91,7 +100,7 @@ t.test('when the code has a bug, every route that reaches the store answers a do
   const document = await documentOf(app)
   for (const { route, method, url, operation } of operations(document)) {
     if (!url.startsWith('/v1/') && url !== '/health') continue
-    const response = await app.inject({ method: method as 'GET', url, ...(bodies[route] === undefined ? {} : { payload: bodies[route] as object }) })
+    const response = await app.inject({ method: method as 'GET', url, ...payloadOf(route) })
     const expected = url === '/health' ? 503 : 500
     t.equal(response.statusCode, expected, `${route} answers ${expected}`)
     t.notMatch(response.body, /secret|TypeError|\bat .*:\d+/, `${route} says nothing of the bug`)

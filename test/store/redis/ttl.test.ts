@@ -50,6 +50,19 @@ t.test('every key of a conversation with its own TTL expires with it, refreshed 
   t.ok(await redis.pttl(keysOf(id)[5] as string) > 86_000_000, 'the workflow state follows REDIS_TTL again')
 })
 
+t.test('a PUT and a rewind give every key the conversation\'s own TTL', async (t) => {
+  const app = await build(t, env)
+  const id = `put-ttl-${process.pid}`
+  const userId = `put-ttl-owner-${process.pid}`
+  const messages = [{ id: 'm1', role: 'user', text: 'hi' }, { id: 'm2', role: 'assistant', text: 'hello' }]
+  t.equal((await app.inject({ method: 'PUT', url: `/v1/conversations/${id}`, payload: { userId, ttlSeconds: 700, messages } })).statusCode, 201)
+  await app.inject({ method: 'PUT', url: `/v1/conversations/${id}/workflow-state`, payload: { step: 's', turnCount: 1, status: 'active' } })
+  await assertLife(t, id, userId, 700, 'a PUT')
+  await redis.pexpire(keysOf(id)[2] as string, 1000)
+  t.equal((await app.inject({ method: 'DELETE', url: `/v1/conversations/${id}/messages?after=m1` })).statusCode, 200)
+  await assertLife(t, id, userId, 700, 'a rewind refreshes every key with it')
+})
+
 t.test('a fork and an import give every key the conversation\'s own TTL', async (t) => {
   const app = await build(t, env)
   const id = `fork-ttl-source-${process.pid}`

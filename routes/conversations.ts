@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { assertMayPlace } from '../src/auth/caller.js'
+import { assertTtlWithin } from '../src/store/conversation-rules.js'
 import { ConversationNotFoundError, InvalidRequestError } from '../src/errors.js'
 import { etagHeader, noneMatchHits, preconditionsFrom } from '../src/http/preconditions.js'
 import {
@@ -14,9 +15,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
   const store = fastify.conversationStore
   const { maxTtlSeconds } = fastify.config
   // The bound is the operator's (MAX_TTL_SECONDS), so it is checked here rather than in the schema.
-  const assertTtl = ({ ttlSeconds }: { ttlSeconds?: number | null | undefined }): void => {
-    if (typeof ttlSeconds === 'number' && ttlSeconds > maxTtlSeconds) throw new InvalidRequestError(`body/ttlSeconds must be at most ${maxTtlSeconds}`)
-  }
+  const assertTtl = (body: { ttlSeconds?: number | null | undefined }): void => { assertTtlWithin(body, maxTtlSeconds, 'body/ttlSeconds') }
 
   fastify.post('/conversations', {
     config: { audit: 'conversation.create' },

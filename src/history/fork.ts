@@ -22,8 +22,8 @@ export function forkRecord ({ conversation, tokens, workflowState }: Conversatio
   return workflowState === undefined ? record : { ...record, workflowState: workflowStateBody(workflowState) }
 }
 
-/** A stored workflow state without what its store makes on each write. */
-export function workflowStateBody (state: WorkflowState | WorkflowStateBody & Partial<WorkflowState>): WorkflowStateBody {
-  const { conversationId: _id, version: _v, updatedAt: _u, expiresAt: _e, ...body } = state as WorkflowState
+/** A workflow state (stored, or an import's) without what its store makes on each write. */
+export function workflowStateBody (state: WorkflowStateBody & Partial<WorkflowState>): WorkflowStateBody {
+  const { conversationId: _id, version: _v, updatedAt: _u, expiresAt: _e, ...body } = state
   return body
 }

@@ -1,6 +1,7 @@
 import type { Caller } from '../auth/caller.js'
 import { assertMayPlace } from '../auth/caller.js'
 import { InvalidRequestError } from '../errors.js'
+import { assertTtlWithin } from '../store/conversation-rules.js'
 import { ImportLineSchema, MAX_REPORTED_FAILURES, type ImportResult } from '../history-schemas.js'
 import type { ConversationStore, RestoreMode, RestoreRecord } from '../store/types.js'
 import { workflowStateBody } from './fork.js'
@@ -51,7 +52,7 @@ async function importLine (text: string, { store, userId, caller, mode, maxTtlSe
   const { conversation, workflowState } = parsed.data
   const { id, createdAt, updatedAt, forkedFrom, expiresAt: _e, version: _v, messageCount: _m, ...fields } = conversation
   if (fields.userId !== userId) throw new InvalidRequestError('line/conversation/userId must be the user the import is for')
-  if (fields.ttlSeconds !== undefined && fields.ttlSeconds > maxTtlSeconds) throw new InvalidRequestError(`line/conversation/ttlSeconds must be at most ${maxTtlSeconds}`)
+  assertTtlWithin(fields, maxTtlSeconds, 'line/conversation/ttlSeconds')
   assertMayPlace(caller, fields)
   const record: RestoreRecord = {
     fields,

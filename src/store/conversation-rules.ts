@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto'
-import { PreconditionFailedError, TooManyMessagesError, UserMismatchError } from '../errors.js'
+import { InvalidRequestError, PreconditionFailedError, TooManyMessagesError, UserMismatchError } from '../errors.js'
 import type {
   Conversation, ConversationFields, ConversationSummary, Message, MessageInput, PatchConversationBody, PatchMessageBody,
   WorkflowState, WorkflowStateBody
@@ -51,6 +51,14 @@ export function writeTime (nowMs: number, previousUpdatedAt?: string): number {
 /** How long a conversation lives after a write: its own ttlSeconds, else the service's. */
 export function ttlSecondsOf (conversation: { ttlSeconds?: number | undefined }, limits: StoreLimits): number {
   return conversation.ttlSeconds ?? limits.ttlSeconds
+}
+
+/**
+ * A conversation's own TTL may not pass the operator's bound (MAX_TTL_SECONDS): 400, naming
+ * `field`, before anything is written.
+ */
+export function assertTtlWithin ({ ttlSeconds }: { ttlSeconds?: number | null | undefined }, maxTtlSeconds: number, field: string): void {
+  if (typeof ttlSeconds === 'number' && ttlSeconds > maxTtlSeconds) throw new InvalidRequestError(`${field} must be at most ${maxTtlSeconds}`)
 }
 
 export function expiryOf (writeMs: number, ttlSeconds: number): string {

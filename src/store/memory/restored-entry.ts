@@ -5,6 +5,7 @@ import {
 import type { RestoreRecord } from '../types.js'
 import type { Entry } from './entries.js'
 import { MessageLog } from './message-log.js'
+import { storedState } from './workflow-states.js'
 
 export interface RestoreContext {
   now: number
@@ -34,8 +35,7 @@ export function restoredEntry (id: string, record: RestoreRecord, { now, limits,
   }
   const entry: Entry = { body, incarnation: newIncarnation(), log: new MessageLog(countTokens, messages, record.tokens), bodyBytes: JSON.stringify(body).length }
   if (record.workflowState !== undefined) {
-    const state = { ...buildWorkflowState(id, record.workflowState, writeMs, ttlSecondsOf(body, limits)), expiresAt }
-    entry.workflowState = { state, incarnation: newIncarnation(), bytes: JSON.stringify(state).length }
+    entry.workflowState = storedState({ ...buildWorkflowState(id, record.workflowState, writeMs, ttlSecondsOf(body, limits)), expiresAt })
   }
   return entry
 }

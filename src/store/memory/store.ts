@@ -1,21 +1,22 @@
 import { LRUCache } from 'lru-cache'
 import {
-  ConversationExistsError, ConversationNotFoundError, ConversationTooLargeError, InvalidRequestError, MessageNotFoundError,
-  UserMismatchError, WorkflowStateNotFoundError
+  ConversationExistsError, ConversationNotFoundError, ConversationTooLargeError, InvalidRequestError, MessageNotFoundError, UserMismatchError
 } from '../../errors.js'
 import type {
   AppendResult, ConversationFields, ConversationView, Message, MessageInput, RewindResult, PatchConversationBody, PatchMessageBody, WorkflowStateBody
 } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
 import {
-  assertMessageLimit, buildConversation, buildWorkflowState, canReach, checkPreconditions, newIncarnation, newMessages,
-  patchConversation, patchMessage, tagOf, ttlSecondsOf, writeStamp, writeTime, type ConversationBody, type StoreLimits
+  assertMessageLimit, buildConversation, canReach, checkPreconditions, newIncarnation, newMessages, patchConversation, patchMessage, tagOf,
+  writeStamp, writeTime, type ConversationBody, type StoreLimits
 } from '../conversation-rules.js'
 import { MessageLog } from './message-log.js'
+import { existingState, liveState, nextState } from './workflow-states.js'
 import { restoredEntry } from './restored-entry.js'
-import { indexKeyOf, sizeOf, summaryOf, tagged, taggedState, tagOfEntry, viewOf, type Entry, type StoredState } from './entries.js'
+import { indexKeyOf, sizeOf, summaryOf, tagged, taggedState, tagOfEntry, viewOf, type Entry } from './entries.js'
 import { ViewCache } from '../view-cache.js'
-import { firstAfter, MemoryUserIndex, type IndexKey } from './user-index.js'
+import { MemoryUserIndex } from './user-index.js'
+import { MemoryUserLists } from './user-lists.js'
 import {
   EVERYWHERE, type ConversationPage, type ConversationSnapshot, type ConversationStore, type ListOptions, type MessagePage,
   type MessageQuery, type MessageSelection, type Preconditions, type PutResult, type Reach, type RestoreMode, type RestoreRecord, type RestoreResult,
@@ -43,6 +44,7 @@ export class MemoryConversationStore implements ConversationStore {
   readonly backend = 'memory'
   readonly #entries: LRUCache<string, Entry>
   readonly #index = new MemoryUserIndex()
+  readonly #lists: MemoryUserLists
   readonly #limits: StoreLimits
   readonly #maxBytes: number
   readonly #countTokens: TokenCounter
@@ -67,6 +69,9 @@ export class MemoryConversationStore implements ConversationStore {
         this.#views.forget(entry.body.id)
         this.#index.remove(entry.body.userId, indexKeyOf(entry.body))
       }
+    })
+    this.#lists = new MemoryUserLists({
+      entries: this.#entries, index: this.#index, limits: this.#limits, clock: this.#clock, fullView: (entry) => this.#fullView(entry)
     })
   }
 
@@ -133,41 +138,11 @@ export class MemoryConversationStore implements ConversationStore {
   }
 
   async listByUser (userId: string, options: ListOptions, reach = EVERYWHERE): Promise<ConversationPage> {
-    const index = this.#index.keys(userId)
-    const wanted = (body: ConversationBody): boolean =>
-      (options.tenantId === undefined || body.tenantId === options.tenantId) && canReach(reach, body)
-    const start = options.cursor === undefined ? 0 : firstAfter(index, options.cursor)
-    const found: Entry[] = []
-    const expired: string[] = []
-    const now = this.#clock()
-    // One item past the page tells whether a next page exists.
-    for (let i = start; i < index.length && found.length <= options.limit; i++) {
-      const { id } = index[i] as IndexKey
-      const entry = this.#entries.peek(id) as Entry
-      if (Date.parse(entry.body.expiresAt) <= now) expired.push(id)
-      else if (wanted(entry.body)) found.push(entry)
-    }
-    // Deleting unindexes (see dispose), so it waits until the walk is over.
-    for (const id of expired) this.#entries.delete(id)
-    const page = found.slice(0, options.limit)
-    const last = page.at(-1)
-    return {
-      items: page.map((entry) => options.view === 'summary' ? summaryOf(entry) : this.#fullView(entry)),
-      nextCursor: found.length > options.limit && last !== undefined ? indexKeyOf(last.body) : null
-    }
+    return this.#lists.list(userId, options, reach)
   }
 
   async deleteByUser (userId: string, reach = EVERYWHERE): Promise<number> {
-    let deleted = 0
-    // Deleting unindexes (see dispose), so the walk goes over a copy.
-    for (const key of [...this.#index.keys(userId)]) {
-      const entry = this.#live(key.id, { touch: false })
-      if (entry !== undefined && canReach(reach, entry.body)) {
-        this.#entries.delete(key.id)
-        deleted++
-      }
-    }
-    return deleted
+    return this.#lists.deleteAll(userId, reach)
   }
 
   async snapshot (id: string, throughMessageId?: string, reach = EVERYWHERE): Promise<ConversationSnapshot | undefined> {
@@ -175,17 +150,19 @@ export class MemoryConversationStore implements ConversationStore {
     if (entry === undefined) return undefined
     if (throughMessageId !== undefined) this.#message(entry, throughMessageId)
     const { messages, tokens } = entry.log.through(throughMessageId)
-    const state = this.#liveWorkflowState(entry)?.state
+    const state = liveState(entry, this.#clock())?.state
     const conversation = { ...entry.body, messages, messageCount: messages.length, etag: tagOfEntry(entry) }
     return state === undefined ? { conversation, tokens } : { conversation, tokens, workflowState: state }
   }
 
   async restore (id: string, record: RestoreRecord, mode: RestoreMode, reach = EVERYWHERE): Promise<RestoreResult> {
     const previous = this.#live(id)
-    if (previous !== undefined && mode === 'create') throw new ConversationExistsError(id)
-    if (previous !== undefined && mode === 'skip') return { outcome: 'skipped' }
-    if (previous !== undefined && !canReach(reach, previous.body)) throw new ConversationNotFoundError(id)
-    if (previous !== undefined && previous.body.userId !== record.fields.userId) throw new UserMismatchError()
+    if (previous !== undefined) {
+      if (mode === 'create') throw new ConversationExistsError(id)
+      if (mode === 'skip') return { outcome: 'skipped' }
+      if (!canReach(reach, previous.body)) throw new ConversationNotFoundError(id)
+      if (previous.body.userId !== record.fields.userId) throw new UserMismatchError()
+    }
     const entry = restoredEntry(id, record, { now: this.#clock(), limits: this.#limits, countTokens: this.#countTokens, previous })
     this.#save(entry, previous)
     return { outcome: previous === undefined ? 'created' : 'replaced', conversation: tagged(entry) }
@@ -235,28 +212,23 @@ export class MemoryConversationStore implements ConversationStore {
   }
 
   async getWorkflowState (id: string, reach = EVERYWHERE): Promise<TaggedWorkflowState> {
-    return taggedState(this.#workflowState(id, this.#existing(id, {}, reach)))
+    return taggedState(existingState(id, this.#existing(id, {}, reach), this.#clock()))
   }
 
   async putWorkflowState (
     id: string, body: WorkflowStateBody, preconditions: Preconditions, reach = EVERYWHERE
   ): Promise<{ state: TaggedWorkflowState, created: boolean }> {
     const entry = this.#existing(id, {}, reach)
-    const previous = this.#liveWorkflowState(entry)
-    checkPreconditions(previous === undefined ? undefined : tagOf(previous.incarnation, previous.state.version), preconditions)
-    const writeMs = writeTime(this.#clock(), previous?.state.updatedAt)
-    // The state lives as long as its conversation would after a write: the conversation's TTL.
-    const state = buildWorkflowState(id, body, writeMs, ttlSecondsOf(entry.body, this.#limits), previous?.state)
-    const stored: StoredState = { state, incarnation: previous?.incarnation ?? newIncarnation(), bytes: JSON.stringify(state).length }
+    const { stored, created } = nextState(id, entry, body, preconditions, this.#clock(), this.#limits)
     this.#assertFits(sizeOf(entry) - (entry.workflowState?.bytes ?? 0) + stored.bytes)
     // A new entry object, so that the cache recounts its size.
     this.#entries.set(id, { ...entry, workflowState: stored })
-    return { state: taggedState(stored), created: previous === undefined }
+    return { state: taggedState(stored), created }
   }
 
   async deleteWorkflowState (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<void> {
     const entry = this.#existing(id, {}, reach)
-    const current = this.#workflowState(id, entry)
+    const current = existingState(id, entry, this.#clock())
     checkPreconditions(tagOf(current.incarnation, current.state.version), preconditions)
     const { workflowState: _deleted, ...rest } = entry
     this.#entries.set(id, rest)
@@ -306,17 +278,6 @@ export class MemoryConversationStore implements ConversationStore {
     return message
   }
 
-  #liveWorkflowState (entry: Entry): StoredState | undefined {
-    const stored = entry.workflowState
-    return stored !== undefined && Date.parse(stored.state.expiresAt) > this.#clock() ? stored : undefined
-  }
-
-  #workflowState (id: string, entry: Entry): StoredState {
-    const stored = this.#liveWorkflowState(entry)
-    if (stored === undefined) throw new WorkflowStateNotFoundError(id)
-    return stored
-  }
-
   /** A conversation that would not fit in the whole cache is refused before anything changes. */
   #assertFits (bytes: number): void {
     if (bytes > this.#maxBytes) throw new ConversationTooLargeError(this.#maxBytes)
@@ -333,7 +294,7 @@ export class MemoryConversationStore implements ConversationStore {
    */
   #store (body: ConversationBody, log: MessageLog, previous?: Entry): Entry {
     const entry: Entry = { body, incarnation: previous?.incarnation ?? newIncarnation(), log, bodyBytes: JSON.stringify(body).length }
-    const stored = previous === undefined ? undefined : this.#liveWorkflowState(previous)
+    const stored = previous === undefined ? undefined : liveState(previous, this.#clock())
     if (stored !== undefined) entry.workflowState = { ...stored, state: { ...stored.state, expiresAt: body.expiresAt } }
     this.#save(entry, previous)
     return entry
@@ -347,22 +308,7 @@ export class MemoryConversationStore implements ConversationStore {
     this.#views.forget(body.id)
     this.#entries.set(body.id, entry)
     this.#index.add(body.userId, indexKeyOf(body))
-    if (previous === undefined) this.#trimUser(body.userId)
-  }
-
-  /**
-   * Past the per-user cap, deletes the user's least recently updated conversations, in the
-   * same synchronous step as the create. Expired ones go too, and do not count.
-   */
-  #trimUser (userId: string): void {
-    const cap = this.#limits.maxConversationsPerUser
-    const keys = this.#index.keys(userId)
-    if (cap === undefined || keys.length <= cap) return
-    const now = this.#clock()
-    const expired = keys.filter(({ id }) => Date.parse((this.#entries.peek(id) as Entry).body.expiresAt) <= now)
-    const live = keys.filter((key) => !expired.includes(key))
-    // Deleting unindexes (see dispose), so the lists are made first.
-    for (const { id } of [...expired, ...live.slice(cap)]) this.#entries.delete(id)
+    if (previous === undefined) this.#lists.trim(body.userId)
   }
 }
 

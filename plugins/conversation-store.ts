@@ -37,13 +37,19 @@ async function configuredStore (fastify: FastifyInstance): Promise<ConversationS
   const limits: StoreLimits = {
     ttlSeconds: config.ttlSeconds,
     maxMessagesPerConversation: config.maxMessagesPerConversation,
+    streams: { idleTimeoutMs: config.streamIdleTimeoutSeconds * 1000, maxTextChars: config.maxStreamedTextChars },
     ...(config.maxConversationsPerUser === undefined ? {} : { maxConversationsPerUser: config.maxConversationsPerUser })
   }
   const countTokens = await loadTokenCounter(config.tokenEncoding)
   if (config.redis === undefined) {
     const maxBytes = config.memoryMaxBytes ?? defaultMemoryMaxBytes()
     return new MemoryConversationStore({
-      maxConversations: config.memoryMaxConversations, maxBytes, viewCacheBytes: config.viewCacheMaxBytes, limits, countTokens
+      maxConversations: config.memoryMaxConversations,
+      maxBytes,
+      viewCacheBytes: config.viewCacheMaxBytes,
+      limits,
+      countTokens,
+      onSweepError: (error) => { log.error({ err: error }, '[STORE] the sweep of idle streams failed') }
     })
   }
   return new RedisConversationStore({
@@ -54,6 +60,7 @@ async function configuredStore (fastify: FastifyInstance): Promise<ConversationS
     limits,
     countTokens,
     onCorruptRecord: (id, reason) => { log.error({ conversationId: id, reason }, '[STORE] corrupt record skipped') },
+    onSweepError: (error) => { log.warn({ error: (error as Error).name }, '[STORE] the sweep of idle streams failed; the next one tries again') },
     onIndexMoveFailed: (id, error) => {
       log.warn({ conversationId: id, error: (error as Error).name }, '[STORE] index entry left at its previous position')
     }

@@ -1,12 +1,13 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
+import { ERROR_DETAILS, type ErrorDetails } from '../src/errors.js'
 
 const RETRYABLE = new Set(['STORE_UNAVAILABLE', 'AUTH_UNAVAILABLE', 'FST_UNDER_PRESSURE'])
 
-function send (reply: FastifyReply, statusCode: number, code: string, message: string): FastifyReply {
+function send (reply: FastifyReply, statusCode: number, code: string, message: string, details?: ErrorDetails): FastifyReply {
   return reply.code(statusCode).type('application/json').send({
-    statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message
+    statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message, ...details
   })
 }
 
@@ -24,7 +25,7 @@ export default fp(async (fastify) => {
       return send(reply, 400, 'FST_ERR_VALIDATION', error.message)
     }
     if (statusCode >= 400 && statusCode < 500) {
-      return send(reply, statusCode, error.code ?? 'BAD_REQUEST', error.message)
+      return send(reply, statusCode, error.code ?? 'BAD_REQUEST', error.message, (error as { [ERROR_DETAILS]?: ErrorDetails })[ERROR_DETAILS])
     }
     // The store or the identity provider is away, or the instance sheds load: all worth a retry.
     if (statusCode === 503 && RETRYABLE.has(error.code)) {

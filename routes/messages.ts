@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { z } from 'zod'
-import { InvalidRequestError } from '../src/errors.js'
+import { DeltaTooLargeError, InvalidRequestError } from '../src/errors.js'
+import { DeltaBodySchema, DeltaResultSchema } from '../src/stream-schemas.js'
 import { decodeMessageCursor, encodeMessageCursor } from '../src/http/cursor.js'
 import { etagHeader, preconditionsFrom } from '../src/http/preconditions.js'
 import {
@@ -15,6 +16,7 @@ const DEFAULT_PAGE = 100
 /** A conversation's messages as a resource: append, page, context window, read, edit, delete. */
 const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
   const store = fastify.conversationStore
+  const { maxDeltaChars } = fastify.config
 
   fastify.post('/conversations/:id/messages', {
     config: { audit: 'messages.append' },
@@ -81,16 +83,33 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
     config: { audit: 'message.edit' },
     schema: {
       tags,
-      summary: "Edit a message with a JSON merge patch: a write to its conversation (If-Match on the conversation's ETag)",
+      summary: "Edit a message with a JSON merge patch, or finish or stop a streamed one with status: a write to its conversation (If-Match on the conversation's ETag)",
       params: MessageParamsSchema,
       headers: PreconditionHeadersSchema,
       body: PatchMessageBodySchema,
-      response: { 200: MessageSchema, ...errorResponses(400, 401, 404, 412, 413, 415, 500, 503) }
+      response: { 200: MessageSchema, ...errorResponses(400, 401, 404, 409, 412, 413, 415, 500, 503) }
     }
   }, async (request, reply) => {
     const { id, messageId } = request.params
     const { message, etag } = await store.patchMessage(id, messageId, request.body, preconditionsFrom(request.headers), request.caller.reach)
     return reply.header('etag', etagHeader(etag)).send(message)
+  })
+
+  fastify.post('/conversations/:id/messages/:messageId/deltas', {
+    config: { audit: 'message.delta' },
+    schema: {
+      tags,
+      summary: 'Add text to an in_progress message: a write to its conversation. A seq already applied with the same text changes nothing',
+      params: MessageParamsSchema,
+      headers: PreconditionHeadersSchema,
+      body: DeltaBodySchema,
+      response: { 200: DeltaResultSchema, ...errorResponses(400, 401, 404, 409, 412, 413, 415, 500, 503) }
+    }
+  }, async (request, reply) => {
+    const { id, messageId } = request.params
+    if (request.body.text.length > maxDeltaChars) throw new DeltaTooLargeError(maxDeltaChars)
+    const { etag, ...result } = await store.appendDelta(id, messageId, request.body, preconditionsFrom(request.headers), request.caller.reach)
+    return reply.header('etag', etagHeader(etag)).send(result)
   })
 
   fastify.delete('/conversations/:id/messages/:messageId', {

@@ -20,6 +20,9 @@ const EnvSchema = z.object({
   MAX_MESSAGES_PER_CONVERSATION: integer(10000, 1),
   MAX_CONVERSATIONS_PER_USER: z.coerce.number().int().min(1).optional(),
   IMPORT_MAX_BYTES: integer(256 * 1024 * 1024, 1024),
+  STREAM_IDLE_TIMEOUT_SECONDS: integer(120, 1, 86400),
+  MAX_DELTA_CHARS: integer(16 * 1024, 1),
+  MAX_STREAMED_TEXT_CHARS: integer(1024 * 1024, 1),
   MEMORY_MAX_CONVERSATIONS: integer(10000, 1),
   MEMORY_MAX_BYTES: z.coerce.number().int().min(1024).optional(),
   VIEW_CACHE_MAX_BYTES: integer(32 * 1024 * 1024, 0),
@@ -89,6 +92,11 @@ export interface Config {
   maxConversationsPerUser?: number
   /** The largest body an import may send (its own bound: BODY_LIMIT is for JSON bodies). */
   importMaxBytes: number
+  /** An in_progress message without a delta for this long becomes incomplete (timeout). */
+  streamIdleTimeoutSeconds: number
+  /** The longest text of one delta, and of a streamed message, in characters (413 past either). */
+  maxDeltaChars: number
+  maxStreamedTextChars: number
   memoryMaxConversations: number
   /** Bound on the memory backend's stored size (the JSON of its conversations); unset: see defaultMemoryMaxBytes. */
   memoryMaxBytes?: number
@@ -149,6 +157,9 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     maxMessagesPerConversation: settings.MAX_MESSAGES_PER_CONVERSATION,
     ...(settings.MAX_CONVERSATIONS_PER_USER === undefined ? {} : { maxConversationsPerUser: settings.MAX_CONVERSATIONS_PER_USER }),
     importMaxBytes: settings.IMPORT_MAX_BYTES,
+    streamIdleTimeoutSeconds: settings.STREAM_IDLE_TIMEOUT_SECONDS,
+    maxDeltaChars: settings.MAX_DELTA_CHARS,
+    maxStreamedTextChars: settings.MAX_STREAMED_TEXT_CHARS,
     memoryMaxConversations: settings.MEMORY_MAX_CONVERSATIONS,
     ...(settings.MEMORY_MAX_BYTES === undefined ? {} : { memoryMaxBytes: settings.MEMORY_MAX_BYTES }),
     viewCacheMaxBytes: settings.VIEW_CACHE_MAX_BYTES,

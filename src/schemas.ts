@@ -60,6 +60,23 @@ const queryInteger = (min: number, max: number) => z.preprocess(
 export const ConversationStatusSchema = z.enum(['active', 'completed', 'abandoned'])
 export const MessageRoleSchema = z.enum(['user', 'assistant', 'system', 'tool'])
 export const MessageKindSchema = z.enum(['text', 'adaptiveCard'])
+/** A streamed message is `in_progress` until it is finished (`completed`) or stopped (`incomplete`). */
+export const MessageStatusSchema = z.enum(['completed', 'in_progress', 'incomplete'])
+/** Why a message is incomplete: `cancelled`, `timeout`, or a short reason of the producer's. */
+export const StatusReasonSchema = z.string().min(1).max(64)
+  .meta({ description: 'With status `incomplete` only: `cancelled`, `timeout`, or a short reason the producer gives' })
+
+const statusFields = {
+  status: MessageStatusSchema.optional()
+    .meta({ description: '`completed` by default; `in_progress` starts a streamed message (appends only), whose text then grows by deltas' }),
+  statusReason: StatusReasonSchema.optional()
+}
+
+/** A status reason goes with `incomplete` only, and `incomplete` needs one. */
+function reasonMatchesStatus ({ status, statusReason }: { status?: string | undefined, statusReason?: string | undefined }): boolean {
+  return (status === 'incomplete') === (statusReason !== undefined)
+}
+const REASON_RULE = { message: 'statusReason goes with status incomplete, and incomplete needs one', path: ['statusReason'] }
 
 export const MessageInputSchema = z.strictObject({
   id: MessageIdSchema.optional(),
@@ -69,8 +86,9 @@ export const MessageInputSchema = z.strictObject({
   cardJson: JsonObject.optional(),
   cardId: z.string().min(1).max(256).optional(),
   metadata: JsonObject.optional(),
-  createdAt: Timestamp.optional()
-}).meta({ id: 'NewMessage' })
+  createdAt: Timestamp.optional(),
+  ...statusFields
+}).refine(reasonMatchesStatus, REASON_RULE).meta({ id: 'NewMessage' })
 
 export const MessageSchema = z.strictObject({
   id: MessageIdSchema,
@@ -80,7 +98,10 @@ export const MessageSchema = z.strictObject({
   cardJson: JsonObject.optional(),
   cardId: z.string().optional(),
   metadata: JsonObject.optional(),
-  createdAt: z.string()
+  createdAt: z.string(),
+  // Messages stored before streams existed have no status: they read as completed.
+  status: MessageStatusSchema.default('completed'),
+  statusReason: z.string().optional()
 }).meta({ id: 'Message' })
 
 function uniqueMessageIds (messages: Array<{ id?: string | undefined }>): boolean {
@@ -240,8 +261,12 @@ export const PatchMessageBodySchema = z.strictObject({
   text: z.string().nullable().optional(),
   cardJson: JsonObject.nullable().optional(),
   cardId: z.string().min(1).max(256).nullable().optional(),
-  metadata: JsonObject.nullable().optional()
-}).meta({ id: 'PatchMessage' })
+  metadata: JsonObject.nullable().optional(),
+  status: z.enum(['completed', 'incomplete']).optional()
+    .meta({ description: 'Finishes an `in_progress` message (`completed`), or stops it (`incomplete`, with a statusReason such as `cancelled`)' }),
+  statusReason: StatusReasonSchema.optional()
+}).refine((patch) => patch.status === undefined ? patch.statusReason === undefined : reasonMatchesStatus(patch), REASON_RULE)
+  .meta({ id: 'PatchMessage' })
 
 export const ConversationPageSchema = z.strictObject({
   items: z.array(ConversationListItemSchema),
@@ -301,7 +326,10 @@ export const ErrorBodySchema = z.object({
   statusCode: z.number().int(),
   code: z.string(),
   error: z.string(),
-  message: z.string()
+  message: z.string(),
+  expectedSeq: z.number().int().min(1).optional().meta({ description: 'DELTA_OUT_OF_ORDER: the seq the message takes next' }),
+  status: MessageStatusSchema.optional().meta({ description: 'MESSAGE_NOT_IN_PROGRESS: the message\'s status' }),
+  statusReason: z.string().optional().meta({ description: 'MESSAGE_NOT_IN_PROGRESS: why it is incomplete' })
 }).meta({ id: 'Error' })
 
 export type MessageInput = z.output<typeof MessageInputSchema>

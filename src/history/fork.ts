@@ -1,11 +1,12 @@
 import type { ForkBody } from '../history-schemas.js'
 import type { ConversationFields, WorkflowState, WorkflowStateBody } from '../schemas.js'
+import { settledCopy } from '../store/stream-rules.js'
 import type { ConversationSnapshot, RestoreRecord } from '../store/types.js'
 
 /**
  * What a fork writes: the source's snapshot (its messages through the one asked for, their
  * token counts, its metadata and workflow state) under a new owner or title when asked,
- * and where it came from. The fork's own times, version and ETag are made by its write.
+ * and where it came from. A message still streaming is copied as incomplete (`forked`). The fork's own times, version and ETag are made by its write.
  */
 export function forkRecord ({ conversation, tokens, workflowState }: ConversationSnapshot, { userId, title }: ForkBody): RestoreRecord {
   const {
@@ -13,7 +14,8 @@ export function forkRecord ({ conversation, tokens, workflowState }: Conversatio
     forkedFrom: _f, etag: _t, ...kept
   } = conversation
   const forkTitle = title ?? sourceTitle
-  const fields: ConversationFields = { ...kept, userId: userId ?? sourceUserId, messages, ...(forkTitle === undefined ? {} : { title: forkTitle }) }
+  const copied = messages.map((message) => settledCopy(message, 'forked'))
+  const fields: ConversationFields = { ...kept, userId: userId ?? sourceUserId, messages: copied, ...(forkTitle === undefined ? {} : { title: forkTitle }) }
   const record: RestoreRecord = {
     fields,
     tokens,

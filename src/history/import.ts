@@ -2,6 +2,7 @@ import type { Caller } from '../auth/caller.js'
 import { assertMayPlace } from '../auth/caller.js'
 import { InvalidRequestError } from '../errors.js'
 import { assertTtlWithin } from '../store/conversation-rules.js'
+import { settledCopy } from '../store/stream-rules.js'
 import { ImportLineSchema, MAX_REPORTED_FAILURES, type ImportResult } from '../history-schemas.js'
 import type { ConversationStore, RestoreMode, RestoreRecord } from '../store/types.js'
 import { workflowStateBody } from './fork.js'
@@ -54,8 +55,9 @@ async function importLine (text: string, { store, userId, caller, mode, maxTtlSe
   if (fields.userId !== userId) throw new InvalidRequestError('line/conversation/userId must be the user the import is for')
   assertTtlWithin(fields, maxTtlSeconds, 'line/conversation/ttlSeconds')
   assertMayPlace(caller, fields)
+  // An export taken while a message streamed holds it in_progress: it arrives ended.
   const record: RestoreRecord = {
-    fields,
+    fields: { ...fields, messages: fields.messages.map((message) => settledCopy(message, 'imported')) },
     ...(createdAt === undefined ? {} : { createdAt }),
     ...(updatedAt === undefined ? {} : { updatedAt }),
     ...(forkedFrom === undefined ? {} : { forkedFrom }),

@@ -4,6 +4,7 @@ import type {
   Conversation, ConversationFields, ConversationSummary, Message, MessageInput, PatchConversationBody, PatchMessageBody,
   WorkflowState, WorkflowStateBody
 } from '../schemas.js'
+import type { StreamLimits } from './stream-rules.js'
 import type { Preconditions, Reach } from './types.js'
 
 // The rules every backend applies in the same way, kept free of I/O so that both
@@ -14,6 +15,8 @@ export interface StoreLimits {
   maxMessagesPerConversation: number
   /** A create past it deletes the user's least recently updated conversations; no cap when unset. */
   maxConversationsPerUser?: number
+  /** Streamed messages' idle timeout and text bound; DEFAULT_STREAM_LIMITS when unset. */
+  streams?: StreamLimits
 }
 
 /** A new incarnation: made when a record is created, kept until it is deleted. */
@@ -66,16 +69,33 @@ export function expiryOf (writeMs: number, ttlSeconds: number): string {
 }
 
 export function toMessage (input: MessageInput, nowIso: string): Message {
-  const { createdAt, id, ...rest } = input
-  return {
+  const { createdAt, id, status = 'completed', ...rest } = input
+  const message: Message = {
     id: id ?? randomUUID(),
     ...rest,
-    createdAt: createdAt === undefined ? nowIso : new Date(createdAt).toISOString()
+    createdAt: createdAt === undefined ? nowIso : new Date(createdAt).toISOString(),
+    status
   }
+  return status === 'in_progress' ? withTextLast(message) : message
+}
+
+/**
+ * A streamed message keeps its text as its last member, so that a Redis script can extend
+ * the stored JSON in place without decoding it (redis/lua/append-delta.lua).
+ */
+export function withTextLast (message: Message): Message {
+  const { text = '', ...rest } = message
+  return { ...rest, text }
 }
 
 export function assertMessageLimit (count: number, limits: StoreLimits): void {
   if (count > limits.maxMessagesPerConversation) throw new TooManyMessagesError(limits.maxMessagesPerConversation)
+}
+
+/** A stream starts with an append: a create or a replacement holds finished messages only. */
+export function assertNoStreams (messages: Array<{ status?: string | undefined }>): void {
+  const index = messages.findIndex((message) => message.status === 'in_progress')
+  if (index !== -1) throw new InvalidRequestError(`body/messages/${index}/status: in_progress starts a streamed message, which only an append can do`)
 }
 
 /**
@@ -87,6 +107,7 @@ export function buildConversation (
 ): Conversation {
   if (previous !== undefined && previous.userId !== fields.userId) throw new UserMismatchError()
   assertMessageLimit(fields.messages.length, limits)
+  assertNoStreams(fields.messages)
   const nowIso = new Date(writeMs).toISOString()
   return {
     ...fields,

@@ -2,6 +2,7 @@ import type {
   AppendResult, Conversation, ConversationFields, ConversationSummary, ConversationView, ForkedFrom, Message, MessageInput,
   MessageWithTokens, PatchConversationBody, PatchMessageBody, RewindResult, WorkflowState, WorkflowStateBody
 } from '../schemas.js'
+import type { Delta, DeltaResult } from './stream-rules.js'
 
 /** Conditions from `If-Match` / `If-None-Match`, checked atomically with the write. */
 export interface Preconditions {
@@ -160,6 +161,8 @@ export interface ConversationStore {
   getMessage (id: string, messageId: string, reach?: Reach): Promise<Message>
   patchMessage (id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach?: Reach): Promise<{ message: Message, etag: string }>
   deleteMessage (id: string, messageId: string, preconditions: Preconditions, reach?: Reach): Promise<Tagged>
+  /** Extends an in_progress message by one numbered delta: a write to its conversation (stream-rules.ts). */
+  appendDelta (id: string, messageId: string, delta: Delta, preconditions: Preconditions, reach?: Reach): Promise<DeltaResult & Tagged>
   /** Deletes every message after one, in one write (nothing changes when none follows it). */
   rewindMessages (id: string, afterMessageId: string, preconditions: Preconditions, reach?: Reach): Promise<RewindResult & Tagged>
   deleteByUser (userId: string, reach?: Reach): Promise<number>

@@ -11,6 +11,7 @@ import { forkSuite } from './fork-suite.js'
 import { userDataSuite } from './user-data-suite.js'
 import { edgeSuite } from './edge-suite.js'
 import { messageSuite } from './message-suite.js'
+import { streamSuite } from './stream-suite.js'
 
 // The API contract as tests, run once per backend. Every test uses its own ids, so
 // backends that share a server (Redis) need no cleaning between tests.
@@ -60,6 +61,7 @@ export function apiSuite (backend: Backend): void {
   const { build } = backend
   edgeSuite(backend)
   messageSuite(backend)
+  streamSuite(backend)
   contentSuite(backend)
   chatTurnSuite(backend)
   retentionSuite(backend)

@@ -1,5 +1,6 @@
 import type { Message, MessageWindow, MessageWithTokens } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
+import type { StreamState } from '../stream-rules.js'
 import { MAX_WINDOW_MESSAGES, type MessageQuery, type WindowRequest } from '../types.js'
 
 /** A page of a message log: the items and, when more follow, the position to go on from. */
@@ -16,6 +17,8 @@ export class MessageLog {
   readonly #seqs: number[] = []
   readonly #tokens = new Map<string, number>()
   readonly #usedIds = new Set<string>()
+  // The in_progress messages, by id: where each stream stands (stream-rules.ts).
+  readonly #streams = new Map<string, StreamState>()
   readonly #countTokens: TokenCounter
   #lastSeq = 0
   /** The stored size of the messages (their JSON), kept as they change. */
@@ -71,17 +74,55 @@ export class MessageLog {
   }
 
   replace (message: Message): void {
+    this.#put(message, this.#countTokens(message))
+    if (message.status !== 'in_progress') this.#streams.delete(message.id)
+  }
+
+  /** Starts the streams of the in_progress messages among `messages`, just added. */
+  startStreams (messages: Message[], nowMs: number): void {
+    for (const message of messages) {
+      if (message.status === 'in_progress') this.#streams.set(message.id, { seq: 0, ends: [message.text?.length ?? 0], lastDeltaAt: nowMs })
+    }
+  }
+
+  /** Where the stream of an in_progress message stands; undefined for any other message. */
+  stream (messageId: string): Readonly<StreamState> | undefined { return this.#streams.get(messageId) }
+
+  /**
+   * Applies the next delta of a stream: the message with its new text. While it streams, a
+   * message's token count adds each delta's own count, an estimate; it is counted exactly
+   * when it ends (replace).
+   */
+  extend (message: Message, deltaText: string, nowMs: number): void {
+    const state = this.#streams.get(message.id) as StreamState
+    this.#put(message, (this.#tokens.get(message.id) as number) + this.#countTokens({ text: deltaText }))
+    state.seq++
+    state.ends.push(message.text?.length ?? 0)
+    state.lastDeltaAt = nowMs
+  }
+
+  /** The ids of the streams without a delta since `idleSince`. */
+  idleStreams (idleSince: number): string[] {
+    return [...this.#streams].filter(([, state]) => state.lastDeltaAt <= idleSince).map(([id]) => id)
+  }
+
+  get streaming (): boolean { return this.#streams.size > 0 }
+
+  #put (message: Message, tokens: number): void {
     const index = this.#indexOf(message.id)
     this.bytes += MessageLog.bytesOf([message]) - MessageLog.bytesOf([this.#messages[index] as Message])
     this.#messages[index] = message
-    this.#tokens.set(message.id, this.#countTokens(message))
+    this.#tokens.set(message.id, tokens)
   }
 
   /** Removes every message after `messageId` (which must be there); their ids stay used. Answers how many. */
   removeAfter (messageId: string): number {
     const removed = this.#messages.splice(this.#indexOf(messageId) + 1)
     this.#seqs.splice(this.#messages.length)
-    for (const message of removed) this.#tokens.delete(message.id)
+    for (const message of removed) {
+      this.#tokens.delete(message.id)
+      this.#streams.delete(message.id)
+    }
     this.bytes -= MessageLog.bytesOf(removed)
     return removed.length
   }
@@ -93,6 +134,7 @@ export class MessageLog {
     this.#messages.splice(index, 1)
     this.#seqs.splice(index, 1)
     this.#tokens.delete(messageId)
+    this.#streams.delete(messageId)
   }
 
   /** The window an append answers (CONTRACT-NOTES §16), from the log as the append left it. */

@@ -1,14 +1,17 @@
 import { Cluster, type Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
-import { ConversationNotFoundError, PreconditionFailedError, TooManyMessagesError } from '../../errors.js'
-import type { AppendResult, MessageInput } from '../../schemas.js'
+import {
+  ConversationNotFoundError, deltaOutOfOrder, MessageNotFoundError, messageNotInProgress, MessageTooLargeError, PreconditionFailedError, TooManyMessagesError
+} from '../../errors.js'
+import type { AppendResult, Message, MessageInput } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
 import { tagOf, toMessage, type StoreLimits } from '../conversation-rules.js'
 import { absent, ifMatchArg, reachArgs, runScript, type ScriptReply } from './commands.js'
 import { PendingIndexMoves } from './index-moves.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
 import { windowOf } from './messages.js'
-import { iso } from './records.js'
+import { iso, parseMessage } from './records.js'
+import { DEFAULT_STREAM_LIMITS, type Delta, type DeltaResult } from '../stream-rules.js'
 import { MAX_WINDOW_MESSAGES, type Preconditions, type Reach, type Tagged, type WindowRequest } from '../types.js'
 
 export interface RedisAppendsOptions {
@@ -25,6 +28,8 @@ export interface RedisAppendsOptions {
   /** Bounds an operation in time and turns Redis failures into 503s. */
   guard: <T>(operation: () => Promise<T>) => Promise<T>
   onCorruptRecord: (id: string, reason: string) => void
+  /** Validates a stored record: a bad one is reported and becomes CORRUPT_RECORD. */
+  corruptUnless: <T>(id: string, parse: () => T) => T
   onIndexMoveFailed: (id: string, error: unknown) => void
 }
 
@@ -67,7 +72,8 @@ export class RedisAppends {
     const run = async (): Promise<ScriptReply> => await runScript(client,
       owner === undefined ? 'csAppendMessages' : 'csAppendMessagesIndexed', owner === undefined ? keys : [...keys, userIndexKey(keyPrefix, owner)],
       clock(), ttlMs, ifMatchArg(preconditions), limits.maxMessagesPerConversation, ...windowArgs, owner ?? '', all.length,
-      ...all.map((message) => message.id), ...all.map((message) => JSON.stringify(message)), ...all.map(countTokens), ...reachArgs(reach))
+      ...all.map((message) => message.id), ...all.map((message) => JSON.stringify(message)), ...all.map(countTokens), ...all.map(streamArg),
+      ...reachArgs(reach))
     let reply = await run()
     if (reply[0] === 'LEGACY') {
       await this.#options.migrate(id)
@@ -87,10 +93,55 @@ export class RedisAppends {
     return result
   }
 
+  /**
+   * One delta of a streamed message, in one round trip as an append: the script checks the
+   * stream's rules and splices the text into the stored message (lua/append-delta.lua).
+   */
+  async delta (id: string, messageId: string, delta: Delta, preconditions: Preconditions, reach: Reach): Promise<DeltaResult & Tagged> {
+    const { client, keyPrefix, clock, ttlMs, limits, countTokens } = this.#options
+    const owner = this.#cluster ? undefined : this.#owners.get(id)
+    const keys = conversationKeyList(conversationKeys(keyPrefix, id))
+    const run = async (): Promise<ScriptReply> => await runScript(client,
+      owner === undefined ? 'csAppendDelta' : 'csAppendDeltaIndexed', owner === undefined ? keys : [...keys, userIndexKey(keyPrefix, owner)],
+      clock(), ttlMs, ifMatchArg(preconditions), messageId, delta.seq, JSON.stringify(delta.text).slice(1, -1), delta.text.length,
+      countTokens({ text: delta.text }), (limits.streams ?? DEFAULT_STREAM_LIMITS).maxTextChars, owner ?? '', ...reachArgs(reach))
+    let reply = await run()
+    if (reply[0] === 'LEGACY') {
+      await this.#options.migrate(id)
+      reply = await run()
+    }
+    if (absent(reply)) throw new ConversationNotFoundError(id)
+    switch (reply[0]) {
+      case 'PRECONDITION': throw new PreconditionFailedError()
+      case 'MESSAGE_NOT_FOUND': throw new MessageNotFoundError(messageId)
+      case 'TOO_LARGE': throw new MessageTooLargeError((limits.streams ?? DEFAULT_STREAM_LIMITS).maxTextChars)
+      case 'OUT_OF_ORDER': throw deltaOutOfOrder(Number(reply[1]))
+      case 'NOT_IN_PROGRESS': {
+        const message = this.#options.corruptUnless(id, () => parseMessage(reply[1] as string))
+        throw messageNotInProgress(messageId, message.status, message.statusReason)
+      }
+      case 'REPEAT': return { messageId, seq: delta.seq, textLength: Number(reply[1]), etag: reply[2] as string }
+    }
+    const [, textLength, version, updatedAt, expiresAt, userId, incarnation, indexed] = reply as [string, number, number, number, number, string, string, number]
+    this.#owners.set(id, userId)
+    if (indexed !== 1) await this.#moveIndexEntry(userId, id, updatedAt, expiresAt)
+    return { messageId, seq: delta.seq, textLength, etag: tagOf(incarnation, version) }
+  }
+
   /** On a single Redis at once; on a cluster without the caller waiting, bounded in time all the same. */
   async #moveIndexEntry (userId: string, id: string, updatedAt: number, expiresAt: number): Promise<void> {
     const move = async (): Promise<void> => { await this.#options.touchIndex(userId, id, updatedAt, expiresAt) }
     if (!this.#cluster) return await move()
     this.#indexMoves.track(userId, this.#options.guard(move).catch((error: unknown) => { this.#options.onIndexMoveFailed(id, error) }))
   }
+}
+
+/**
+ * How the append script starts an in_progress message's stream ('' for any other): its
+ * text's JSON length in bytes (the offset deltas are spliced after) and in characters.
+ */
+function streamArg (message: Message): string {
+  if (message.status !== 'in_progress') return ''
+  const text = message.text ?? ''
+  return `${Buffer.byteLength(JSON.stringify(text)) - 2} ${text.length}`
 }

@@ -17,6 +17,8 @@ const SCRIPTS = {
   csAppendMessages: { keys: CONVERSATION_KEYS, lua: loadScript('append-messages') },
   // The same script with the owner's index as an eighth key: on a single Redis only.
   csAppendMessagesIndexed: { keys: CONVERSATION_KEYS + 1, lua: loadScript('append-messages') },
+  csAppendDelta: { keys: CONVERSATION_KEYS, lua: loadScript('append-delta') },
+  csAppendDeltaIndexed: { keys: CONVERSATION_KEYS + 1, lua: loadScript('append-delta') },
   csDeleteConversation: { keys: CONVERSATION_KEYS, lua: loadScript('delete-conversation') },
   csReadConversation: { keys: CONVERSATION_KEYS, lua: loadScript('read-conversation') },
   csReadMessages: { keys: CONVERSATION_KEYS, lua: loadScript('read-messages') },

@@ -10,7 +10,10 @@
 //   <prefix>conv:{<id>}:workflow     hash: body (JSON), version, updatedAt, expiresAt, inc
 //   <prefix>conv:{<id>}:messages     list of message JSON: the layout of the release before,
 //                                    read while present and migrated by the next message write
+//                                    and per in_progress message s:, e:, n:, a:<messageId> (lib/conversation.lua)
 //   <prefix>user:{<userId>}:index    sorted set: conversation id scored by updatedAt
+//   <prefix>streams                  sorted set: '<id> <messageId>' of the streams to time out, scored by
+//                                    when each may be idle (idle-streams.ts)
 //
 // The braces are Redis Cluster hash tags: all keys of one conversation share a slot, so a
 // script can change them atomically. Ids and user ids cannot contain braces (see schemas).
@@ -45,4 +48,8 @@ export function conversationKeyList (keys: ConversationKeys): string[] {
 
 export function userIndexKey (prefix: string, userId: string): string {
   return `${prefix}user:{${userId}}:index`
+}
+
+export function idleStreamsKey (prefix: string): string {
+  return `${prefix}streams`
 }

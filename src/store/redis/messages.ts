@@ -2,12 +2,13 @@ import type { Cluster, Redis } from 'ioredis'
 import { ConversationNotFoundError, InvalidRequestError, MessageNotFoundError, PreconditionFailedError } from '../../errors.js'
 import type { Message, MessageWithTokens, PatchMessageBody, RewindResult } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
-import { checkPreconditions, patchMessage, tagOf } from '../conversation-rules.js'
+import { checkPreconditions, tagOf } from '../conversation-rules.js'
+import { editMessage } from '../stream-rules.js'
 import { absent, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
 import type { Deadline } from './errors.js'
 import { conversationKeyList, conversationKeys } from './keys.js'
 import { parseMessage, parseMessages } from './records.js'
-import type { MessagePage, MessageQuery, Preconditions, Reach, Tagged } from '../types.js'
+import { EVERYWHERE, type MessagePage, type MessageQuery, type Preconditions, type Reach, type Tagged } from '../types.js'
 
 export interface RedisMessagesOptions {
   client: Redis | Cluster
@@ -55,15 +56,43 @@ export class RedisMessages {
   async patch (
     id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach: Reach, deadline: Deadline
   ): Promise<{ message: Message, etag: string }> {
-    // As PATCH of a conversation: merge in Node, then compare-and-set on the tag in Redis.
+    // Preconditions first, as for every write: a stale tag is 412 whether or not the message exists.
+    return await this.#replace(id, messageId, reach, deadline, (current) => {
+      checkPreconditions(current.tag, preconditions)
+      return editMessage(found(current, messageId), patch)
+    }) as { message: Message, etag: string }
+  }
+
+  /**
+   * Ends a stream without a delta for `idleMs`: it becomes incomplete (`timeout`), a write.
+   * Answers 'ended', 'gone' (the message is not in_progress, or not there), or when it will
+   * be idle, if it is not yet.
+   */
+  async timeOutIfIdle (id: string, messageId: string, idleMs: number, deadline: Deadline): Promise<'ended' | 'gone' | number> {
+    let due = 0
+    const ended = await this.#replace(id, messageId, EVERYWHERE, deadline, ({ message, lastDeltaAt }) => {
+      if (message?.status !== 'in_progress' || lastDeltaAt === '') return 'gone'
+      due = Number(lastDeltaAt) + idleMs
+      return due > this.#options.clock() ? 'alive' : editMessage(message, { status: 'incomplete', statusReason: 'timeout' })
+    })
+    return ended === 'alive' ? due : ended === 'gone' ? 'gone' : 'ended'
+  }
+
+  /**
+   * An edit of one message: merged in Node, then a compare-and-set on the conversation's tag
+   * in Redis, again until no other write came between. `edit` may answer a word instead of
+   * a message, and nothing is written.
+   */
+  async #replace<W extends string> (
+    id: string, messageId: string, reach: Reach, deadline: Deadline, edit: (current: CurrentMessage) => Message | W
+  ): Promise<{ message: Message, etag: string } | W> {
     for (;;) {
       deadline.throwIfAborted()
-      // Preconditions first, as for every write: a stale tag is 412 whether or not the message exists.
       const current = await this.#current(id, messageId, reach)
-      checkPreconditions(current.tag, preconditions)
-      const message = patchMessage(found(current, messageId), patch)
+      const message = edit(current)
+      if (typeof message === 'string') return message
       const reply = await this.#run('csReplaceMessage', id, reach, current.tag, this.#options.clock(), this.#options.ttlMs,
-        messageId, JSON.stringify(message), this.#options.countTokens(message))
+        messageId, JSON.stringify(message), this.#options.countTokens(message), message.status === 'in_progress' ? '1' : '')
       if (reply[0] === 'CONFLICT') continue
       return { message, etag: await this.#written(id, messageId, reply) }
     }
@@ -112,11 +141,11 @@ export class RedisMessages {
     }
   }
 
-  /** The message (absent when there is none) and its conversation's tag. */
-  async #current (id: string, messageId: string, reach: Reach): Promise<{ message?: Message, tag: string }> {
-    const [status, tag, json] = await this.#run('csReadMessage', id, reach, messageId) as [string, string, string]
-    if (status === 'MESSAGE_NOT_FOUND') return { tag }
-    return { message: this.#options.corruptUnless(id, () => parseMessage(json)), tag }
+  /** The message (absent when there is none), its conversation's tag, and when its stream last grew. */
+  async #current (id: string, messageId: string, reach: Reach): Promise<CurrentMessage> {
+    const [status, tag, json, lastDeltaAt] = await this.#run('csReadMessage', id, reach, messageId) as [string, string, string, string]
+    if (status === 'MESSAGE_NOT_FOUND') return { tag, lastDeltaAt: '' }
+    return { message: this.#options.corruptUnless(id, () => parseMessage(json)), tag, lastDeltaAt }
   }
 
   /** After a write to one message: the new tag, with the owner's index entry moved. */
@@ -128,6 +157,9 @@ export class RedisMessages {
     return tagOf(incarnation, version)
   }
 }
+
+/** A message as an edit reads it: lastDeltaAt is '' unless it streams. */
+interface CurrentMessage { message?: Message, tag: string, lastDeltaAt: string }
 
 function found ({ message }: { message?: Message }, messageId: string): Message {
   if (message === undefined) throw new MessageNotFoundError(messageId)

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { Cluster, type Redis } from 'ioredis'
 import { ConversationNotFoundError, CorruptRecordError, PreconditionFailedError } from '../../errors.js'
 import type {
@@ -6,7 +7,10 @@ import type {
 import type { TokenCounter } from '../../tokens.js'
 import { canReach, checkPreconditions, mergePatch, tagOf, ttlSecondsOf, type StoreLimits } from '../conversation-rules.js'
 import { absent, defineScripts, ifMatchArg, ownTtlArg, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
-import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
+import { conversationKeyList, conversationKeys, idleStreamsKey, userIndexKey } from './keys.js'
+import { RedisIdleStreams } from './idle-streams.js'
+import { IdleStreamSweeper } from '../idle-streams.js'
+import { DEFAULT_STREAM_LIMITS, type Delta, type DeltaResult } from '../stream-rules.js'
 import { RedisAppends } from './appends.js'
 import { RedisSnapshots } from './snapshots.js'
 import { RedisUserCap } from './user-cap.js'
@@ -36,6 +40,8 @@ export interface RedisStoreOptions {
   viewCacheBytes?: number
   /** Logs records that fail validation; never given data beyond the id. */
   onCorruptRecord?: (id: string, reason: string) => void
+  /** Logs a failed sweep of idle streams (Redis away, or a corrupt record). */
+  onSweepError?: (error: unknown) => void
   /** Logs a failed index move that no caller waits for (on a cluster, after an append). */
   onIndexMoveFailed?: (id: string, error: unknown) => void
   clock?: () => number
@@ -63,6 +69,8 @@ export class RedisConversationStore implements ConversationStore {
   readonly #snapshots: RedisSnapshots
   readonly #writes: RedisWrites
   readonly #cap: RedisUserCap | undefined
+  readonly #idleStreams: RedisIdleStreams
+  readonly #sweeper: IdleStreamSweeper
 
   constructor (options: RedisStoreOptions) {
     this.#client = options.client
@@ -111,8 +119,21 @@ export class RedisConversationStore implements ConversationStore {
       touchIndex: async (userId, id, updatedAt, expiresAt) => { await this.#touchIndex('GT', userId, id, updatedAt, expiresAt) },
       guard: async (operation) => await this.#guard(operation),
       onCorruptRecord: this.#onCorruptRecord,
+      corruptUnless: (id, parse) => this.#corruptUnless(id, parse),
       onIndexMoveFailed: options.onIndexMoveFailed ?? (() => {})
     })
+    const streamLimits = this.#limits.streams ?? DEFAULT_STREAM_LIMITS
+    this.#idleStreams = new RedisIdleStreams({
+      client: this.#client,
+      key: idleStreamsKey(this.#prefix),
+      idleTimeoutMs: streamLimits.idleTimeoutMs,
+      clock: this.#clock,
+      timeOutIfIdle: async (id, messageId, idleMs) =>
+        await this.#guardWrite(id, async (deadline) => await this.#messages.timeOutIfIdle(id, messageId, idleMs, deadline)),
+      guard: async (operation) => await this.#guard(operation),
+      onError: options.onSweepError ?? (() => {})
+    })
+    this.#sweeper = new IdleStreamSweeper(streamLimits, async () => { await this.#idleStreams.sweep() }, options.onSweepError ?? (() => {}))
     this.#snapshots = new RedisSnapshots({
       client: this.#client,
       keyPrefix: this.#prefix,
@@ -195,7 +216,17 @@ export class RedisConversationStore implements ConversationStore {
   async appendMessages (
     id: string, inputs: MessageInput[], preconditions: Preconditions, reach = EVERYWHERE, window?: WindowRequest
   ): Promise<AppendResult & Tagged> {
-    return await this.#guardWrite(id, async () => await this.#appends.append(id, inputs, preconditions, reach, window))
+    // A stream's entry for the idle sweep goes in first, so it needs its id now.
+    const messages = inputs.map((input) => input.status === 'in_progress' && input.id === undefined ? { ...input, id: randomUUID() } : input)
+    const streams = messages.filter((input) => input.status === 'in_progress').map((input) => input.id as string)
+    return await this.#guardWrite(id, async () => {
+      if (streams.length > 0) await this.#idleStreams.track(id, streams)
+      return await this.#appends.append(id, messages, preconditions, reach, window)
+    })
+  }
+
+  async appendDelta (id: string, messageId: string, delta: Delta, preconditions: Preconditions, reach = EVERYWHERE): Promise<DeltaResult & Tagged> {
+    return await this.#guardWrite(id, async () => await this.#appends.delta(id, messageId, delta, preconditions, reach))
   }
 
   async listByUser (userId: string, options: ListOptions, reach = EVERYWHERE): Promise<ConversationPage> {
@@ -270,6 +301,7 @@ export class RedisConversationStore implements ConversationStore {
 
   async close (): Promise<void> {
     // The client belongs to the redis plugin, which quits it.
+    this.#sweeper.stop()
   }
 
   #corruptUnless<T> (id: string, parse: () => T): T {

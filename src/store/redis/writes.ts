@@ -2,7 +2,7 @@ import type { Cluster, Redis } from 'ioredis'
 import { ConversationExistsError, ConversationNotFoundError, PreconditionFailedError, UserMismatchError } from '../../errors.js'
 import type { ConversationFields } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
-import { assertMessageLimit, newIncarnation, tagOf, toMessage, ttlSecondsOf, type StoreLimits } from '../conversation-rules.js'
+import { assertMessageLimit, assertNoStreams, newIncarnation, tagOf, toMessage, ttlSecondsOf, type StoreLimits } from '../conversation-rules.js'
 import { ifMatchArg, ownTtlArg, reachArgs, runScript } from './commands.js'
 import { iso } from './records.js'
 import type { CreateScript } from './user-cap.js'
@@ -42,6 +42,7 @@ export class RedisWrites {
   async write (mode: 'create' | 'put', id: string, fields: ConversationFields, preconditions: Preconditions, reach: Reach): Promise<PutResult> {
     const { client, limits, clock, countTokens, touchIndex, createScript, knowOwner, afterCreate } = this.#options
     assertMessageLimit(fields.messages.length, limits)
+    assertNoStreams(fields.messages)
     const now = clock()
     const { userId, messages: inputs, ...body } = fields
     const nowIso = iso(now)

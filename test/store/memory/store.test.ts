@@ -48,7 +48,7 @@ t.test('expiry follows the injected clock', async (t) => {
 t.test('returned conversations are copies', async (t) => {
   const store = new MemoryConversationStore({ maxConversations: 10, limits, countTokens })
   const created = await store.create('a', fields('u1'))
-  created.messages.push({ id: 'x', role: 'user', kind: 'text', createdAt: created.createdAt })
+  created.messages.push({ id: 'x', role: 'user', kind: 'text', createdAt: created.createdAt, status: 'completed' })
   t.equal((await store.get('a'))?.messages?.length, 0)
 })
 

@@ -2,7 +2,8 @@
 -- KEYS the conversation's seven, and on a single Redis the owner's index (KEYS[8]) when the
 -- caller knows the owner. ARGV now, ttlMs (the service's: a conversation's own wins), ifMatch, maxMessages, window ('' for none,
 -- 'tokens' or 'last'), its size, the most messages a token window holds, the owner the index belongs to, n, ids…, messages…,
--- tokens…, reach. Answers { 'OK', appended, skipped, version, count, updatedAt, expiresAt,
+-- tokens…, streams… ('' for a finished message; for an in_progress one '<bytes> <chars>': its
+-- text's JSON length in bytes and its length in characters, see lib/conversation.lua), reach. Answers { 'OK', appended, skipped, version, count, updatedAt, expiresAt,
 -- owner, incarnation, indexed (1: the index entry moved here) } and with a window its
 -- messages JSON, then id, tokens, ….
 local now, n = tonumber(ARGV[1]), tonumber(ARGV[9])
@@ -14,13 +15,14 @@ if not reachable(DOC) then return {'OUT_OF_REACH'} end
 if not matches(ARGV[3], tagOf(current[5], version)) then return {'PRECONDITION'} end
 if redis.call('EXISTS', LEGACY) == 1 then return {'LEGACY'} end
 local count = tonumber(current[3])
-local seen, idList, jsonList, tokenList = {}, {}, {}, {}
+local seen, idList, jsonList, tokenList, streams = {}, {}, {}, {}, {}
 for i = 1, n do
   local id = ARGV[9 + i]
   if not seen[id] and redis.call('SISMEMBER', IDS, id) == 0 then
     idList[#idList + 1] = id
     jsonList[#jsonList + 1] = ARGV[9 + n + i]
     tokenList[#tokenList + 1] = ARGV[9 + 2 * n + i]
+    if ARGV[9 + 3 * n + i] ~= '' then streams[id] = ARGV[9 + 3 * n + i] end
   end
   seen[id] = true
 end
@@ -33,6 +35,10 @@ else
   local updatedAt = writeTime(now, current[2])
   local expiresAt = updatedAt + ttl
   local seq = push(tonumber(current[6]) or 0, idList, jsonList, tokenList)
+  for id, stream in pairs(streams) do
+    local bytes, chars = string.match(stream, '^(%d+) (%d+)$')
+    startStream(id, bytes, chars, now)
+  end
   redis.call('HSET', DOC, 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1, 'count', count + added, 'seq', seq)
   refresh(expiresAt)
   -- The index entry moves in the same script when its key was given and is the owner's.

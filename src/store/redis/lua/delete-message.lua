@@ -5,6 +5,7 @@ if redis.call('EXISTS', LEGACY) == 1 then return {'LEGACY'} end
 if redis.call('ZREM', ORDER, ARGV[4]) == 0 then return {'MESSAGE_NOT_FOUND'} end
 redis.call('HDEL', BODIES, ARGV[4])
 redis.call('HDEL', TOKENS, ARGV[4])
+endStream(ARGV[4])
 local updatedAt = writeTime(tonumber(ARGV[1]), current[2])
 local expiresAt = updatedAt + (tonumber(current[7]) or tonumber(ARGV[2]))
 redis.call('HSET', DOC, 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1, 'count', tonumber(current[3]) - 1)

@@ -16,6 +16,7 @@ for first = 1, #after, 1000 do
   redis.call('HDEL', BODIES, unpack(after, first, last))
   redis.call('HDEL', TOKENS, unpack(after, first, last))
 end
+endStreams(true)
 local updatedAt = writeTime(tonumber(ARGV[1]), current[2])
 local expiresAt = updatedAt + (tonumber(current[7]) or tonumber(ARGV[2]))
 redis.call('HSET', DOC, 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1, 'count', count - #after)

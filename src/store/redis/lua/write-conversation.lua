@@ -17,6 +17,7 @@ local expiresAt = updatedAt + ttl
 local createdAt = current[4] or tostring(now)
 local incarnation = version and (current[5] or '0') or ARGV[8]
 redis.call('DEL', ORDER, BODIES, TOKENS, IDS, LEGACY)
+if version then endStreams(false) end
 -- A new conversation never inherits state left under its id.
 if not version then redis.call('DEL', WF) end
 push(0, messageArgs(11, n))

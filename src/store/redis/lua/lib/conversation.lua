@@ -70,3 +70,28 @@ local function messagesByRank (first, last)
   end
   return messagesJson(redis.call('ZRANGE', ORDER, first, last))
 end
+
+-- A streamed message keeps where its stream stands in the document hash, beside the
+-- conversation's own fields: s:<id> the last seq applied, e:<id> the byte length of the
+-- text's JSON after each seq (from seq 0, separated by commas), n:<id> the text's length
+-- in characters (UTF-16 units, as Node counts them) and a:<id> when it last grew (ms).
+-- They exist while the message is in_progress, and go with it.
+local STREAM_FIELDS = { 's:', 'e:', 'n:', 'a:' }
+
+local function startStream (id, textBytes, textChars, now)
+  redis.call('HSET', DOC, 's:' .. id, 0, 'e:' .. id, textBytes, 'n:' .. id, textChars, 'a:' .. id, now)
+end
+
+local function endStream (id)
+  local fields = {}
+  for i, prefix in ipairs(STREAM_FIELDS) do fields[i] = prefix .. id end
+  redis.call('HDEL', DOC, unpack(fields))
+end
+
+-- Ends the streams of every message, or only of those no longer stored.
+local function endStreams (onlyGone)
+  for _, field in ipairs(redis.call('HKEYS', DOC)) do
+    local id = string.match(field, '^s:(.*)$')
+    if id and (not onlyGone or redis.call('HEXISTS', BODIES, id) == 0) then endStream(id) end
+  end
+end

@@ -1,7 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import {
-  ConversationExistsError, ConversationNotFoundError, ConversationTooLargeError, InvalidRequestError, MessageNotFoundError, messageNotInProgress,
-  UserMismatchError
+  ConversationExistsError, ConversationNotFoundError, ConversationTooLargeError, InvalidRequestError, MessageNotFoundError, UserMismatchError
 } from '../../errors.js'
 import type {
   AppendResult, ConversationFields, ConversationView, Message, MessageInput, RewindResult, PatchConversationBody, PatchMessageBody, WorkflowStateBody
@@ -16,8 +15,8 @@ import { existingState, liveState, nextState } from './workflow-states.js'
 import { restoredEntry } from './restored-entry.js'
 import { indexKeyOf, sizeOf, summaryOf, tagged, taggedState, tagOfEntry, viewOf, type Entry } from './entries.js'
 import { ViewCache } from '../view-cache.js'
-import { IdleStreamSweeper } from '../idle-streams.js'
-import { applyDelta, DEFAULT_STREAM_LIMITS, editMessage, type Delta, type DeltaResult, type StreamLimits } from '../stream-rules.js'
+import { MemoryStreams } from './streams.js'
+import { DEFAULT_STREAM_LIMITS, editMessage, type Delta, type DeltaResult } from '../stream-rules.js'
 import { MemoryUserIndex } from './user-index.js'
 import { MemoryUserLists } from './user-lists.js'
 import {
@@ -57,10 +56,7 @@ export class MemoryConversationStore implements ConversationStore {
   // Keyed by tag, which every write changes: a stale view is never found.
   readonly #views: ViewCache
   #evictions = 0
-  readonly #streamLimits: StreamLimits
-  // The conversations with an in_progress message, for the sweep of idle streams.
-  readonly #streaming = new Set<string>()
-  readonly #sweeper: IdleStreamSweeper
+  readonly #streams: MemoryStreams
 
   constructor (options: MemoryStoreOptions) {
     this.#limits = options.limits
@@ -79,8 +75,14 @@ export class MemoryConversationStore implements ConversationStore {
         this.#index.remove(entry.body.userId, indexKeyOf(entry.body))
       }
     })
-    this.#streamLimits = options.limits.streams ?? DEFAULT_STREAM_LIMITS
-    this.#sweeper = new IdleStreamSweeper(this.#streamLimits, async () => { this.#timeOutIdleStreams() }, options.onSweepError ?? (() => {}))
+    this.#streams = new MemoryStreams({
+      limits: options.limits.streams ?? DEFAULT_STREAM_LIMITS,
+      clock: this.#clock,
+      live: (id) => this.#live(id, { touch: false }),
+      touch: (entry, writeMs) => this.#touch(entry, writeMs),
+      assertFits: (bytes) => { this.#assertFits(bytes) },
+      onSweepError: options.onSweepError ?? (() => {})
+    })
     this.#lists = new MemoryUserLists({
       entries: this.#entries, index: this.#index, limits: this.#limits, clock: this.#clock, fullView: (entry) => this.#fullView(entry)
     })
@@ -144,8 +146,7 @@ export class MemoryConversationStore implements ConversationStore {
     this.#assertFits(sizeOf(entry) + MessageLog.bytesOf(added))
     // Appending in place keeps the cost independent of the conversation's length.
     entry.log.add(added)
-    entry.log.startStreams(added, writeMs)
-    if (entry.log.streaming) this.#streaming.add(id)
+    this.#streams.start(entry, added, writeMs)
     const updated = this.#touch(entry, writeMs)
     return withWindow({ appended: added.length, skipped, version: updated.body.version, messageCount: updated.log.count, etag: tagOfEntry(updated) })
   }
@@ -210,15 +211,7 @@ export class MemoryConversationStore implements ConversationStore {
 
   async appendDelta (id: string, messageId: string, delta: Delta, preconditions: Preconditions, reach = EVERYWHERE): Promise<DeltaResult & Tagged> {
     const entry = this.#existing(id, preconditions, reach)
-    const message = this.#message(entry, messageId)
-    const stream = entry.log.stream(messageId)
-    if (stream === undefined) throw messageNotInProgress(messageId, message.status, message.statusReason)
-    const text = applyDelta(stream, message.text ?? '', delta, this.#streamLimits.maxTextChars)
-    if (text === 'repeat') return { messageId, seq: delta.seq, textLength: message.text?.length ?? 0, etag: tagOfEntry(entry) }
-    this.#assertFits(sizeOf(entry) + delta.text.length)
-    const writeMs = writeTime(this.#clock(), entry.body.updatedAt)
-    entry.log.extend({ ...message, text }, delta.text, writeMs)
-    return { messageId, seq: delta.seq, textLength: text.length, etag: tagOfEntry(this.#touch(entry, writeMs)) }
+    return this.#streams.extend(entry, this.#message(entry, messageId), delta)
   }
 
   async rewindMessages (id: string, afterMessageId: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<RewindResult & Tagged> {
@@ -265,25 +258,9 @@ export class MemoryConversationStore implements ConversationStore {
   }
 
   async close (): Promise<void> {
-    this.#sweeper.stop()
+    this.#streams.close()
     this.#entries.clear()
     this.#index.clear()
-  }
-
-  /** Ends the streams without a delta for the idle timeout: each becomes incomplete (`timeout`), a write. */
-  #timeOutIdleStreams (): void {
-    const now = this.#clock()
-    for (const id of this.#streaming) {
-      const entry = this.#live(id, { touch: false })
-      if (entry === undefined || !entry.log.streaming) {
-        this.#streaming.delete(id)
-        continue
-      }
-      const idle = entry.log.idleStreams(now - this.#streamLimits.idleTimeoutMs)
-      if (idle.length === 0) continue
-      for (const messageId of idle) entry.log.replace(editMessage(this.#message(entry, messageId), { status: 'incomplete', statusReason: 'timeout' }))
-      this.#touch(entry, writeTime(now, entry.body.updatedAt))
-    }
   }
 
   /** The full view, serialised once per version. */

@@ -4,6 +4,8 @@ export interface RedisIdleStreamsOptions {
   client: Redis | Cluster
   key: string
   idleTimeoutMs: number
+  /** The service's TTL (REDIS_TTL), in ms. */
+  ttlMs: number
   clock: () => number
   /** Ends one stream if it is idle (RedisMessages.timeOutIfIdle), bounded in time. */
   timeOutIfIdle: (id: string, messageId: string, idleMs: number) => Promise<'ended' | 'gone' | number>
@@ -30,11 +32,14 @@ export class RedisIdleStreams {
     this.#options = options
   }
 
-  /** Adds the entries of streams about to start; ids never hold a space (schemas.ts). */
+  /**
+   * Adds the entries of streams about to start; ids never hold a space (schemas.ts). The set
+   * lives for the idle timeout and the service's TTL after the newest start: every key has a TTL.
+   */
   async track (id: string, messageIds: string[]): Promise<void> {
-    const { client, key, clock, idleTimeoutMs } = this.#options
+    const { client, key, clock, idleTimeoutMs, ttlMs } = this.#options
     const due = clock() + idleTimeoutMs
-    await client.zadd(key, ...messageIds.flatMap((messageId) => [due, `${id} ${messageId}`]))
+    await client.multi().zadd(key, ...messageIds.flatMap((messageId) => [due, `${id} ${messageId}`])).pexpire(key, idleTimeoutMs + ttlMs).exec()
   }
 
   /** Times out the streams that are due; several instances may sweep at once, and the scripts make that safe. */

@@ -127,6 +127,7 @@ export class RedisConversationStore implements ConversationStore {
       client: this.#client,
       key: idleStreamsKey(this.#prefix),
       idleTimeoutMs: streamLimits.idleTimeoutMs,
+      ttlMs: this.#ttlMs,
       clock: this.#clock,
       timeOutIfIdle: async (id, messageId, idleMs) =>
         await this.#guardWrite(id, async (deadline) => await this.#messages.timeOutIfIdle(id, messageId, idleMs, deadline)),

@@ -458,6 +458,24 @@ t.test('a wrong Redis password fails start-up without revealing it', async (t) =
   t.notOk(lines.join('').includes(wrong), 'no password in the log')
 })
 
+t.test('a stream keeps its state in the document hash until it ends; its sweep entry has a TTL and goes when it is due', async (t) => {
+  const app = await build(t, { ...env, STREAM_IDLE_TIMEOUT_SECONDS: '1' })
+  const userId = unique('u')
+  const { id } = await create(app, { id: unique('c'), userId })
+  const keys = keysOf(id, userId)
+  t.equal((await append(app, id, [{ id: 's', role: 'assistant', status: 'in_progress', text: 'é' }])).statusCode, 201)
+  const streams = `${prefix}streams`
+  t.ok(await redis.zscore(streams, `${id} s`) !== null, 'the sweep entry is written with the start')
+  t.ok(await redis.pttl(streams) > 0, 'the sweep set has a TTL')
+  await app.inject({ method: 'POST', url: `/v1/conversations/${id}/messages/s/deltas`, payload: { seq: 1, text: '"x' } })
+  const [seq, ends, chars] = await redis.hmget(keys.doc, 's:s', 'e:s', 'n:s')
+  t.same([seq, ends, chars], ['1', '2,5', '3'], 'the last seq, the byte ends of the text\'s JSON after each seq, its length in characters')
+  await app.inject({ method: 'PATCH', url: `/v1/conversations/${id}/messages/s`, payload: { status: 'completed' } })
+  t.same((await redis.hkeys(keys.doc)).filter((field) => /^[sena]:/.test(field)), [], 'a finished stream leaves nothing behind')
+  for (let waited = 0; await redis.zscore(streams, `${id} s`) !== null && waited < 10_000; waited += 100) await sleep(100)
+  t.equal(await redis.zscore(streams, `${id} s`), null, 'the sweep removes the entry of an ended stream when it comes due')
+})
+
 t.test('conversations stored by the release before (one message list) keep working, and move to the new layout on first message use', async (t) => {
   const app = await build(t, env)
   const userId = unique('u')
@@ -481,6 +499,7 @@ t.test('conversations stored by the release before (one message list) keep worki
   const full = await get(app, read.id)
   t.equal(full.statusCode, 200)
   t.same(full.json().messages.map((m: Json) => m.text), ['first words', 'second words'], 'a read takes the old list as it is')
+  t.same(full.json().messages.map((m: Json) => m.status), ['completed', 'completed'], 'messages from before streams read as completed')
   t.match(full.json(), { version: 3, messageCount: 2, title: 'old' })
   t.equal(full.headers.etag, '"0.3"', 'a record without an incarnation counts as incarnation 0')
   t.same((await app.inject({ method: 'GET', url: `/v1/conversations/${read.id}?lastMessages=1` })).json().messages.map((m: Json) => m.id), ['m2'])

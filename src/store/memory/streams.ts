@@ -1,0 +1,78 @@
+import { messageNotInProgress } from '../../errors.js'
+import type { Message } from '../../schemas.js'
+import { writeTime } from '../conversation-rules.js'
+import { IdleStreamSweeper } from '../idle-streams.js'
+import { applyDelta, editMessage, type Delta, type DeltaResult, type StreamLimits } from '../stream-rules.js'
+import type { Tagged } from '../types.js'
+import { sizeOf, tagOfEntry, type Entry } from './entries.js'
+
+export interface MemoryStreamsOptions {
+  limits: StreamLimits
+  clock: () => number
+  /** The live entry of a conversation, without counting as a use. */
+  live: (id: string) => Entry | undefined
+  /** A write to an entry's messages in place: version, times and TTLs move (the store's #touch). */
+  touch: (entry: Entry, writeMs: number) => Entry
+  assertFits: (bytes: number) => void
+  onSweepError: (error: unknown) => void
+}
+
+/**
+ * The memory backend's streamed messages: their deltas, and the sweep that times out idle
+ * ones. Each message log keeps where its streams stand (MessageLog); this keeps which
+ * conversations have one, so the sweep looks at those only.
+ */
+export class MemoryStreams {
+  readonly #options: MemoryStreamsOptions
+  readonly #streaming = new Set<string>()
+  readonly #sweeper: IdleStreamSweeper
+
+  constructor (options: MemoryStreamsOptions) {
+    this.#options = options
+    this.#sweeper = new IdleStreamSweeper(options.limits, async () => { this.#timeOutIdle() }, options.onSweepError)
+  }
+
+  /** Starts the streams of the in_progress messages an append has just added. */
+  start (entry: Entry, added: Message[], writeMs: number): void {
+    entry.log.startStreams(added, writeMs)
+    if (entry.log.streaming) this.#streaming.add(entry.body.id)
+  }
+
+  /** Applies one delta to a message of the entry (stream-rules.ts): a write, unless it repeats one applied. */
+  extend (entry: Entry, message: Message, delta: Delta): DeltaResult & Tagged {
+    const { limits, clock, touch, assertFits } = this.#options
+    const stream = entry.log.stream(message.id)
+    if (stream === undefined) throw messageNotInProgress(message.id, message.status, message.statusReason)
+    const text = applyDelta(stream, message.text ?? '', delta, limits.maxTextChars)
+    const result = { messageId: message.id, seq: delta.seq }
+    if (text === 'repeat') return { ...result, textLength: message.text?.length ?? 0, etag: tagOfEntry(entry) }
+    assertFits(sizeOf(entry) + delta.text.length)
+    const writeMs = writeTime(clock(), entry.body.updatedAt)
+    entry.log.extend({ ...message, text }, delta.text, writeMs)
+    return { ...result, textLength: text.length, etag: tagOfEntry(touch(entry, writeMs)) }
+  }
+
+  close (): void {
+    this.#sweeper.stop()
+    this.#streaming.clear()
+  }
+
+  /** Ends the streams without a delta for the idle timeout: each becomes incomplete (`timeout`), a write. */
+  #timeOutIdle (): void {
+    const { limits, clock, live, touch } = this.#options
+    const now = clock()
+    for (const id of this.#streaming) {
+      const entry = live(id)
+      if (entry === undefined || !entry.log.streaming) {
+        this.#streaming.delete(id)
+        continue
+      }
+      const idle = entry.log.idleStreams(now - limits.idleTimeoutMs)
+      if (idle.length === 0) continue
+      for (const messageId of idle) {
+        entry.log.replace(editMessage(entry.log.find(messageId) as Message, { status: 'incomplete', statusReason: 'timeout' }))
+      }
+      touch(entry, writeTime(now, entry.body.updatedAt))
+    }
+  }
+}

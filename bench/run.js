@@ -46,6 +46,22 @@ async function load (title, url, requests, extra = {}) {
 }
 
 /** Creates `count` conversations through the API, as fast as the service takes them. */
+/** Appends an in_progress message `s` to each conversation `<prefix>-i`. */
+async function startStreams (url, prefix, count) {
+  let next = 0
+  const result = await autocannon({
+    url,
+    connections: Math.min(64, count),
+    amount: count,
+    requests: [{
+      method: 'POST',
+      headers: json,
+      setupRequest: (request) => ({ ...request, path: `/v1/conversations/${prefix}-${next++}/messages`, body: JSON.stringify({ messages: [{ id: 's', role: 'assistant', status: 'in_progress' }] }) })
+    }]
+  })
+  if (result.non2xx + result.errors > 0) throw new Error(`starting streams failed: ${result.non2xx} non-2xx, ${result.errors} errors`)
+}
+
 async function seed (url, count, body) {
   let next = 0
   const result = await autocannon({
@@ -73,6 +89,23 @@ function appendRequests (prefix, count) {
       path: `/v1/conversations/${prefix}-${pick(count)}/messages`,
       body: JSON.stringify({ messages: [{ id: `n${appendCounter++}`, role: 'user', text: 'one more message' }] })
     })
+  }]
+}
+
+let deltaCounter = 0
+/**
+ * Deltas of 5 tokens to in_progress messages, one stream per conversation: request n goes to
+ * stream n mod count with seq n / count + 1, so deltas of one stream are count requests apart
+ * and arrive in order.
+ */
+function deltaRequests (prefix, count) {
+  return [{
+    method: 'POST',
+    headers: json,
+    setupRequest: (request) => {
+      const n = deltaCounter++
+      return { ...request, path: `/v1/conversations/${prefix}-${n % count}/messages/s/deltas`, body: JSON.stringify({ seq: Math.floor(n / count) + 1, text: ' five tokens of reply' }) }
+    }
   }]
 }
 
@@ -133,6 +166,9 @@ async function main () {
       await seed(plain.url, 200, (i) => ({ userId: 'append-user', id: `a1k-${i}`, messages: messages(1000) }))
       ceiling.append10 = await load('5. append 1 message, 10-message conversations', plain.url, appendRequests('a10', POOL))
       ceiling.append1k = await load('5. append 1 message, 1,000-message conversations', plain.url, appendRequests('a1k', 200))
+      await seed(plain.url, POOL, (i) => ({ userId: 'stream-user', id: `d10-${i}`, messages: messages(10) }))
+      await startStreams(plain.url, 'd10', POOL)
+      ceiling.delta = await load('5. delta of 5 tokens to an in_progress message, 10-message conversations', plain.url, deltaRequests('d10', POOL))
     }
 
     if (scenarios.has('list')) {
@@ -214,6 +250,7 @@ function report ({ peak, memoryAt10k, ceiling, seconds }) {
   }
   if (ceiling.roundTrip !== undefined) ceiling.roundTrip.ratio = ratio(ceiling.roundTrip.rps, ceiling.framework?.rps)
   if (ceiling.append1k !== undefined) ceiling.append1k.ratio = ratio(ceiling.append10.rps, ceiling.append1k.rps)
+  if (ceiling.delta !== undefined) ceiling.delta.ratio = ratio(ceiling.delta.rps, ceiling.append10.rps)
   if (ceiling.list100k !== undefined) ceiling.list100k.ratio = ratio(ceiling.list100.rps, ceiling.list100k.rps)
   // The read-path rows: the service against the plain design's same row (summaries: its full list).
   const paths = ceiling.readPath

@@ -38,6 +38,7 @@ function readPathTargets (ceiling) {
 export function targetsOf (ceiling, rows) {
   return [
     ...readPathTargets(ceiling),
+    ['a delta costs no more than an append of one message: delta throughput ≥ 1.0× append', ratio(ceiling.delta?.rps, ceiling.append10?.rps), (r) => r >= 1.0],
     ['append at 1,000 msgs costs ≤ 1.3× append at 10 (throughput)', ratio(ceiling.append10?.rps, ceiling.append1k?.rps), (r) => r <= 1.3],
     ['append at 1,000 msgs costs ≤ 1.3× append at 10 (p99)', ratio(ceiling.append1k?.p99, ceiling.append10?.p99), (r) => r <= 1.3],
     ['list at 100,000 costs ≤ 1.3× list at 100 (throughput)', ratio(ceiling.list100?.rps, ceiling.list100k?.rps), (r) => r <= 1.3],

@@ -163,13 +163,16 @@ t.test('the OpenAPI document describes every route, status and the error body', 
     'DELETE /v1/users/{userId}/conversations', 'GET /', 'GET /health', 'GET /health/live', 'GET /v1/conversations/{id}',
     'GET /v1/conversations/{id}/messages', 'GET /v1/conversations/{id}/messages/{messageId}', 'GET /v1/conversations/{id}/workflow-state',
     'GET /v1/users/{userId}/conversations', 'GET /v1/users/{userId}/export', 'PATCH /v1/conversations/{id}', 'PATCH /v1/conversations/{id}/messages/{messageId}',
-    'POST /v1/conversations', 'POST /v1/conversations/{id}/fork', 'POST /v1/conversations/{id}/messages', 'POST /v1/users/{userId}/import',
+    'POST /v1/conversations', 'POST /v1/conversations/{id}/fork', 'POST /v1/conversations/{id}/messages',
+    'POST /v1/conversations/{id}/messages/{messageId}/deltas', 'POST /v1/users/{userId}/import',
     'PUT /v1/conversations/{id}', 'PUT /v1/conversations/{id}/workflow-state'
   ])
   t.same(byRoute['POST /v1/users/{userId}/import'], ['200', '400', '401', '413', '415', '500', '503'])
   t.same(byRoute['PUT /v1/conversations/{id}'], ['200', '201', '400', '401', '409', '412', '413', '415', '500', '503'])
   t.same(byRoute['GET /v1/conversations/{id}'], ['200', '304', '400', '401', '404', '500', '503'])
   t.same(byRoute['GET /v1/conversations/{id}/workflow-state'], ['200', '304', '400', '401', '404', '500', '503'])
+  t.same(byRoute['POST /v1/conversations/{id}/messages/{messageId}/deltas'], ['200', '400', '401', '404', '409', '412', '413', '415', '500', '503'])
+  t.match(document.components.schemas.Message, { required: ['id', 'role', 'kind', 'createdAt', 'status'] }, 'every message answer carries status')
   t.match(document.components.schemas.Error, { required: ['statusCode', 'code', 'error', 'message'] })
   t.ok('Conversation' in document.components.schemas, 'the Conversation schema is a component')
 })

@@ -25,6 +25,7 @@ const bodies: Record<string, unknown> = {
   'PUT /v1/conversations/{id}/workflow-state': { step: 's', turnCount: 0, status: 'active' },
   'PATCH /v1/conversations/{id}/messages/{messageId}': { text: 'x' },
   'POST /v1/conversations/{id}/fork': {},
+  'POST /v1/conversations/{id}/messages/{messageId}/deltas': { seq: 1, text: 'x' },
   'POST /v1/users/{userId}/import': '{"type":"conversation","conversation":{"id":"c1","userId":"u1"}}\n'
 }
 

@@ -74,6 +74,10 @@ export class RedisMessages {
       if (message?.status !== 'in_progress' || lastDeltaAt === '') return 'gone'
       due = Number(lastDeltaAt) + idleMs
       return due > this.#options.clock() ? 'alive' : editMessage(message, { status: 'incomplete', statusReason: 'timeout' })
+    }).catch((error: unknown) => {
+      // Deleted, or expired, since the stream started.
+      if (error instanceof ConversationNotFoundError) return 'gone' as const
+      throw error
     })
     return ended === 'alive' ? due : ended === 'gone' ? 'gone' : 'ended'
   }

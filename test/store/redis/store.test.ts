@@ -472,8 +472,13 @@ t.test('a stream keeps its state in the document hash until it ends; its sweep e
   t.same([seq, ends, chars], ['1', '2,5', '3'], 'the last seq, the byte ends of the text\'s JSON after each seq, its length in characters')
   await app.inject({ method: 'PATCH', url: `/v1/conversations/${id}/messages/s`, payload: { status: 'completed' } })
   t.same((await redis.hkeys(keys.doc)).filter((field) => /^[sena]:/.test(field)), [], 'a finished stream leaves nothing behind')
-  for (let waited = 0; await redis.zscore(streams, `${id} s`) !== null && waited < 10_000; waited += 100) await sleep(100)
+  const { id: deleted } = await create(app, { id: unique('c'), userId })
+  await append(app, deleted, [{ id: 's', role: 'assistant', status: 'in_progress' }])
+  await app.inject({ method: 'DELETE', url: `/v1/conversations/${deleted}` })
+  const pending = async (): Promise<boolean> => await redis.zscore(streams, `${id} s`) !== null || await redis.zscore(streams, `${deleted} s`) !== null
+  for (let waited = 0; await pending() && waited < 10_000; waited += 100) await sleep(100)
   t.equal(await redis.zscore(streams, `${id} s`), null, 'the sweep removes the entry of an ended stream when it comes due')
+  t.equal(await redis.zscore(streams, `${deleted} s`), null, 'and of a stream whose conversation is gone')
 })
 
 t.test('conversations stored by the release before (one message list) keep working, and move to the new layout on first message use', async (t) => {

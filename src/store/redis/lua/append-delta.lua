@@ -37,9 +37,5 @@ local updatedAt = writeTime(now, current[2])
 local expiresAt = updatedAt + (tonumber(current[7]) or tonumber(ARGV[2]))
 redis.call('HSET', DOC, 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1)
 refresh(expiresAt)
-local indexed = 0
-if KEYS[8] and ARGV[10] == current[4] then
-  moveIndexEntry(KEYS[8], 'GT', updatedAt, string.match(DOC, '{(.*)}$'), expiresAt)
-  indexed = 1
-end
+local indexed = moveNamedOwnersEntry(ARGV[10], current[4], string.match(DOC, '{(.*)}$'), updatedAt, expiresAt)
 return {'OK', chars, version + 1, updatedAt, expiresAt, current[4], current[5] or '0', indexed}

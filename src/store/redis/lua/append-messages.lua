@@ -41,12 +41,7 @@ else
   end
   redis.call('HSET', DOC, 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1, 'count', count + added, 'seq', seq)
   refresh(expiresAt)
-  -- The index entry moves in the same script when its key was given and is the owner's.
-  local indexed = 0
-  if KEYS[8] and ARGV[8] == current[4] then
-    moveIndexEntry(KEYS[8], 'GT', updatedAt, string.match(DOC, '{(.*)}$'), expiresAt)
-    indexed = 1
-  end
+  local indexed = moveNamedOwnersEntry(ARGV[8], current[4], string.match(DOC, '{(.*)}$'), updatedAt, expiresAt)
   reply = {'OK', added, n - added, version + 1, count + added, updatedAt, expiresAt, current[4], current[5] or '0', indexed}
 end
 if ARGV[5] == 'tokens' then return withWindow(reply, tokenWindow(tonumber(ARGV[6]), tonumber(ARGV[7]))) end

@@ -7,3 +7,12 @@ local function moveIndexEntry (index, mode, score, id, expiresAt)
     redis.call('PEXPIREAT', index, expiresAt)
   end
 end
+
+-- On a single Redis, a write to a conversation moves its owner's index entry (KEYS[8]) in
+-- the same script when the caller named the owner and it is the owner. Answers 1 when the
+-- entry moved here, else 0 (the caller moves it after the script).
+local function moveNamedOwnersEntry (named, owner, id, updatedAt, expiresAt)
+  if not KEYS[8] or named ~= owner then return 0 end
+  moveIndexEntry(KEYS[8], 'GT', updatedAt, id, expiresAt)
+  return 1
+end

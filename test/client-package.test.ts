@@ -170,20 +170,26 @@ t.before(async () => {
   setup = { tarballPath, client, project, env, feed, publicRegistry, baseUrl }
 })
 
-t.test('the tarball holds the compiled client, the schemas module and package.json, nothing else', async (t) => {
+t.test('the tarball holds the compiled client, the schema modules and package.json, nothing else', async (t) => {
   const { tarballPath, client } = requireSetup()
   const files = (await runCommand('tar', ['-tzf', tarballPath])).stdout.split('\n').filter((line) => line !== '').sort()
   t.same(files, [
     'package/dist/packages/client/src/client-answers.d.ts',
     'package/dist/packages/client/src/client-answers.js',
+    'package/dist/packages/client/src/client-transport.d.ts',
+    'package/dist/packages/client/src/client-transport.js',
     'package/dist/packages/client/src/client-types.d.ts',
     'package/dist/packages/client/src/client-types.js',
     'package/dist/packages/client/src/client.d.ts',
     'package/dist/packages/client/src/client.js',
+    'package/dist/packages/client/src/stream-message.d.ts',
+    'package/dist/packages/client/src/stream-message.js',
     'package/dist/src/schemas.d.ts',
     'package/dist/src/schemas.js',
+    'package/dist/src/stream-schemas.d.ts',
+    'package/dist/src/stream-schemas.js',
     'package/package.json'
-  ], 'the client, the one service module it shares (src/schemas), package.json; no tests, no other service code, no maps')
+  ], 'the client, the service modules it shares (src/schemas, src/stream-schemas), package.json; no tests, no other service code, no maps')
 
   const manifest = client.manifest
   t.equal(manifest.name, '@conversation-store/client', 'the scoped name')

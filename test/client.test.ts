@@ -1,11 +1,13 @@
 import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import type { AppOptions } from '../src/app.js'
 import { ConversationStoreError, createConversationStoreClient, type ClientOptions } from '../packages/client/src/client.js'
 import { StoreUnavailableError } from '../src/errors.js'
 import type { AppendResult, ConversationFields, MessageInput, WorkflowState } from '../src/schemas.js'
 import { MemoryConversationStore } from '../src/store/memory/store.js'
-import type { MessageSelection, Preconditions, StoreHealth, Tagged, TaggedConversation, TaggedView } from '../src/store/types.js'
+import type { Delta, DeltaResult } from '../src/store/stream-rules.js'
+import type { MessageSelection, Preconditions, Reach, StoreHealth, Tagged, TaggedConversation, TaggedView } from '../src/store/types.js'
 import { build, type TestContext } from './helpers/build.js'
 import { countTokens } from './helpers/tokens.js'
 
@@ -28,13 +30,16 @@ async function failure (promise: Promise<unknown>): Promise<ConversationStoreErr
   throw new Error('expected a ConversationStoreError')
 }
 
-/** A fetch that records what it sent, for checking headers. */
-function recordingFetch (): { fetch: typeof fetch, requests: Array<{ method: string, url: string, headers: Headers }> } {
-  const requests: Array<{ method: string, url: string, headers: Headers }> = []
+interface SentRequest { method: string, url: string, headers: Headers, body: string | undefined }
+
+/** A fetch that records what it sent, for checking headers and bodies. */
+function recordingFetch (): { fetch: typeof fetch, requests: SentRequest[] } {
+  const requests: SentRequest[] = []
   return {
     requests,
     fetch: async (input, init) => {
-      requests.push({ method: init?.method ?? 'GET', url: String(input), headers: new Headers(init?.headers) })
+      const body = typeof init?.body === 'string' ? init.body : undefined
+      requests.push({ method: init?.method ?? 'GET', url: String(input), headers: new Headers(init?.headers), body })
       return await fetch(input, init)
     }
   }
@@ -42,9 +47,12 @@ function recordingFetch (): { fetch: typeof fetch, requests: Array<{ method: str
 
 const limits = { ttlSeconds: 60, maxMessagesPerConversation: 100 }
 
-/** A memory store whose operations fail with 503 for the first `failures[op]` calls. */
+/**
+ * A memory store whose operations fail with 503 for the first `failures[op]` calls. A delta
+ * fails after it was applied: the write lands and its answer is lost.
+ */
 class FlakyStore extends MemoryConversationStore {
-  readonly calls = { get: 0, create: 0, appendMessages: 0, ping: 0 }
+  readonly calls = { get: 0, create: 0, appendMessages: 0, appendDelta: 0, ping: 0 }
   constructor (private readonly failures: Partial<Record<keyof FlakyStore['calls'], number>>) {
     super({ maxConversations: 100, limits, countTokens })
   }
@@ -67,6 +75,12 @@ class FlakyStore extends MemoryConversationStore {
   override async appendMessages (id: string, inputs: MessageInput[], preconditions: Preconditions): Promise<AppendResult & Tagged> {
     this.#attempt('appendMessages')
     return await super.appendMessages(id, inputs, preconditions)
+  }
+
+  override async appendDelta (id: string, messageId: string, delta: Delta, preconditions: Preconditions, reach?: Reach): Promise<DeltaResult & Tagged> {
+    const result = await super.appendDelta(id, messageId, delta, preconditions, reach)
+    this.#attempt('appendDelta')
+    return result
   }
 
   override async ping (): Promise<StoreHealth> {
@@ -448,4 +462,182 @@ t.test('messages: pages, the async iterator, tail reads, context windows, one me
   t.match(deleted.etag, /^"[^"]+"$/)
   t.match(await failure(client.getMessage('mm', 'm3')), { statusCode: 404, code: 'MESSAGE_NOT_FOUND' })
   t.equal((await client.listMessages('mm')).messageCount, 6)
+})
+
+t.test('streamed messages', async (t) => {
+  /** A conversation holding one question, for a stream to answer. */
+  async function conversation (baseUrl: string, id: string): Promise<void> {
+    await createConversationStoreClient({ baseUrl }).createConversation({ id, userId: 'streamer', messages: [message('q')] })
+  }
+  /** Waits up to 2 s for `condition`. */
+  async function until (condition: () => boolean): Promise<boolean> {
+    for (let waited = 0; waited < 2000 && !condition(); waited += 10) await sleep(10)
+    return condition()
+  }
+  const deltaBodies = (requests: SentRequest[]): unknown[] =>
+    requests.filter((request) => request.url.endsWith('/deltas')).map((request) => JSON.parse(request.body ?? 'null'))
+
+  t.test('appendDelta: numbered deltas, a safe repeat, 409 DELTA_OUT_OF_ORDER with expectedSeq, MESSAGE_NOT_IN_PROGRESS with status and reason', async (t) => {
+    const baseUrl = await serve(t, { MAX_DELTA_CHARS: '8' })
+    const client = createConversationStoreClient({ baseUrl })
+    await conversation(baseUrl, 'd1')
+    const started = await client.appendMessages('d1', [{ id: 'a', role: 'assistant', status: 'in_progress', text: 'Once' }])
+    t.equal((await client.getMessage('d1', 'a')).status, 'in_progress')
+
+    const first = await client.appendDelta('d1', 'a', { seq: 1, text: ' upon' }, { ifMatch: started })
+    t.match(first, { messageId: 'a', seq: 1, textLength: 9, etag: /^"[^"]+"$/ })
+    t.not(first.etag, started.etag, 'a delta is a write')
+    t.same(await client.appendDelta('d1', 'a', { seq: 1, text: ' upon' }), first, 'a repeat of an applied seq changes nothing')
+
+    const gap = await failure(client.appendDelta('d1', 'a', { seq: 3, text: '!' }))
+    t.match(gap, { statusCode: 409, code: 'DELTA_OUT_OF_ORDER', expectedSeq: 2, status: undefined })
+    t.match(await failure(client.appendDelta('d1', 'a', { seq: 1, text: ' other' })), { code: 'DELTA_OUT_OF_ORDER', expectedSeq: 2 }, 'an applied seq with other text')
+    t.match(await failure(client.appendDelta('d1', 'a', { seq: 2, text: '!' }, { ifMatch: started })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
+    t.match(await failure(client.appendDelta('d1', 'a', { seq: 2, text: 'x'.repeat(9) })), { statusCode: 413, code: 'DELTA_TOO_LARGE' })
+    t.match(await failure(client.patchMessage('d1', 'a', { text: 'rewritten' })), { statusCode: 409, code: 'MESSAGE_IN_PROGRESS' })
+
+    const cancelled = await client.patchMessage('d1', 'a', { status: 'incomplete', statusReason: 'cancelled' })
+    t.match(cancelled.message, { status: 'incomplete', statusReason: 'cancelled', text: 'Once upon' })
+    const late = await failure(client.appendDelta('d1', 'a', { seq: 2, text: '!' }))
+    t.match(late, { statusCode: 409, code: 'MESSAGE_NOT_IN_PROGRESS', status: 'incomplete', statusReason: 'cancelled', expectedSeq: undefined })
+  })
+
+  t.test('streamMessage: many small pieces arrive whole, completed, in fewer deltas than pieces', async (t) => {
+    const { fetch, requests } = recordingFetch()
+    const baseUrl = await serve(t)
+    await conversation(baseUrl, 's1')
+    const client = createConversationStoreClient({ baseUrl, fetch })
+    const pieces = Array.from({ length: 200 }, (_, index) => `w${index} `)
+    async function * fast (): AsyncGenerator<string> {
+      for (const piece of pieces) yield piece
+    }
+
+    const result = await client.streamMessage('s1', { role: 'assistant', metadata: { model: 'test' } }, fast())
+    t.match(requests.at(-1), { method: 'PATCH', body: '{"status":"completed"}' }, 'finished with a PATCH of its status')
+    t.match(result, { status: 'completed', textLength: pieces.join('').length })
+    t.notOk('statusReason' in result)
+    t.match(result.messageId, /^[0-9a-f-]{36}$/, 'an id is generated')
+    t.match(await client.getMessage('s1', result.messageId), { role: 'assistant', status: 'completed', text: pieces.join(''), metadata: { model: 'test' } })
+
+    const deltas = deltaBodies(requests)
+    t.equal(deltas.length, result.deltas, 'deltas counts the delta requests')
+    t.ok(result.deltas >= 1 && result.deltas < pieces.length / 10, `${result.deltas} deltas for ${pieces.length} pieces`)
+    t.same(deltas.map((delta) => (delta as { seq: number }).seq), Array.from({ length: deltas.length }, (_, index) => index + 1), 'seq 1, 2, 3…')
+    t.match(JSON.parse(requests[0]?.body ?? 'null'), { messages: [{ id: result.messageId, role: 'assistant', status: 'in_progress' }] }, 'appended in_progress')
+  })
+
+  t.test('streamMessage: at most one delta per flushMs, coalescing what arrives meanwhile', async (t) => {
+    const baseUrl = await serve(t)
+    await conversation(baseUrl, 's2')
+    const client = createConversationStoreClient({ baseUrl })
+    async function * steady (): AsyncGenerator<string> {
+      for (let index = 0; index < 30; index++) {
+        yield `p${index} `
+        await sleep(10)
+      }
+    }
+    const started = Date.now()
+    const result = await client.streamMessage('s2', { id: 'given', role: 'assistant', text: '> ' }, steady(), { flushMs: 150 })
+    const elapsedMs = Date.now() - started
+    t.match(result, { messageId: 'given', status: 'completed' })
+    t.ok(result.deltas <= Math.ceil(elapsedMs / 150) + 1, `${result.deltas} deltas in ${elapsedMs} ms`)
+    const text = `> ${Array.from({ length: 30 }, (_, index) => `p${index} `).join('')}`
+    t.equal((await client.getMessage('s2', 'given')).text, text, 'the text it started with, then every piece')
+    t.equal(result.textLength, text.length)
+  })
+
+  t.test('streamMessage: a cancel by another caller ends it incomplete and stops pulling from the source', async (t) => {
+    const baseUrl = await serve(t)
+    await conversation(baseUrl, 's3')
+    const client = createConversationStoreClient({ baseUrl })
+    const other = createConversationStoreClient({ baseUrl })
+    let pulled = 0
+    let returned = false
+    async function * endless (): AsyncGenerator<string> {
+      try {
+        for (let index = 0; index < 1000; index++) {
+          if (index === 5) await other.patchMessage('s3', 'cancelled', { status: 'incomplete', statusReason: 'cancelled' })
+          pulled++
+          yield `t${index} `
+          await sleep(5)
+        }
+      } finally {
+        returned = true
+      }
+    }
+
+    const result = await client.streamMessage('s3', { id: 'cancelled', role: 'assistant' }, endless())
+    t.match(result, { messageId: 'cancelled', status: 'incomplete', statusReason: 'cancelled' })
+    const stored = await client.getMessage('s3', 'cancelled')
+    t.match(stored, { status: 'incomplete', statusReason: 'cancelled' })
+    t.equal(stored.text?.length, result.textLength, 'textLength is the stored text')
+    t.ok(await until(() => returned), 'the source was told to stop (its finally ran)')
+    const seen = pulled
+    await sleep(50)
+    t.equal(pulled, seen, 'nothing more is pulled')
+    t.ok(pulled < 100, `${pulled} pieces pulled of 1000`)
+  })
+
+  t.test('streamMessage: an abort cancels the message and rejects with the reason', async (t) => {
+    const baseUrl = await serve(t)
+    await conversation(baseUrl, 's4')
+    const client = createConversationStoreClient({ baseUrl })
+    const controller = new AbortController()
+    const reason = new Error('the user pressed stop')
+    let returned = false
+    async function * answer (): AsyncGenerator<string> {
+      try {
+        for (let index = 0; index < 1000; index++) {
+          if (index === 4) controller.abort(reason)
+          yield `a${index}`
+          await sleep(5)
+        }
+      } finally {
+        returned = true
+      }
+    }
+
+    const rejected = await client.streamMessage('s4', { id: 'aborted', role: 'assistant' }, answer(), { signal: controller.signal }).catch((error: unknown) => error)
+    t.equal(rejected, reason, 'the abort reason itself')
+    t.match(await client.getMessage('s4', 'aborted'), { status: 'incomplete', statusReason: 'cancelled', text: 'a0a1a2a3' }, 'what was read is kept')
+    t.ok(await until(() => returned), 'the source was told to stop')
+
+    const early = await client.streamMessage('s4', { id: 'never', role: 'assistant' }, answer(), { signal: AbortSignal.abort(reason) }).catch((error: unknown) => error)
+    t.equal(early, reason, 'an aborted signal rejects at once')
+    t.match(await failure(client.getMessage('s4', 'never')), { code: 'MESSAGE_NOT_FOUND' }, 'and appends nothing')
+  })
+
+  t.test('streamMessage: a source that throws marks the message incomplete (error) and rethrows', async (t) => {
+    const baseUrl = await serve(t)
+    await conversation(baseUrl, 's5')
+    const client = createConversationStoreClient({ baseUrl })
+    const broken = new Error('the model failed')
+    async function * failing (): AsyncGenerator<string> {
+      yield 'partial '
+      await sleep(5)
+      yield 'answer'
+      throw broken
+    }
+    const rejected = await client.streamMessage('s5', { id: 'failed', role: 'assistant' }, failing()).catch((error: unknown) => error)
+    t.equal(rejected, broken, 'the source\'s error itself')
+    t.match(await client.getMessage('s5', 'failed'), { status: 'incomplete', statusReason: 'error', text: 'partial answer' })
+  })
+
+  t.test('streamMessage: a 503 on a delta is retried with the same seq and text, which the service takes as a repeat', async (t) => {
+    const store = new FlakyStore({ appendDelta: 1 })
+    const { fetch, requests } = recordingFetch()
+    const baseUrl = await serve(t, { RETRY_AFTER_SECONDS: '0' }, { store })
+    await conversation(baseUrl, 's6')
+    const client = createConversationStoreClient({ baseUrl, fetch, retry: { attempts: 3 } })
+    async function * two (): AsyncGenerator<string> {
+      yield 'Hello'
+      await sleep(80)
+      yield ', world'
+    }
+    const result = await client.streamMessage('s6', { id: 'retried', role: 'assistant' }, two())
+    t.match(result, { status: 'completed', deltas: 2, textLength: 12 })
+    t.same(deltaBodies(requests), [{ seq: 1, text: 'Hello' }, { seq: 1, text: 'Hello' }, { seq: 2, text: ', world' }], 'the retry resends seq 1 as it was')
+    t.equal(store.calls.appendDelta, 3)
+    t.equal((await client.getMessage('s6', 'retried')).text, 'Hello, world', 'the first try had landed: the repeat added nothing')
+  })
 })

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { ErrorBodySchema } from '../../../src/schemas.js'
+import { ErrorBodySchema, type MessageStatusSchema } from '../../../src/schemas.js'
 
 // What the client makes of the service's answers: typed errors, parsed bodies, ETags.
 
@@ -14,6 +14,11 @@ export type ConversationStoreErrorCode =
   | 'CONVERSATION_NOT_FOUND' | 'WORKFLOW_STATE_NOT_FOUND' | 'MESSAGE_NOT_FOUND' | 'CONVERSATION_EXISTS' | 'USER_MISMATCH'
   | 'PRECONDITION_FAILED' | 'TOO_MANY_MESSAGES' | 'CONVERSATION_TOO_LARGE' | 'FST_ERR_VALIDATION' | 'UNAUTHORIZED' | 'CORRUPT_RECORD'
   | 'STORE_UNAVAILABLE'
+  /** Streamed messages: `expectedSeq` names the seq the message takes next. */
+  | 'DELTA_OUT_OF_ORDER'
+  /** Streamed messages: the message was finished or stopped; `status` and `statusReason` say how. */
+  | 'MESSAGE_NOT_IN_PROGRESS'
+  | 'MESSAGE_IN_PROGRESS' | 'DELTA_TOO_LARGE' | 'MESSAGE_TOO_LARGE'
   /** The request never got an HTTP answer (refused, reset, DNS, aborted); `statusCode` is undefined. */
   | 'NETWORK_ERROR'
   /** A success answer that does not match the schemas (e.g. the service is newer than this client). */
@@ -22,6 +27,16 @@ export type ConversationStoreErrorCode =
   | 'HTTP_ERROR'
   | (string & {})
 
+interface ErrorDetails {
+  code: string
+  statusCode?: number
+  retryAfterSeconds?: number
+  cause?: unknown
+  expectedSeq?: number | undefined
+  status?: z.output<typeof MessageStatusSchema> | undefined
+  statusReason?: string | undefined
+}
+
 export class ConversationStoreError extends Error {
   override name = 'ConversationStoreError'
   /** The HTTP status; undefined when there was no HTTP answer (`NETWORK_ERROR`). */
@@ -29,12 +44,20 @@ export class ConversationStoreError extends Error {
   readonly code: ConversationStoreErrorCode
   /** From `Retry-After` (seconds), when the service sent one. */
   readonly retryAfterSeconds: number | undefined
+  /** DELTA_OUT_OF_ORDER: the seq the message takes next. */
+  readonly expectedSeq: number | undefined
+  /** MESSAGE_NOT_IN_PROGRESS: the message's status, and why it is incomplete. */
+  readonly status: z.output<typeof MessageStatusSchema> | undefined
+  readonly statusReason: string | undefined
 
-  constructor (message: string, details: { code: string, statusCode?: number, retryAfterSeconds?: number, cause?: unknown }) {
+  constructor (message: string, details: ErrorDetails) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause })
     this.code = details.code
     this.statusCode = details.statusCode
     this.retryAfterSeconds = details.retryAfterSeconds
+    this.expectedSeq = details.expectedSeq
+    this.status = details.status
+    this.statusReason = details.statusReason
   }
 }
 
@@ -83,11 +106,13 @@ export function etagOf (headers: Headers): string {
 
 export function errorFrom (statusCode: number, headers: Headers, body: unknown): ConversationStoreError {
   const parsed = ErrorBodySchema.safeParse(body)
+  if (!parsed.success) return new ConversationStoreError(`HTTP ${statusCode}`, { code: 'HTTP_ERROR', statusCode, ...retryAfterOf(headers) })
+  const { code, message, expectedSeq, status, statusReason } = parsed.data
+  return new ConversationStoreError(message, { code, statusCode, ...retryAfterOf(headers), expectedSeq, status, statusReason })
+}
+
+function retryAfterOf (headers: Headers): { retryAfterSeconds?: number } {
   // The service sends whole seconds; anything else (e.g. an HTTP date) is ignored.
   const retryAfter = /^\s*(\d+)\s*$/.exec(headers.get('retry-after') ?? '')?.[1]
-  return new ConversationStoreError(parsed.success ? parsed.data.message : `HTTP ${statusCode}`, {
-    code: parsed.success ? parsed.data.code : 'HTTP_ERROR',
-    statusCode,
-    ...(retryAfter === undefined ? {} : { retryAfterSeconds: Number(retryAfter) })
-  })
+  return retryAfter === undefined ? {} : { retryAfterSeconds: Number(retryAfter) }
 }

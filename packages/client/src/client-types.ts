@@ -3,6 +3,7 @@ import type {
   Conversation, ConversationSummary, CreateConversationBodySchema, MessageInputSchema, MessagePageSchema, PatchConversationBodySchema,
   PatchMessageBodySchema, ReplaceConversationBodySchema, WorkflowState, WorkflowStateBodySchema
 } from '../../../src/schemas.js'
+import type { DeltaBodySchema, DeltaResultSchema } from '../../../src/stream-schemas.js'
 import type { Versioned } from './client-answers.js'
 
 // The types of the client's calls: what they take and what they answer.
@@ -60,6 +61,35 @@ export interface MessageListOptions {
 export type MessagePage = z.output<typeof MessagePageSchema>
 export type MessagePatch = z.input<typeof PatchMessageBodySchema>
 
+/** A numbered piece of a streamed message's text: seq starts at 1 and grows by 1. */
+export type MessageDelta = z.input<typeof DeltaBodySchema>
+/** What a delta answers: `textLength` is the text acknowledged so far, in characters (UTF-16 units). */
+export type DeltaResult = z.output<typeof DeltaResultSchema>
+
+/** The message a stream starts: a new message without status (streamMessage sets it); an id is generated when absent. */
+export type StreamedMessageInput = Omit<NewMessage, 'status' | 'statusReason'>
+
+export interface StreamMessageOptions {
+  /** Aborting stops reading the source and cancels the message (`incomplete`, `cancelled`); the call rejects with the reason. */
+  signal?: AbortSignal
+  /** At most one delta per this many milliseconds (default 50); text that arrives meanwhile goes in the next one. */
+  flushMs?: number
+  /** The longest delta, in characters (default 16384, the service's default MAX_DELTA_CHARS); longer text is split. */
+  maxDeltaChars?: number
+}
+
+/** How a streamed message ended. */
+export interface StreamMessageResult {
+  messageId: string
+  /** `incomplete` when someone else stopped it first (a cancel, the idle timeout): `statusReason` says why. */
+  status: 'completed' | 'incomplete'
+  statusReason?: string
+  /** The message's text length when it ended, in characters. */
+  textLength: number
+  /** How many delta requests were acknowledged (retries of one seq count once). */
+  deltas: number
+}
+
 export interface ConversationPage<T> {
   items: T[]
   nextCursor: string | null
@@ -79,7 +109,8 @@ export interface ClientOptions {
   getToken?: () => Promise<string>
   /**
    * Retries 503 answers and network errors, only for requests that are safe to repeat:
-   * GET, PUT, DELETE, and appends whose messages all carry an id. Never create or PATCH.
+   * GET, PUT, DELETE, appends whose messages all carry an id, and deltas (a repeat of an
+   * applied seq changes nothing). Never create or PATCH (streamMessage's own final PATCH aside).
    * `attempts` counts tries (1 = no retry). The wait is `Retry-After` when sent, otherwise
    * 100 ms doubling per try, and never more than `maxDelayMs` (default 10 s). A 503 or a
    * lost answer may come after the write landed, so a retried conditional write (`ifMatch`,

@@ -1,11 +1,13 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import { z } from 'zod'
 import {
   AppendMessagesBodySchema, AppendResultSchema, ConversationPageSchema, ConversationSchema, ConversationSummarySchema, DeleteUserResultSchema,
   HealthSchema, MessagePageSchema, MessageSchema, RewindResultSchema, WorkflowStateSchema,
   type AppendResult, type Health, type Message, type RewindResult
 } from '../../../src/schemas.js'
-import { backoff, ConversationStoreError, errorFrom, etagOf, invalid, parse, parseJson, reason, versioned } from './client-answers.js'
+import { DeltaResultSchema } from '../../../src/stream-schemas.js'
+import { errorFrom, etagOf, invalid, parse, versioned } from './client-answers.js'
+import { createTransport, type Call } from './client-transport.js'
+import { streamMessage } from './stream-message.js'
 
 export type { Health }
 export { ConversationStoreError, type ConversationStoreErrorCode, type Versioned } from './client-answers.js'
@@ -18,81 +20,21 @@ export { ConversationStoreError, type ConversationStoreErrorCode, type Versioned
 
 export type { AppendResult, Conversation, ConversationSummary, ForkedFrom, Message, MessageWindow, RewindResult, WorkflowState } from '../../../src/schemas.js'
 import type {
-  CreateConversationInput, ReplaceConversationInput, ConversationPatch, NewMessage, WorkflowStateInput, IfMatch, ConversationResult, GetConversationResult, WorkflowStateResult, View, ListItem, ListOptions, AppendOptions, MessageListOptions, MessagePage, MessagePatch, ConversationPage, ClientOptions, ForkOptions
+  CreateConversationInput, ReplaceConversationInput, ConversationPatch, NewMessage, WorkflowStateInput, IfMatch, ConversationResult, GetConversationResult, WorkflowStateResult, View, ListItem, ListOptions, AppendOptions, MessageListOptions, MessagePage, MessagePatch, ConversationPage, ClientOptions, ForkOptions,
+  MessageDelta, DeltaResult, StreamedMessageInput, StreamMessageOptions, StreamMessageResult
 } from './client-types.js'
 export type {
-  CreateConversationInput, ReplaceConversationInput, ConversationPatch, NewMessage, WorkflowStateInput, IfMatch, ConversationResult, GetConversationResult, WorkflowStateResult, View, ListItem, ListOptions, AppendOptions, MessageListOptions, MessagePage, MessagePatch, ConversationPage, ClientOptions, ForkOptions
+  CreateConversationInput, ReplaceConversationInput, ConversationPatch, NewMessage, WorkflowStateInput, IfMatch, ConversationResult, GetConversationResult, WorkflowStateResult, View, ListItem, ListOptions, AppendOptions, MessageListOptions, MessagePage, MessagePatch, ConversationPage, ClientOptions, ForkOptions,
+  MessageDelta, DeltaResult, StreamedMessageInput, StreamMessageOptions, StreamMessageResult
 } from './client-types.js'
 
 // Narrower pages than the route's union, so that `view` decides the item type.
 const FullPageSchema = ConversationPageSchema.extend({ items: z.array(ConversationSchema) })
 const SummaryPageSchema = ConversationPageSchema.extend({ items: z.array(ConversationSummarySchema) })
 
-type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
-
-interface Call {
-  method: Method
-  path: string
-  query?: URLSearchParams
-  body?: unknown
-  contentType?: string
-  headers?: Record<string, string | undefined>
-  /** Statuses the method handles itself; any other is an error. */
-  expect: number[]
-  retryable: boolean
-}
-
-interface Answer {
-  status: number
-  headers: Headers
-  body: unknown
-}
-
 export function createConversationStoreClient (options: ClientOptions) {
-  const baseUrl = options.baseUrl.replace(/\/+$/, '')
-  const fetchImpl = options.fetch ?? globalThis.fetch
-  // `|| 1` also turns NaN into a single try rather than an endless loop.
-  const attempts = Math.max(1, Math.floor(options.retry?.attempts ?? 1) || 1)
-  const maxDelayMs = options.retry?.maxDelayMs ?? 10_000
   const conversationPath = (id: string) => `/v1/conversations/${encodeURIComponent(id)}`
-  if (options.apiKey !== undefined && options.getToken !== undefined) throw new TypeError('Pass apiKey or getToken, not both')
-  const { apiKey, getToken } = options
-  const authorization = getToken !== undefined
-    ? async () => `Bearer ${await getToken()}`
-    : async () => apiKey === undefined ? undefined : `Bearer ${apiKey}`
-
-  async function send (call: Call): Promise<Answer> {
-    const query = call.query?.toString() ?? ''
-    const url = baseUrl + call.path + (query === '' ? '' : `?${query}`)
-    const headers: Record<string, string> = { accept: 'application/json' }
-    if (call.body !== undefined) headers['content-type'] = call.contentType ?? 'application/json'
-    for (const [name, value] of Object.entries(call.headers ?? {})) if (value !== undefined) headers[name] = value
-    const init: RequestInit = { method: call.method, headers }
-    if (call.body !== undefined) init.body = JSON.stringify(call.body)
-
-    for (let attempt = 1; ; attempt++) {
-      let response: Response
-      let text: string
-      const bearer = await authorization()
-      if (bearer !== undefined) headers.authorization = bearer
-      try {
-        response = await fetchImpl(url, init)
-        // Reading the body is part of the exchange: a reset here is a network error too.
-        text = await response.text()
-      } catch (cause) {
-        const error = new ConversationStoreError(`${call.method} ${call.path} failed: ${reason(cause)}`, { code: 'NETWORK_ERROR', cause })
-        if (!call.retryable || attempt >= attempts) throw error
-        await sleep(Math.min(backoff(attempt), maxDelayMs))
-        continue
-      }
-      const body = parseJson(text)
-      if (call.expect.includes(response.status)) return { status: response.status, headers: response.headers, body }
-      const error = errorFrom(response.status, response.headers, body)
-      if (response.status !== 503 || !call.retryable || attempt >= attempts) throw error
-      const waitMs = error.retryAfterSeconds === undefined ? backoff(attempt) : error.retryAfterSeconds * 1000
-      await sleep(Math.min(waitMs, maxDelayMs))
-    }
-  }
+  const send = createTransport(options)
 
   function ifMatch (value: IfMatch | undefined): string | undefined {
     return typeof value === 'object' ? value.etag : value
@@ -120,6 +62,24 @@ export function createConversationStoreClient (options: ClientOptions) {
     }
     const answer = await send({ method: 'GET', path: `${conversationPath(id)}/messages`, query, expect: [200], retryable: true })
     return parse(MessagePageSchema, answer.body)
+  }
+
+  async function editMessage (id: string, messageId: string, patch: MessagePatch, write: { ifMatch?: IfMatch }, retryable: boolean): Promise<{ message: Message, etag: string }> {
+    const headers = { 'if-match': ifMatch(write.ifMatch) }
+    const answer = await send({ method: 'PATCH', path: messagePath(id, messageId), body: patch, contentType: 'application/merge-patch+json', headers, expect: [200], retryable })
+    return { message: parse(MessageSchema, answer.body), etag: etagOf(answer.headers) }
+  }
+
+  /**
+   * Adds text to an in_progress message. Retried like an idempotent write: a seq already
+   * applied with the same text answers 200 and changes nothing. A gap, or an applied seq
+   * with other text, is 409 DELTA_OUT_OF_ORDER (`error.expectedSeq`); a message finished or
+   * stopped is 409 MESSAGE_NOT_IN_PROGRESS (`error.status`, `error.statusReason`).
+   */
+  async function appendDelta (id: string, messageId: string, delta: MessageDelta, write: { ifMatch?: IfMatch } = {}): Promise<DeltaResult & { etag: string }> {
+    const headers = { 'if-match': ifMatch(write.ifMatch) }
+    const answer = await send({ method: 'POST', path: `${messagePath(id, messageId)}/deltas`, body: delta, headers, expect: [200], retryable: true })
+    return { ...parse(DeltaResultSchema, answer.body), etag: etagOf(answer.headers) }
   }
 
   async function listConversations<V extends View = 'full'> (userId: string, list: ListOptions<V> = {}): Promise<ConversationPage<ListItem<V>>> {
@@ -263,18 +223,29 @@ export function createConversationStoreClient (options: ClientOptions) {
       return parse(MessageSchema, answer.body)
     },
 
-    /** A JSON merge patch of text, cardJson, cardId, metadata: a write to the conversation. Not retried. */
+    /**
+     * A JSON merge patch of text, cardJson, cardId, metadata, or the status that finishes a
+     * streamed message (`completed`) or stops it (`incomplete` with a `statusReason`, e.g.
+     * `cancelled`): a write to the conversation. Not retried.
+     */
     async patchMessage (id: string, messageId: string, patch: MessagePatch, write: { ifMatch?: IfMatch } = {}): Promise<{ message: Message, etag: string }> {
-      const answer = await send({
-        method: 'PATCH',
-        path: messagePath(id, messageId),
-        body: patch,
-        contentType: 'application/merge-patch+json',
-        headers: { 'if-match': ifMatch(write.ifMatch) },
-        expect: [200],
-        retryable: false
-      })
-      return { message: parse(MessageSchema, answer.body), etag: etagOf(answer.headers) }
+      return await editMessage(id, messageId, patch, write, false)
+    },
+
+    appendDelta,
+
+    /**
+     * Streams `source` (e.g. a model's text stream) into a new message, appended in_progress,
+     * written as coalesced deltas and finished `completed`: see stream-message.ts.
+     */
+    async streamMessage (id: string, message: StreamedMessageInput, source: AsyncIterable<string>, stream: StreamMessageOptions = {}): Promise<StreamMessageResult> {
+      return await streamMessage({
+        // The message has an id, so the append is safe to repeat.
+        start: async (started) => { await send({ method: 'POST', path: `${conversationPath(id)}/messages`, body: { messages: [started] }, expect: [200, 201], retryable: true }) },
+        delta: async (messageId, delta) => await appendDelta(id, messageId, delta),
+        // Safe to repeat too: a repeat after a try that landed answers 409 MESSAGE_NOT_IN_PROGRESS, naming the status.
+        finish: async (messageId, patch) => (await editMessage(id, messageId, patch, {}, true)).message
+      }, message, source, stream)
     },
 
     /** Deletes a message (its id stays used); answers the conversation's new ETag. */

@@ -49,6 +49,7 @@ async function configuredStore (fastify: FastifyInstance): Promise<ConversationS
       viewCacheBytes: config.viewCacheMaxBytes,
       limits,
       countTokens,
+      eventsRetained: config.eventsRetained,
       onSweepError: (error) => { log.error({ err: error }, '[STORE] the sweep of idle streams failed') }
     })
   }
@@ -60,7 +61,8 @@ async function configuredStore (fastify: FastifyInstance): Promise<ConversationS
     limits,
     countTokens,
     onCorruptRecord: (id, reason) => { log.error({ conversationId: id, reason }, '[STORE] corrupt record skipped') },
-    onSweepError: (error) => { log.warn({ error: (error as Error).name }, '[STORE] the sweep of idle streams failed; the next one tries again') },
+    eventsRetained: config.eventsRetained,
+    onSweepError: (error) => { log.warn({ error: (error as Error).name }, '[STORE] the sweep of idle streams or an event feed failed; it goes on when Redis answers') },
     onIndexMoveFailed: (id, error) => {
       log.warn({ conversationId: id, error: (error as Error).name }, '[STORE] index entry left at its previous position')
     }

@@ -3,7 +3,7 @@ import type { FastifyError, FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
 import { ERROR_DETAILS, type ErrorDetails } from '../src/errors.js'
 
-const RETRYABLE = new Set(['STORE_UNAVAILABLE', 'AUTH_UNAVAILABLE', 'FST_UNDER_PRESSURE'])
+const RETRYABLE = new Set(['STORE_UNAVAILABLE', 'AUTH_UNAVAILABLE', 'FST_UNDER_PRESSURE', 'TOO_MANY_FOLLOWERS'])
 
 function send (reply: FastifyReply, statusCode: number, code: string, message: string, details?: ErrorDetails): FastifyReply {
   return reply.code(statusCode).type('application/json').send({

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { assertMayPlace } from '../src/auth/caller.js'
 import { assertTtlWithin } from '../src/store/conversation-rules.js'
 import { ConversationNotFoundError, InvalidRequestError } from '../src/errors.js'
-import { etagHeader, noneMatchHits, preconditionsFrom } from '../src/http/preconditions.js'
+import { noneMatchHits, preconditionsFrom, versionHeaders } from '../src/http/preconditions.js'
 import {
   ConversationListItemSchema, ConversationQuerySchema, ConversationSchema, ConversationParamsSchema, CreateConversationBodySchema, errorResponses,
   PatchConversationBodySchema, PreconditionHeadersSchema, ReadHeadersSchema, ReplaceConversationBodySchema, ReplaceHeadersSchema
@@ -33,7 +33,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
     const conversation = await store.create(id, fields)
     return reply.code(201)
       .header('location', `/v1/conversations/${encodeURIComponent(id)}`)
-      .header('etag', etagHeader(conversation.etag))
+      .headers(versionHeaders(conversation))
       .send(conversation)
   })
 
@@ -52,7 +52,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
     const selection = view === 'summary' ? 'none' : lastMessages === undefined ? 'all' : { last: lastMessages }
     const conversation = await store.get(request.params.id, selection, request.caller.reach)
     if (conversation === undefined) throw new ConversationNotFoundError(request.params.id)
-    reply.header('etag', etagHeader(conversation.etag))
+    reply.headers(versionHeaders(conversation))
     if (noneMatchHits(request.headers['if-none-match'], conversation.etag)) return reply.code(304).send(null)
     return conversation
   })
@@ -77,7 +77,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
     assertMayPlace(request.caller, fields)
     const { conversation, created } = await store.put(request.params.id, fields, preconditionsFrom(request.headers), request.caller.reach)
     if (created) reply.code(201).header('location', `/v1/conversations/${encodeURIComponent(conversation.id)}`)
-    return reply.header('etag', etagHeader(conversation.etag)).send(conversation)
+    return reply.headers(versionHeaders(conversation)).send(conversation)
   })
 
   fastify.patch('/conversations/:id', {
@@ -94,7 +94,7 @@ const conversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
     assertTtl(request.body)
     const conversation = await store.patch(request.params.id, request.body, preconditionsFrom(request.headers), request.caller.reach)
     request.auditFacts = { tenantId: conversation.tenantId }
-    return reply.header('etag', etagHeader(conversation.etag)).send(conversation)
+    return reply.headers(versionHeaders(conversation)).send(conversation)
   })
 
   fastify.delete('/conversations/:id', {

@@ -3,7 +3,7 @@ import { assertMayPlace } from '../src/auth/caller.js'
 import { ConversationNotFoundError, ForbiddenError } from '../src/errors.js'
 import { forkRecord } from '../src/history/fork.js'
 import { ForkBodySchema } from '../src/history-schemas.js'
-import { etagHeader } from '../src/http/preconditions.js'
+import { versionHeaders } from '../src/http/preconditions.js'
 import { ConversationParamsSchema, ConversationSchema, errorResponses } from '../src/schemas.js'
 import type { TaggedConversation } from '../src/store/types.js'
 
@@ -37,7 +37,7 @@ const forkRoutes: FastifyPluginAsyncZod = async (fastify) => {
     const { conversation } = await store.restore(id, record, 'create') as { conversation: TaggedConversation }
     return reply.code(201)
       .header('location', `/v1/conversations/${encodeURIComponent(id)}`)
-      .header('etag', etagHeader(conversation.etag))
+      .headers(versionHeaders(conversation))
       .send(conversation)
   })
 }

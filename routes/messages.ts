@@ -3,7 +3,7 @@ import { z } from 'zod'
 import { DeltaTooLargeError, InvalidRequestError } from '../src/errors.js'
 import { DeltaBodySchema, DeltaResultSchema } from '../src/stream-schemas.js'
 import { decodeMessageCursor, encodeMessageCursor } from '../src/http/cursor.js'
-import { etagHeader, preconditionsFrom } from '../src/http/preconditions.js'
+import { preconditionsFrom, versionHeaders } from '../src/http/preconditions.js'
 import {
   AppendMessagesBodySchema, AppendQuerySchema, AppendResultSchema, ConversationParamsSchema, errorResponses, MessageListQuerySchema, MessagePageSchema,
   MessageParamsSchema, MessageSchema, PatchMessageBodySchema, PreconditionHeadersSchema, RewindQuerySchema, RewindResultSchema
@@ -32,7 +32,7 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
   }, async (request, reply) => {
     const result = await store.appendMessages(request.params.id, request.body.messages, preconditionsFrom(request.headers),
       request.caller.reach, windowRequest(request.query))
-    return reply.code(result.appended > 0 ? 201 : 200).header('etag', etagHeader(result.etag)).send(result)
+    return reply.code(result.appended > 0 ? 201 : 200).headers(versionHeaders(result)).send(result)
   })
 
   fastify.get('/conversations/:id/messages', {
@@ -43,10 +43,11 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
       querystring: MessageListQuerySchema,
       response: { 200: MessagePageSchema, ...errorResponses(400, 401, 404, 500, 503) }
     }
-  }, async (request) => {
+  }, async (request, reply) => {
     const { id } = request.params
     const query = messageQuery(id, request.query)
     const page = await store.listMessages(id, query, request.caller.reach)
+    reply.header('last-event-id', page.position)
     return {
       items: page.items,
       nextCursor: page.next === null ? null : encodeMessageCursor(id, query.order, page.next),
@@ -67,7 +68,7 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
     }
   }, async (request, reply) => {
     const result = await store.rewindMessages(request.params.id, request.query.after, preconditionsFrom(request.headers), request.caller.reach)
-    return reply.header('etag', etagHeader(result.etag)).send(result)
+    return reply.headers(versionHeaders(result)).send(result)
   })
 
   fastify.get('/conversations/:id/messages/:messageId', {
@@ -77,7 +78,10 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
       params: MessageParamsSchema,
       response: { 200: MessageSchema, ...errorResponses(400, 401, 404, 500, 503) }
     }
-  }, async (request) => await store.getMessage(request.params.id, request.params.messageId, request.caller.reach))
+  }, async (request, reply) => {
+    const { message, position } = await store.getMessage(request.params.id, request.params.messageId, request.caller.reach)
+    return reply.header('last-event-id', position).send(message)
+  })
 
   fastify.patch('/conversations/:id/messages/:messageId', {
     config: { audit: 'message.edit' },
@@ -91,8 +95,8 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
     }
   }, async (request, reply) => {
     const { id, messageId } = request.params
-    const { message, etag } = await store.patchMessage(id, messageId, request.body, preconditionsFrom(request.headers), request.caller.reach)
-    return reply.header('etag', etagHeader(etag)).send(message)
+    const { message, ...tags } = await store.patchMessage(id, messageId, request.body, preconditionsFrom(request.headers), request.caller.reach)
+    return reply.headers(versionHeaders(tags)).send(message)
   })
 
   fastify.post('/conversations/:id/messages/:messageId/deltas', {
@@ -108,8 +112,8 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
   }, async (request, reply) => {
     const { id, messageId } = request.params
     if (request.body.text.length > maxDeltaChars) throw new DeltaTooLargeError(maxDeltaChars)
-    const { etag, ...result } = await store.appendDelta(id, messageId, request.body, preconditionsFrom(request.headers), request.caller.reach)
-    return reply.header('etag', etagHeader(etag)).send(result)
+    const { etag, position, ...result } = await store.appendDelta(id, messageId, request.body, preconditionsFrom(request.headers), request.caller.reach)
+    return reply.headers(versionHeaders({ etag, position })).send(result)
   })
 
   fastify.delete('/conversations/:id/messages/:messageId', {
@@ -123,8 +127,8 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
     }
   }, async (request, reply) => {
     const { id, messageId } = request.params
-    const { etag } = await store.deleteMessage(id, messageId, preconditionsFrom(request.headers), request.caller.reach)
-    return reply.code(204).header('etag', etagHeader(etag)).send(null)
+    const tags = await store.deleteMessage(id, messageId, preconditionsFrom(request.headers), request.caller.reach)
+    return reply.code(204).headers(versionHeaders(tags)).send(null)
   })
 }
 

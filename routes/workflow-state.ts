@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { z } from 'zod'
-import { etagHeader, noneMatchHits, preconditionsFrom } from '../src/http/preconditions.js'
+import { noneMatchHits, preconditionsFrom, versionHeaders } from '../src/http/preconditions.js'
 import { ConversationParamsSchema, errorResponses, PreconditionHeadersSchema, ReadHeadersSchema, ReplaceHeadersSchema, WorkflowStateSchema, WorkflowStateBodySchema } from '../src/schemas.js'
 
 const tags = ['workflow state']
@@ -18,7 +18,7 @@ const workflowStateRoutes: FastifyPluginAsyncZod = async (fastify) => {
     }
   }, async (request, reply) => {
     const state = await store.getWorkflowState(request.params.id, request.caller.reach)
-    reply.header('etag', etagHeader(state.etag))
+    reply.headers(versionHeaders(state))
     if (noneMatchHits(request.headers['if-none-match'], state.etag)) return reply.code(304).send(null)
     return reply.send(state)
   })
@@ -35,7 +35,7 @@ const workflowStateRoutes: FastifyPluginAsyncZod = async (fastify) => {
     }
   }, async (request, reply) => {
     const { state, created } = await store.putWorkflowState(request.params.id, request.body, preconditionsFrom(request.headers), request.caller.reach)
-    return reply.code(created ? 201 : 200).header('etag', etagHeader(state.etag)).send(state)
+    return reply.code(created ? 201 : 200).headers(versionHeaders(state)).send(state)
   })
 
   fastify.delete('/conversations/:id/workflow-state', {
@@ -48,8 +48,8 @@ const workflowStateRoutes: FastifyPluginAsyncZod = async (fastify) => {
       response: { 204: z.null().meta({ description: 'Deleted' }), ...errorResponses(400, 401, 404, 412, 500, 503) }
     }
   }, async (request, reply) => {
-    await store.deleteWorkflowState(request.params.id, preconditionsFrom(request.headers), request.caller.reach)
-    return reply.code(204).send(null)
+    const { position } = await store.deleteWorkflowState(request.params.id, preconditionsFrom(request.headers), request.caller.reach)
+    return reply.code(204).header('last-event-id', position).send(null)
   })
 }
 

@@ -6,6 +6,7 @@ import configPlugin from '../plugins/config.js'
 import conversationStorePlugin from '../plugins/conversation-store.js'
 import docsPlugin from '../plugins/docs.js'
 import errorsPlugin from '../plugins/errors.js'
+import eventFeedsPlugin from '../plugins/event-feeds.js'
 import loadSheddingPlugin from '../plugins/load-shedding.js'
 import metricsPlugin from '../plugins/metrics.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
@@ -17,6 +18,7 @@ import healthRoutes from '../routes/health.js'
 import messageRoutes from '../routes/messages.js'
 import userConversationRoutes from '../routes/user-conversations.js'
 import userDataRoutes from '../routes/user-data.js'
+import eventRoutes from '../routes/events.js'
 import workflowStateRoutes from '../routes/workflow-state.js'
 import type { Config } from './config.js'
 import { documentedAccess } from './http/documented-access.js'
@@ -68,6 +70,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   }
   await app.register(conversationStorePlugin, options.store === undefined ? {} : { store: options.store })
 
+  await app.register(eventFeedsPlugin)
   await app.register(healthRoutes)
   await app.register(async (v1) => {
     v1.addHook('onRoute', (route) => { v1.protect(route) })
@@ -84,6 +87,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     await v1.register(userConversationRoutes)
     await v1.register(forkRoutes)
     await v1.register(userDataRoutes)
+    await v1.register(eventRoutes)
   }, { prefix: '/v1' })
 
   return app

@@ -21,6 +21,9 @@ const EnvSchema = z.object({
   MAX_CONVERSATIONS_PER_USER: z.coerce.number().int().min(1).optional(),
   IMPORT_MAX_BYTES: integer(256 * 1024 * 1024, 1024),
   STREAM_IDLE_TIMEOUT_SECONDS: integer(120, 1, 86400),
+  EVENTS_RETAINED: integer(10_000, 1, 1_000_000),
+  EVENTS_HEARTBEAT_SECONDS: integer(15, 1, 200),
+  EVENTS_MAX_CONNECTIONS: integer(10_000, 1),
   MAX_DELTA_CHARS: integer(16 * 1024, 1),
   MAX_STREAMED_TEXT_CHARS: integer(1024 * 1024, 1),
   MEMORY_MAX_CONVERSATIONS: integer(10000, 1),
@@ -92,6 +95,12 @@ export interface Config {
   maxConversationsPerUser?: number
   /** The largest body an import may send (its own bound: BODY_LIMIT is for JSON bodies). */
   importMaxBytes: number
+  /** How many events each conversation keeps for followers that resume. */
+  eventsRetained: number
+  /** A comment line goes to every event stream this often (well under Azure's 230 s idle timeout). */
+  eventsHeartbeatSeconds: number
+  /** The most event streams one instance serves at once (then 503). */
+  eventsMaxConnections: number
   /** An in_progress message without a delta for this long becomes incomplete (timeout). */
   streamIdleTimeoutSeconds: number
   /** The longest text of one delta, and of a streamed message, in characters (413 past either). */
@@ -158,6 +167,9 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     ...(settings.MAX_CONVERSATIONS_PER_USER === undefined ? {} : { maxConversationsPerUser: settings.MAX_CONVERSATIONS_PER_USER }),
     importMaxBytes: settings.IMPORT_MAX_BYTES,
     streamIdleTimeoutSeconds: settings.STREAM_IDLE_TIMEOUT_SECONDS,
+    eventsRetained: settings.EVENTS_RETAINED,
+    eventsHeartbeatSeconds: settings.EVENTS_HEARTBEAT_SECONDS,
+    eventsMaxConnections: settings.EVENTS_MAX_CONNECTIONS,
     maxDeltaChars: settings.MAX_DELTA_CHARS,
     maxStreamedTextChars: settings.MAX_STREAMED_TEXT_CHARS,
     memoryMaxConversations: settings.MEMORY_MAX_CONVERSATIONS,

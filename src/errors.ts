@@ -40,4 +40,5 @@ export function messageNotInProgress (messageId: string, status: string, statusR
   const details: ErrorDetails = statusReason === undefined ? { status } : { status, statusReason }
   return Object.assign(new MessageNotInProgress(messageId, status), { [ERROR_DETAILS]: details })
 }
+export const FeedsFullError = createError<[number]>('TOO_MANY_FOLLOWERS', 'This instance serves at most %d event streams (EVENTS_MAX_CONNECTIONS); retry later', 503)
 export const RateLimitedError = createError<[number, string]>('RATE_LIMITED', 'At most %d requests a minute; retry in %s', 429)

@@ -161,6 +161,7 @@ t.test('the OpenAPI document describes every route, status and the error body', 
   t.same(Object.keys(byRoute).sort(), [
     'DELETE /v1/conversations/{id}', 'DELETE /v1/conversations/{id}/messages', 'DELETE /v1/conversations/{id}/messages/{messageId}', 'DELETE /v1/conversations/{id}/workflow-state',
     'DELETE /v1/users/{userId}/conversations', 'GET /', 'GET /health', 'GET /health/live', 'GET /v1/conversations/{id}',
+    'GET /v1/conversations/{id}/events',
     'GET /v1/conversations/{id}/messages', 'GET /v1/conversations/{id}/messages/{messageId}', 'GET /v1/conversations/{id}/workflow-state',
     'GET /v1/users/{userId}/conversations', 'GET /v1/users/{userId}/export', 'PATCH /v1/conversations/{id}', 'PATCH /v1/conversations/{id}/messages/{messageId}',
     'POST /v1/conversations', 'POST /v1/conversations/{id}/fork', 'POST /v1/conversations/{id}/messages',

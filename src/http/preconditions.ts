@@ -1,4 +1,4 @@
-import type { Preconditions } from '../store/types.js'
+import type { Preconditions, Tagged } from '../store/types.js'
 
 // Entity tags are opaque to clients. A store names each version of a record with a tag
 // that includes the record's incarnation (see conversation-rules.ts), and these helpers
@@ -40,4 +40,12 @@ function strongTags (header: string): string[] {
   return entityTags(header)
     .filter((tag) => tag.startsWith('"') && !tag.includes(','))
     .map((tag) => tag.slice(1, -1))
+}
+
+/**
+ * The headers of an answer about one conversation: its `ETag`, and `Last-Event-ID`, the
+ * position of the newest event the answer reflects, from which its event feed goes on.
+ */
+export function versionHeaders ({ etag, position }: Tagged): { etag: string, 'last-event-id': string } {
+  return { etag: etagHeader(etag), 'last-event-id': position }
 }

@@ -3,6 +3,7 @@ import type {
   MessageWithTokens, PatchConversationBody, PatchMessageBody, RewindResult, WorkflowState, WorkflowStateBody
 } from '../schemas.js'
 import type { Delta, DeltaResult } from './stream-rules.js'
+import type { FeedEvent, Following } from './events.js'
 
 /** Conditions from `If-Match` / `If-None-Match`, checked atomically with the write. */
 export interface Preconditions {
@@ -48,7 +49,11 @@ export interface ConversationPage {
  * The entity tag of the version a store answered with: unique across incarnations, so a
  * tag from before a delete never matches what is created after it (see `tagOf`).
  */
-export interface Tagged { etag: string }
+export interface Tagged {
+  etag: string
+  /** The position of the conversation's newest event that the answer reflects: its Last-Event-ID (events.ts). */
+  position: string
+}
 
 export type TaggedConversation = Conversation & Tagged
 export type TaggedView = ConversationView & Tagged
@@ -99,7 +104,7 @@ export interface PutResult {
  * copies and an export writes. `tokens` are its messages' counts, in order.
  */
 export interface ConversationSnapshot {
-  conversation: TaggedConversation
+  conversation: Conversation & { etag: string }
   tokens: number[]
   workflowState?: WorkflowState
 }
@@ -157,9 +162,16 @@ export interface ConversationStore {
   delete (id: string, preconditions: Preconditions, reach?: Reach): Promise<void>
   appendMessages (id: string, messages: MessageInput[], preconditions: Preconditions, reach?: Reach, window?: WindowRequest): Promise<AppendResult & Tagged>
   listByUser (userId: string, options: ListOptions, reach?: Reach): Promise<ConversationPage>
-  listMessages (id: string, query: MessageQuery, reach?: Reach): Promise<MessagePage>
-  getMessage (id: string, messageId: string, reach?: Reach): Promise<Message>
-  patchMessage (id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach?: Reach): Promise<{ message: Message, etag: string }>
+  listMessages (id: string, query: MessageQuery, reach?: Reach): Promise<MessagePage & { position: string }>
+  /**
+   * Follows a conversation's events after a position (or from the next change without one):
+   * the kept events after it, or one `reset` when it is older than what is kept, then each
+   * new event, until the Following is closed. 404 when the conversation is not there. The
+   * listener gets null when the feed cannot go on (the store failed): the follower resumes later.
+   */
+  follow (id: string, after: string | undefined, reach: Reach, listener: (event: FeedEvent | null) => void): Promise<Following>
+  getMessage (id: string, messageId: string, reach?: Reach): Promise<{ message: Message, position: string }>
+  patchMessage (id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach?: Reach): Promise<{ message: Message } & Tagged>
   deleteMessage (id: string, messageId: string, preconditions: Preconditions, reach?: Reach): Promise<Tagged>
   /** Extends an in_progress message by one numbered delta: a write to its conversation (stream-rules.ts). */
   appendDelta (id: string, messageId: string, delta: Delta, preconditions: Preconditions, reach?: Reach): Promise<DeltaResult & Tagged>
@@ -175,7 +187,7 @@ export interface ConversationStore {
   restore (id: string, record: RestoreRecord, mode: RestoreMode, reach?: Reach): Promise<RestoreResult>
   getWorkflowState (id: string, reach?: Reach): Promise<TaggedWorkflowState>
   putWorkflowState (id: string, state: WorkflowStateBody, preconditions: Preconditions, reach?: Reach): Promise<{ state: TaggedWorkflowState, created: boolean }>
-  deleteWorkflowState (id: string, preconditions: Preconditions, reach?: Reach): Promise<void>
+  deleteWorkflowState (id: string, preconditions: Preconditions, reach?: Reach): Promise<{ position: string }>
   ping (): Promise<StoreHealth>
   stats (): StoreStats
   close (): Promise<void>

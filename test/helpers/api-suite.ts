@@ -12,6 +12,7 @@ import { userDataSuite } from './user-data-suite.js'
 import { edgeSuite } from './edge-suite.js'
 import { messageSuite } from './message-suite.js'
 import { streamSuite } from './stream-suite.js'
+import { eventsSuite } from './events-suite.js'
 
 // The API contract as tests, run once per backend. Every test uses its own ids, so
 // backends that share a server (Redis) need no cleaning between tests.
@@ -62,6 +63,7 @@ export function apiSuite (backend: Backend): void {
   edgeSuite(backend)
   messageSuite(backend)
   streamSuite(backend)
+  eventsSuite(backend)
   contentSuite(backend)
   chatTurnSuite(backend)
   retentionSuite(backend)

@@ -1,8 +1,9 @@
 import type { Conversation, ConversationSummary, WorkflowState } from '../../schemas.js'
 import { tagOf, type ConversationBody } from '../conversation-rules.js'
 import type { MessageLog } from './message-log.js'
+import type { MemoryEventLog } from './event-log.js'
 import type { IndexKey } from './user-index.js'
-import type { TaggedConversation, TaggedWorkflowState } from '../types.js'
+import type { Tagged, TaggedConversation, TaggedWorkflowState } from '../types.js'
 
 // What the memory backend keeps per conversation, and the views it answers with.
 
@@ -16,12 +17,19 @@ export interface Entry {
   /** Stored size of the body; the log keeps its own, so that an append stays O(1). */
   bodyBytes: number
   workflowState?: StoredState
+  /** The events of this incarnation, and their followers. */
+  events: MemoryEventLog
 }
 
 export const sizeOf = (entry: Entry): number => entry.bodyBytes + entry.log.bytes + (entry.workflowState?.bytes ?? 0)
 
 export function tagOfEntry (entry: Entry): string {
   return tagOf(entry.incarnation, entry.body.version)
+}
+
+/** The entity tag and the event position of an entry's current version. */
+export function tagsOf (entry: Entry): Tagged {
+  return { etag: tagOfEntry(entry), position: entry.events.position }
 }
 
 export function summaryOf (entry: Entry): ConversationSummary {
@@ -33,11 +41,11 @@ export function viewOf (entry: Entry): Conversation {
 }
 
 export function tagged (entry: Entry): TaggedConversation {
-  return { ...viewOf(entry), etag: tagOfEntry(entry) }
+  return { ...viewOf(entry), ...tagsOf(entry) }
 }
 
-export function taggedState ({ state, incarnation }: StoredState): TaggedWorkflowState {
-  return { ...state, etag: tagOf(incarnation, state.version) }
+export function taggedState ({ state, incarnation }: StoredState, position: string): TaggedWorkflowState {
+  return { ...state, etag: tagOf(incarnation, state.version), position }
 }
 
 export function indexKeyOf (body: ConversationBody): IndexKey {

@@ -115,8 +115,8 @@ export class MessageLog {
     this.#tokens.set(message.id, tokens)
   }
 
-  /** Removes every message after `messageId` (which must be there); their ids stay used. Answers how many. */
-  removeAfter (messageId: string): number {
+  /** Removes every message after `messageId` (which must be there); their ids stay used. Answers their ids. */
+  removeAfter (messageId: string): string[] {
     const removed = this.#messages.splice(this.#indexOf(messageId) + 1)
     this.#seqs.splice(this.#messages.length)
     for (const message of removed) {
@@ -124,7 +124,7 @@ export class MessageLog {
       this.#streams.delete(message.id)
     }
     this.bytes -= MessageLog.bytesOf(removed)
-    return removed.length
+    return removed.map((message) => message.id)
   }
 
   /** Removes a message; its id stays used. */

@@ -5,6 +5,7 @@ import {
 import type { RestoreRecord } from '../types.js'
 import type { Entry } from './entries.js'
 import { MessageLog } from './message-log.js'
+import { MemoryEventLog } from './event-log.js'
 import { storedState } from './workflow-states.js'
 
 export interface RestoreContext {
@@ -13,6 +14,7 @@ export interface RestoreContext {
   countTokens: TokenCounter
   /** What the restore replaces, if anything. */
   previous: Entry | undefined
+  eventsRetained: number
 }
 
 /**
@@ -21,7 +23,7 @@ export interface RestoreContext {
  * state. A create keeps the record's updatedAt (never later than now); either way it lives
  * its whole TTL from now.
  */
-export function restoredEntry (id: string, record: RestoreRecord, { now, limits, countTokens, previous }: RestoreContext): Entry {
+export function restoredEntry (id: string, record: RestoreRecord, { now, limits, countTokens, previous, eventsRetained }: RestoreContext): Entry {
   const writeMs = previous === undefined
     ? Math.min(record.updatedAt === undefined ? now : Date.parse(record.updatedAt), now)
     : writeTime(now, previous.body.updatedAt)
@@ -33,7 +35,14 @@ export function restoredEntry (id: string, record: RestoreRecord, { now, limits,
     ...(record.createdAt === undefined ? {} : { createdAt: new Date(record.createdAt).toISOString() }),
     ...(record.forkedFrom === undefined ? {} : { forkedFrom: record.forkedFrom })
   }
-  const entry: Entry = { body, incarnation: newIncarnation(), log: new MessageLog(countTokens, messages, record.tokens), bodyBytes: JSON.stringify(body).length }
+  const incarnation = newIncarnation()
+  const entry: Entry = {
+    body,
+    incarnation,
+    log: new MessageLog(countTokens, messages, record.tokens),
+    bodyBytes: JSON.stringify(body).length,
+    events: new MemoryEventLog(id, incarnation, eventsRetained)
+  }
   if (record.workflowState !== undefined) {
     entry.workflowState = storedState({ ...buildWorkflowState(id, record.workflowState, writeMs, ttlSecondsOf(body, limits)), expiresAt })
   }

@@ -11,9 +11,11 @@ import {
   writeStamp, writeTime, type ConversationBody, type StoreLimits
 } from '../conversation-rules.js'
 import { MessageLog } from './message-log.js'
+import { MemoryEventLog } from './event-log.js'
+import { DEFAULT_EVENTS_RETAINED, eventFields, type EventType, type FeedEvent, type Following } from '../events.js'
 import { existingState, liveState, nextState } from './workflow-states.js'
 import { restoredEntry } from './restored-entry.js'
-import { indexKeyOf, sizeOf, summaryOf, tagged, taggedState, tagOfEntry, viewOf, type Entry } from './entries.js'
+import { indexKeyOf, sizeOf, summaryOf, tagged, taggedState, tagOfEntry, tagsOf, viewOf, type Entry } from './entries.js'
 import { ViewCache } from '../view-cache.js'
 import { MemoryStreams } from './streams.js'
 import { DEFAULT_STREAM_LIMITS, editMessage, type Delta, type DeltaResult } from '../stream-rules.js'
@@ -35,6 +37,8 @@ export interface MemoryStoreOptions {
   viewCacheBytes?: number
   /** Milliseconds since the epoch; injectable so tests can move time. */
   clock?: () => number
+  /** How many events each conversation keeps for its followers (EVENTS_RETAINED). */
+  eventsRetained?: number
   /** Told when a sweep of idle streams fails (it cannot, short of a bug). */
   onSweepError?: (error: unknown) => void
 }
@@ -57,12 +61,14 @@ export class MemoryConversationStore implements ConversationStore {
   readonly #views: ViewCache
   #evictions = 0
   readonly #streams: MemoryStreams
+  readonly #eventsRetained: number
 
   constructor (options: MemoryStoreOptions) {
     this.#limits = options.limits
     this.#countTokens = options.countTokens
     this.#clock = options.clock ?? Date.now
     this.#maxBytes = options.maxBytes ?? Infinity
+    this.#eventsRetained = options.eventsRetained ?? DEFAULT_EVENTS_RETAINED
     this.#views = new ViewCache(options.viewCacheBytes ?? 0)
     this.#entries = new LRUCache<string, Entry>({
       max: options.maxConversations,
@@ -71,6 +77,7 @@ export class MemoryConversationStore implements ConversationStore {
       dispose: (entry, _id, reason) => {
         if (reason === 'set') return
         if (reason === 'evict') this.#evictions++
+        entry.events.emit('conversation.deleted', entry.body.version, eventFields.none())
         this.#views.forget(entry.body.id)
         this.#index.remove(entry.body.userId, indexKeyOf(entry.body))
       }
@@ -103,9 +110,9 @@ export class MemoryConversationStore implements ConversationStore {
   async get (id: string, messages: MessageSelection = 'all', reach = EVERYWHERE): Promise<TaggedView | undefined> {
     const entry = this.#reachable(id, reach)
     if (entry === undefined) return undefined
-    if (messages === 'all') return Object.assign(this.#fullView(entry), { etag: tagOfEntry(entry) })
+    if (messages === 'all') return Object.assign(this.#fullView(entry), { ...tagsOf(entry) })
     // Only what is returned is copied: a tail read of a long conversation stays cheap.
-    const view = { ...summaryOf(entry), etag: tagOfEntry(entry) }
+    const view = { ...summaryOf(entry), ...tagsOf(entry) }
     return messages === 'none' ? view : { ...view, messages: entry.log.last(messages.last) }
   }
 
@@ -116,13 +123,14 @@ export class MemoryConversationStore implements ConversationStore {
     const writeMs = writeTime(this.#clock(), previous?.body.updatedAt)
     const { messages, messageCount: _count, ...body } = buildConversation(id, fields, writeMs, this.#limits, previous?.body)
     const entry = this.#store(body, new MessageLog(this.#countTokens, messages), previous)
-    return { conversation: tagged(entry), created: previous === undefined }
+    // A replacement is one conversation.updated event (its messages are read again); a create has none.
+    return { conversation: tagged(previous === undefined ? entry : this.#updated(entry)), created: previous === undefined }
   }
 
   async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions, reach = EVERYWHERE): Promise<TaggedConversation> {
     const entry = this.#existing(id, preconditions, reach)
     const writeMs = writeTime(this.#clock(), entry.body.updatedAt)
-    return tagged(this.#store(patchConversation(entry.body, patch, writeMs, this.#limits), entry.log, entry))
+    return tagged(this.#updated(this.#store(patchConversation(entry.body, patch, writeMs, this.#limits), entry.log, entry)))
   }
 
   async delete (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<void> {
@@ -140,7 +148,7 @@ export class MemoryConversationStore implements ConversationStore {
     const withWindow = (result: AppendResult & Tagged): AppendResult & Tagged =>
       window === undefined ? result : { ...result, window: entry.log.window(window) }
     if (added.length === 0) {
-      return withWindow({ appended: 0, skipped, version: entry.body.version, messageCount: entry.log.count, etag: tagOfEntry(entry) })
+      return withWindow({ appended: 0, skipped, version: entry.body.version, messageCount: entry.log.count, ...tagsOf(entry) })
     }
     assertMessageLimit(entry.log.count + added.length, this.#limits)
     this.#assertFits(sizeOf(entry) + MessageLog.bytesOf(added))
@@ -148,7 +156,8 @@ export class MemoryConversationStore implements ConversationStore {
     entry.log.add(added)
     this.#streams.start(entry, added, writeMs)
     const updated = this.#touch(entry, writeMs)
-    return withWindow({ appended: added.length, skipped, version: updated.body.version, messageCount: updated.log.count, etag: tagOfEntry(updated) })
+    for (const message of added) this.#emit(updated, 'message.created', eventFields.message(message))
+    return withWindow({ appended: added.length, skipped, version: updated.body.version, messageCount: updated.log.count, ...tagsOf(updated) })
   }
 
   async listByUser (userId: string, options: ListOptions, reach = EVERYWHERE): Promise<ConversationPage> {
@@ -165,7 +174,7 @@ export class MemoryConversationStore implements ConversationStore {
     if (throughMessageId !== undefined) this.#message(entry, throughMessageId)
     const { messages, tokens } = entry.log.through(throughMessageId)
     const state = liveState(entry, this.#clock())?.state
-    const conversation = { ...entry.body, messages, messageCount: messages.length, etag: tagOfEntry(entry) }
+    const conversation = { ...entry.body, messages, messageCount: messages.length, ...tagsOf(entry) }
     return state === undefined ? { conversation, tokens } : { conversation, tokens, workflowState: state }
   }
 
@@ -177,12 +186,14 @@ export class MemoryConversationStore implements ConversationStore {
       if (!canReach(reach, previous.body)) throw new ConversationNotFoundError(id)
       if (previous.body.userId !== record.fields.userId) throw new UserMismatchError()
     }
-    const entry = restoredEntry(id, record, { now: this.#clock(), limits: this.#limits, countTokens: this.#countTokens, previous })
+    const entry = restoredEntry(id, record, {
+      now: this.#clock(), limits: this.#limits, countTokens: this.#countTokens, previous, eventsRetained: this.#eventsRetained
+    })
     this.#save(entry, previous)
     return { outcome: previous === undefined ? 'created' : 'replaced', conversation: tagged(entry) }
   }
 
-  async listMessages (id: string, query: MessageQuery, reach = EVERYWHERE): Promise<MessagePage> {
+  async listMessages (id: string, query: MessageQuery, reach = EVERYWHERE): Promise<MessagePage & { position: string }> {
     const entry = this.#existing(id, {}, reach)
     if (query.after !== undefined && query.after.incarnation !== entry.incarnation) throw badCursor()
     const { items, nextSeq, totalTokens } = entry.log.page(query)
@@ -190,23 +201,26 @@ export class MemoryConversationStore implements ConversationStore {
       items,
       next: nextSeq === null ? null : { incarnation: entry.incarnation, seq: nextSeq },
       messageCount: entry.log.count,
-      ...(totalTokens === undefined ? {} : { totalTokens })
+      ...(totalTokens === undefined ? {} : { totalTokens }),
+      position: entry.events.position
     }
   }
 
-  async getMessage (id: string, messageId: string, reach = EVERYWHERE): Promise<Message> {
-    return this.#message(this.#existing(id, {}, reach), messageId)
+  async getMessage (id: string, messageId: string, reach = EVERYWHERE): Promise<{ message: Message, position: string }> {
+    const entry = this.#existing(id, {}, reach)
+    return { message: this.#message(entry, messageId), position: entry.events.position }
   }
 
   async patchMessage (
     id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach = EVERYWHERE
-  ): Promise<{ message: Message, etag: string }> {
+  ): Promise<{ message: Message } & Tagged> {
     const entry = this.#existing(id, preconditions, reach)
     const message = editMessage(this.#message(entry, messageId), patch)
     this.#assertFits(sizeOf(entry) + MessageLog.bytesOf([message]))
     entry.log.replace(message)
     const updated = this.#touch(entry, writeTime(this.#clock(), entry.body.updatedAt))
-    return { message, etag: tagOfEntry(updated) }
+    this.#emit(updated, 'message.updated', eventFields.message(message))
+    return { message, ...tagsOf(updated) }
   }
 
   async appendDelta (id: string, messageId: string, delta: Delta, preconditions: Preconditions, reach = EVERYWHERE): Promise<DeltaResult & Tagged> {
@@ -217,21 +231,25 @@ export class MemoryConversationStore implements ConversationStore {
   async rewindMessages (id: string, afterMessageId: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<RewindResult & Tagged> {
     const entry = this.#existing(id, preconditions, reach)
     this.#message(entry, afterMessageId)
-    const deleted = entry.log.removeAfter(afterMessageId)
+    const removed = entry.log.removeAfter(afterMessageId)
     // Nothing after it: nothing changes, as for an append of duplicates only.
-    const updated = deleted === 0 ? entry : this.#touch(entry, writeTime(this.#clock(), entry.body.updatedAt))
-    return { deleted, messageCount: updated.log.count, version: updated.body.version, etag: tagOfEntry(updated) }
+    const updated = removed.length === 0 ? entry : this.#touch(entry, writeTime(this.#clock(), entry.body.updatedAt))
+    for (const messageId of removed) this.#emit(updated, 'message.deleted', eventFields.messageDeleted(messageId))
+    return { deleted: removed.length, messageCount: updated.log.count, version: updated.body.version, ...tagsOf(updated) }
   }
 
   async deleteMessage (id: string, messageId: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<Tagged> {
     const entry = this.#existing(id, preconditions, reach)
     this.#message(entry, messageId)
     entry.log.remove(messageId)
-    return { etag: tagOfEntry(this.#touch(entry, writeTime(this.#clock(), entry.body.updatedAt))) }
+    const updated = this.#touch(entry, writeTime(this.#clock(), entry.body.updatedAt))
+    this.#emit(updated, 'message.deleted', eventFields.messageDeleted(messageId))
+    return tagsOf(updated)
   }
 
   async getWorkflowState (id: string, reach = EVERYWHERE): Promise<TaggedWorkflowState> {
-    return taggedState(existingState(id, this.#existing(id, {}, reach), this.#clock()))
+    const entry = this.#existing(id, {}, reach)
+    return taggedState(existingState(id, entry, this.#clock()), entry.events.position)
   }
 
   async putWorkflowState (
@@ -242,15 +260,24 @@ export class MemoryConversationStore implements ConversationStore {
     this.#assertFits(sizeOf(entry) - (entry.workflowState?.bytes ?? 0) + stored.bytes)
     // A new entry object, so that the cache recounts its size.
     this.#entries.set(id, { ...entry, workflowState: stored })
-    return { state: taggedState(stored), created }
+    this.#emit(entry, 'workflow_state.updated', eventFields.workflowState(stored.state))
+    return { state: taggedState(stored, entry.events.position), created }
   }
 
-  async deleteWorkflowState (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<void> {
+  async deleteWorkflowState (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<{ position: string }> {
     const entry = this.#existing(id, {}, reach)
     const current = existingState(id, entry, this.#clock())
     checkPreconditions(tagOf(current.incarnation, current.state.version), preconditions)
     const { workflowState: _deleted, ...rest } = entry
     this.#entries.set(id, rest)
+    this.#emit(entry, 'workflow_state.deleted', eventFields.none())
+    return { position: entry.events.position }
+  }
+
+  async follow (id: string, after: string | undefined, reach: Reach, listener: (event: FeedEvent | null) => void): Promise<Following> {
+    const entry = this.#reachable(id, reach)
+    if (entry === undefined) throw new ConversationNotFoundError(id)
+    return { close: entry.events.follow(after, entry.body.version, listener) }
   }
 
   async ping (): Promise<StoreHealth> {
@@ -261,6 +288,16 @@ export class MemoryConversationStore implements ConversationStore {
     this.#streams.close()
     this.#entries.clear()
     this.#index.clear()
+  }
+
+  #emit (entry: Entry, type: EventType, fields: string): void {
+    entry.events.emit(type, entry.body.version, fields)
+  }
+
+  /** A write to the conversation itself: its followers get the conversation without its messages. */
+  #updated (entry: Entry): Entry {
+    this.#emit(entry, 'conversation.updated', eventFields.conversation(summaryOf(entry)))
+    return entry
   }
 
   /** The full view, serialised once per version. */
@@ -313,7 +350,9 @@ export class MemoryConversationStore implements ConversationStore {
    * conversation owns; a new conversation starts without workflow state.
    */
   #store (body: ConversationBody, log: MessageLog, previous?: Entry): Entry {
-    const entry: Entry = { body, incarnation: previous?.incarnation ?? newIncarnation(), log, bodyBytes: JSON.stringify(body).length }
+    const incarnation = previous?.incarnation ?? newIncarnation()
+    const events = previous?.events ?? new MemoryEventLog(body.id, incarnation, this.#eventsRetained)
+    const entry: Entry = { body, incarnation, log, bodyBytes: JSON.stringify(body).length, events }
     const stored = previous === undefined ? undefined : liveState(previous, this.#clock())
     if (stored !== undefined) entry.workflowState = { ...stored, state: { ...stored.state, expiresAt: body.expiresAt } }
     this.#save(entry, previous)
@@ -325,6 +364,8 @@ export class MemoryConversationStore implements ConversationStore {
     const { body } = entry
     this.#assertFits(sizeOf(entry))
     if (previous !== undefined) this.#index.remove(previous.body.userId, indexKeyOf(previous.body))
+    // A restore is a new incarnation: the followers of the one it replaces see it deleted.
+    if (previous !== undefined && previous.events !== entry.events) previous.events.emit('conversation.deleted', previous.body.version, eventFields.none())
     this.#views.forget(body.id)
     this.#entries.set(body.id, entry)
     this.#index.add(body.userId, indexKeyOf(body))

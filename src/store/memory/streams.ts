@@ -4,7 +4,8 @@ import { writeTime } from '../conversation-rules.js'
 import { IdleStreamSweeper } from '../idle-streams.js'
 import { applyDelta, editMessage, type Delta, type DeltaResult, type StreamLimits } from '../stream-rules.js'
 import type { Tagged } from '../types.js'
-import { sizeOf, tagOfEntry, type Entry } from './entries.js'
+import { eventFields } from '../events.js'
+import { sizeOf, tagsOf, type Entry } from './entries.js'
 
 export interface MemoryStreamsOptions {
   limits: StreamLimits
@@ -45,11 +46,13 @@ export class MemoryStreams {
     if (stream === undefined) throw messageNotInProgress(message.id, message.status, message.statusReason)
     const text = applyDelta(stream, message.text ?? '', delta, limits.maxTextChars)
     const result = { messageId: message.id, seq: delta.seq }
-    if (text === 'repeat') return { ...result, textLength: message.text?.length ?? 0, etag: tagOfEntry(entry) }
+    if (text === 'repeat') return { ...result, textLength: message.text?.length ?? 0, ...tagsOf(entry) }
     assertFits(sizeOf(entry) + delta.text.length)
     const writeMs = writeTime(clock(), entry.body.updatedAt)
     entry.log.extend({ ...message, text }, delta.text, writeMs)
-    return { ...result, textLength: text.length, etag: tagOfEntry(touch(entry, writeMs)) }
+    const updated = touch(entry, writeMs)
+    updated.events.emit('message.delta', updated.body.version, eventFields.delta(message.id, delta.seq, delta.text))
+    return { ...result, textLength: text.length, ...tagsOf(updated) }
   }
 
   close (): void {
@@ -69,10 +72,10 @@ export class MemoryStreams {
       }
       const idle = entry.log.idleStreams(now - limits.idleTimeoutMs)
       if (idle.length === 0) continue
-      for (const messageId of idle) {
-        entry.log.replace(editMessage(entry.log.find(messageId) as Message, { status: 'incomplete', statusReason: 'timeout' }))
-      }
-      touch(entry, writeTime(now, entry.body.updatedAt))
+      const ended = idle.map((messageId) => editMessage(entry.log.find(messageId) as Message, { status: 'incomplete', statusReason: 'timeout' }))
+      for (const message of ended) entry.log.replace(message)
+      const updated = touch(entry, writeTime(now, entry.body.updatedAt))
+      for (const message of ended) updated.events.emit('message.updated', updated.body.version, eventFields.message(message))
     }
   }
 }

@@ -12,6 +12,7 @@ import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
 import { windowOf } from './messages.js'
 import { iso, parseMessage } from './records.js'
 import { DEFAULT_STREAM_LIMITS, type Delta, type DeltaResult } from '../stream-rules.js'
+import { positionOf } from '../events.js'
 import { MAX_WINDOW_MESSAGES, type Preconditions, type Reach, type Tagged, type WindowRequest } from '../types.js'
 
 export interface RedisAppendsOptions {
@@ -82,11 +83,13 @@ export class RedisAppends {
     if (absent(reply)) throw new ConversationNotFoundError(id)
     if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
     if (reply[0] === 'TOO_MANY') throw new TooManyMessagesError(limits.maxMessagesPerConversation)
-    const [, appended, skipped, version, messageCount, updatedAt, expiresAt, userId, incarnation, indexed, windowJson, ...counts] =
-      reply as [string, number, number, number, number, number, number, string, string, number, string, ...Array<string | number>]
+    const [, appended, skipped, version, messageCount, updatedAt, expiresAt, userId, incarnation, indexed, lastEvent, windowJson, ...counts] =
+      reply as [string, number, number, number, number, number, number, string, string, number, number, string, ...Array<string | number>]
     this.#owners.set(id, userId)
     if (appended > 0 && indexed !== 1) await this.#moveIndexEntry(userId, id, updatedAt, expiresAt)
-    const result: AppendResult & Tagged = { appended, skipped, version, messageCount, etag: tagOf(incarnation, version) }
+    const result: AppendResult & Tagged = {
+      appended, skipped, version, messageCount, etag: tagOf(incarnation, version), position: positionOf(incarnation, lastEvent)
+    }
     if (window !== undefined) {
       result.window = { ...windowOf(windowJson, counts, (reason) => { this.#options.onCorruptRecord(id, reason) }), messageCount }
     }
@@ -120,12 +123,16 @@ export class RedisAppends {
         const message = this.#options.corruptUnless(id, () => parseMessage(reply[1] as string))
         throw messageNotInProgress(messageId, message.status, message.statusReason)
       }
-      case 'REPEAT': return { messageId, seq: delta.seq, textLength: Number(reply[1]), etag: reply[2] as string }
+      case 'REPEAT': {
+        const etag = reply[2] as string
+        return { messageId, seq: delta.seq, textLength: Number(reply[1]), etag, position: positionOf(etag.slice(0, etag.lastIndexOf('.')), Number(reply[3])) }
+      }
     }
-    const [, textLength, version, updatedAt, expiresAt, userId, incarnation, indexed] = reply as [string, number, number, number, number, string, string, number]
+    const [, textLength, version, updatedAt, expiresAt, userId, incarnation, indexed, lastEvent] =
+      reply as [string, number, number, number, number, string, string, number, number]
     this.#owners.set(id, userId)
     if (indexed !== 1) await this.#moveIndexEntry(userId, id, updatedAt, expiresAt)
-    return { messageId, seq: delta.seq, textLength, etag: tagOf(incarnation, version) }
+    return { messageId, seq: delta.seq, textLength, etag: tagOf(incarnation, version), position: positionOf(incarnation, lastEvent) }
   }
 
   /** On a single Redis at once; on a cluster without the caller waiting, bounded in time all the same. */

@@ -43,8 +43,10 @@ const SCRIPTS = {
 
 export type ScriptName = keyof typeof SCRIPTS
 
-export function defineScripts (client: Redis | Cluster): void {
-  for (const [name, { keys, lua }] of Object.entries(SCRIPTS)) {
+/** Defines the scripts on a client, with how many events each conversation keeps (lua/lib/events.lua). */
+export function defineScripts (client: Redis | Cluster, eventsRetained: number): void {
+  for (const [name, { keys, lua: source }] of Object.entries(SCRIPTS)) {
+    const lua = source.replaceAll('{{EVENTS_RETAINED}}', String(eventsRetained))
     if (!(name in client)) client.defineCommand(name, keys === undefined ? { lua } : { numberOfKeys: keys, lua })
   }
 }

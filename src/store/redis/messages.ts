@@ -4,6 +4,7 @@ import type { Message, MessageWithTokens, PatchMessageBody, RewindResult } from 
 import type { TokenCounter } from '../../tokens.js'
 import { checkPreconditions, tagOf } from '../conversation-rules.js'
 import { editMessage } from '../stream-rules.js'
+import { positionOf } from '../events.js'
 import { absent, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
 import type { Deadline } from './errors.js'
 import { conversationKeyList, conversationKeys } from './keys.js'
@@ -36,31 +37,34 @@ export class RedisMessages {
     this.#options = options
   }
 
-  async list (id: string, query: MessageQuery, reach: Reach): Promise<MessagePage> {
+  async list (id: string, query: MessageQuery, reach: Reach): Promise<MessagePage & { position: string }> {
     const reply = await this.#run('csReadMessages', id, reach, query.after?.incarnation ?? '', query.order,
       query.after?.seq ?? '', query.limit, query.maxTokens ?? '')
     if (reply[0] === 'BAD_CURSOR') throw new InvalidRequestError('querystring/cursor belongs to another conversation, or to one since deleted')
-    const [, messageCount, incarnation, next, json, ...counts] = reply as [string, string, string, string, string, ...Array<string | number>]
+    const [, messageCount, incarnation, lastEvent, next, json, ...counts] = reply as [string, string, string, number, string, string, ...Array<string | number>]
     const onInvalid = (reason: string): void => { this.#options.onCorruptRecord(id, reason) }
-    const cursor = { next: next === '' ? null : { incarnation, seq: Number(next) }, messageCount: Number(messageCount) }
+    const cursor = {
+      next: next === '' ? null : { incarnation, seq: Number(next) }, messageCount: Number(messageCount), position: positionOf(incarnation, lastEvent)
+    }
     if (query.maxTokens !== undefined) return { ...windowOf(json, counts, onInvalid), ...cursor }
     const { messages, invalid } = parseMessages(json)
     invalid.forEach(onInvalid)
     return { items: messages, ...cursor }
   }
 
-  async get (id: string, messageId: string, reach: Reach): Promise<Message> {
-    return found(await this.#current(id, messageId, reach), messageId)
+  async get (id: string, messageId: string, reach: Reach): Promise<{ message: Message, position: string }> {
+    const current = await this.#current(id, messageId, reach)
+    return { message: found(current, messageId), position: current.position }
   }
 
   async patch (
     id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach: Reach, deadline: Deadline
-  ): Promise<{ message: Message, etag: string }> {
+  ): Promise<{ message: Message } & Tagged> {
     // Preconditions first, as for every write: a stale tag is 412 whether or not the message exists.
     return await this.#replace(id, messageId, reach, deadline, (current) => {
       checkPreconditions(current.tag, preconditions)
       return editMessage(found(current, messageId), patch)
-    }) as { message: Message, etag: string }
+    }) as { message: Message } & Tagged
   }
 
   /**
@@ -89,7 +93,7 @@ export class RedisMessages {
    */
   async #replace<W extends string> (
     id: string, messageId: string, reach: Reach, deadline: Deadline, edit: (current: CurrentMessage) => Message | W
-  ): Promise<{ message: Message, etag: string } | W> {
+  ): Promise<({ message: Message } & Tagged) | W> {
     for (;;) {
       deadline.throwIfAborted()
       const current = await this.#current(id, messageId, reach)
@@ -98,22 +102,23 @@ export class RedisMessages {
       const reply = await this.#run('csReplaceMessage', id, reach, current.tag, this.#options.clock(), this.#options.ttlMs,
         messageId, JSON.stringify(message), this.#options.countTokens(message), message.status === 'in_progress' ? '1' : '')
       if (reply[0] === 'CONFLICT') continue
-      return { message, etag: await this.#written(id, messageId, reply) }
+      return { message, ...await this.#written(id, messageId, reply) }
     }
   }
 
   async delete (id: string, messageId: string, ifMatch: string, reach: Reach): Promise<Tagged> {
     const reply = await this.#run('csDeleteMessage', id, reach, this.#options.clock(), this.#options.ttlMs, ifMatch, messageId)
-    return { etag: await this.#written(id, messageId, reply) }
+    return await this.#written(id, messageId, reply)
   }
 
   async rewind (id: string, afterMessageId: string, ifMatch: string, reach: Reach): Promise<RewindResult & Tagged> {
     const reply = await this.#run('csRewindMessages', id, reach, this.#options.clock(), this.#options.ttlMs, ifMatch, afterMessageId)
     if (reply[0] === 'MESSAGE_NOT_FOUND') throw new MessageNotFoundError(afterMessageId)
     if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
-    const [, deleted, messageCount, version, updatedAt, expiresAt, userId, incarnation] = reply as [string, number, number, number, number, number, string, string]
+    const [, deleted, messageCount, version, updatedAt, expiresAt, userId, incarnation, lastEvent] =
+      reply as [string, number, number, number, number, number, string, string, number]
     if (deleted > 0) await this.#options.touchIndex(userId, id, updatedAt, expiresAt)
-    return { deleted, messageCount, version, etag: tagOf(incarnation, version) }
+    return { deleted, messageCount, version, etag: tagOf(incarnation, version), position: positionOf(incarnation, lastEvent) }
   }
 
   /** Runs a conversation script; when the conversation is in the old layout, migrates it and runs it again. */
@@ -147,23 +152,26 @@ export class RedisMessages {
 
   /** The message (absent when there is none), its conversation's tag, and when its stream last grew. */
   async #current (id: string, messageId: string, reach: Reach): Promise<CurrentMessage> {
-    const [status, tag, json, lastDeltaAt] = await this.#run('csReadMessage', id, reach, messageId) as [string, string, string, string]
-    if (status === 'MESSAGE_NOT_FOUND') return { tag, lastDeltaAt: '' }
-    return { message: this.#options.corruptUnless(id, () => parseMessage(json)), tag, lastDeltaAt }
+    const reply = await this.#run('csReadMessage', id, reach, messageId) as [string, string, ...Array<string | number>]
+    const [status, tag] = reply
+    const incarnation = tag.slice(0, tag.lastIndexOf('.'))
+    if (status === 'MESSAGE_NOT_FOUND') return { tag, lastDeltaAt: '', position: positionOf(incarnation, Number(reply[2])) }
+    const [, , json, lastDeltaAt, lastEvent] = reply as [string, string, string, string, number]
+    return { message: this.#options.corruptUnless(id, () => parseMessage(json)), tag, lastDeltaAt, position: positionOf(incarnation, lastEvent) }
   }
 
   /** After a write to one message: the new tag, with the owner's index entry moved. */
-  async #written (id: string, messageId: string, reply: ScriptReply): Promise<string> {
+  async #written (id: string, messageId: string, reply: ScriptReply): Promise<Tagged> {
     if (reply[0] === 'MESSAGE_NOT_FOUND') throw new MessageNotFoundError(messageId)
     if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
-    const [, version, updatedAt, expiresAt, userId, incarnation] = reply as [string, number, number, number, string, string]
+    const [, version, updatedAt, expiresAt, userId, incarnation, lastEvent] = reply as [string, number, number, number, string, string, number]
     await this.#options.touchIndex(userId, id, updatedAt, expiresAt)
-    return tagOf(incarnation, version)
+    return { etag: tagOf(incarnation, version), position: positionOf(incarnation, lastEvent) }
   }
 }
 
 /** A message as an edit reads it: lastDeltaAt is '' unless it streams. */
-interface CurrentMessage { message?: Message, tag: string, lastDeltaAt: string }
+interface CurrentMessage { message?: Message, tag: string, lastDeltaAt: string, position: string }
 
 function found ({ message }: { message?: Message }, messageId: string): Message {
   if (message === undefined) throw new MessageNotFoundError(messageId)

@@ -20,7 +20,7 @@ export const SCHEMA_STAMP = 'v2'
  */
 export type RawConversation = [
   body: string, userId: string, createdAt: string, updatedAt: string, expiresAt: string, version: string, count: string,
-  messages: string, incarnation: string, fingerprint: string
+  messages: string, incarnation: string, fingerprint: string, lastEvent?: string
 ]
 
 /** The fields HMGET reads for a summary, in RawConversation order (no messages), and the stamp. */

@@ -11,6 +11,8 @@ import { conversationKeyList, conversationKeys, idleStreamsKey, userIndexKey } f
 import { RedisIdleStreams } from './idle-streams.js'
 import { IdleStreamSweeper } from '../idle-streams.js'
 import { DEFAULT_STREAM_LIMITS, type Delta, type DeltaResult } from '../stream-rules.js'
+import { DEFAULT_EVENTS_RETAINED, positionOf, type FeedEvent, type Following } from '../events.js'
+import { RedisEventHub } from './event-hub.js'
 import { RedisAppends } from './appends.js'
 import { RedisSnapshots } from './snapshots.js'
 import { RedisUserCap } from './user-cap.js'
@@ -24,7 +26,7 @@ import { pingRedis } from './connection.js'
 import { guardRedisCall, type Deadline } from './errors.js'
 import {
   EVERYWHERE, type ConversationPage, type ConversationSnapshot, type ConversationStore, type ListOptions, type MessagePage, type MessageQuery,
-  type MessageSelection, type Preconditions, type PutResult, type RestoreMode, type RestoreRecord, type RestoreResult, type StoreHealth,
+  type MessageSelection, type Preconditions, type PutResult, type Reach, type RestoreMode, type RestoreRecord, type RestoreResult, type StoreHealth,
   type StoreStats, type Tagged, type TaggedConversation, type TaggedView, type TaggedWorkflowState, type WindowRequest
 } from '../types.js'
 import { ViewCache } from '../view-cache.js'
@@ -40,7 +42,9 @@ export interface RedisStoreOptions {
   viewCacheBytes?: number
   /** Logs records that fail validation; never given data beyond the id. */
   onCorruptRecord?: (id: string, reason: string) => void
-  /** Logs a failed sweep of idle streams (Redis away, or a corrupt record). */
+  /** How many events each conversation keeps for its followers (EVENTS_RETAINED). */
+  eventsRetained?: number
+  /** Logs a failed sweep of idle streams or event delivery (Redis away, or a corrupt record). */
   onSweepError?: (error: unknown) => void
   /** Logs a failed index move that no caller waits for (on a cluster, after an append). */
   onIndexMoveFailed?: (id: string, error: unknown) => void
@@ -71,6 +75,7 @@ export class RedisConversationStore implements ConversationStore {
   readonly #cap: RedisUserCap | undefined
   readonly #idleStreams: RedisIdleStreams
   readonly #sweeper: IdleStreamSweeper
+  readonly #hub: RedisEventHub
 
   constructor (options: RedisStoreOptions) {
     this.#client = options.client
@@ -94,7 +99,10 @@ export class RedisConversationStore implements ConversationStore {
       ? undefined
       : new RedisUserCap({ client: this.#client, keyPrefix: this.#prefix, cap, staleAfterMs, clock: this.#clock, views: this.#views })
     this.#countTokens = options.countTokens
-    defineScripts(this.#client)
+    defineScripts(this.#client, options.eventsRetained ?? DEFAULT_EVENTS_RETAINED)
+    this.#hub = new RedisEventHub({
+      client: this.#client, keyPrefix: this.#prefix, guard: async (operation) => await this.#guard(operation), onError: options.onSweepError ?? (() => {})
+    })
     this.#workflowStates = new RedisWorkflowStates({
       client: this.#client, keyPrefix: this.#prefix, ttlMs: this.#ttlMs, clock: this.#clock, corruptUnless: (id, parse) => this.#corruptUnless(id, parse)
     })
@@ -192,13 +200,13 @@ export class RedisConversationStore implements ConversationStore {
           JSON.stringify(body), ownTtlArg(body))
         if (reply[0] === 'CONFLICT') continue
         if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
-        const [, version, updatedAt, expiresAt, count, messages] = reply as [string, number, number, number, string, string]
+        const [, version, updatedAt, expiresAt, count, messages, lastEvent] = reply as [string, number, number, number, string, string, number]
         this.#appends.knowOwner(id, userId)
         await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
         const written = this.#views.parse(id, [
           JSON.stringify(body), userId, String(Date.parse(createdAt)), String(updatedAt), String(expiresAt), String(version), count, messages, raw[8], ''
         ], 'all')
-        return { ...written, etag: tagOf(raw[8], version) }
+        return { ...written, etag: tagOf(raw[8], version), position: positionOf(raw[8], lastEvent) }
       }
     })
   }
@@ -255,17 +263,17 @@ export class RedisConversationStore implements ConversationStore {
     return await this.#guardWrite(id, async () => await this.#writes.restore(id, record, mode, reach))
   }
 
-  async listMessages (id: string, query: MessageQuery, reach = EVERYWHERE): Promise<MessagePage> {
+  async listMessages (id: string, query: MessageQuery, reach = EVERYWHERE): Promise<MessagePage & { position: string }> {
     return await this.#guard(async () => await this.#messages.list(id, query, reach))
   }
 
-  async getMessage (id: string, messageId: string, reach = EVERYWHERE): Promise<Message> {
+  async getMessage (id: string, messageId: string, reach = EVERYWHERE): Promise<{ message: Message, position: string }> {
     return await this.#guard(async () => await this.#messages.get(id, messageId, reach))
   }
 
   async patchMessage (
     id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach = EVERYWHERE
-  ): Promise<{ message: Message, etag: string }> {
+  ): Promise<{ message: Message } & Tagged> {
     return await this.#guardWrite(id, async (deadline) => await this.#messages.patch(id, messageId, patch, preconditions, reach, deadline))
   }
 
@@ -288,8 +296,15 @@ export class RedisConversationStore implements ConversationStore {
     return await this.#guard(async () => await this.#workflowStates.put(id, state, conditions, reach))
   }
 
-  async deleteWorkflowState (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<void> {
-    await this.#guard(async () => { await this.#workflowStates.delete(id, ifMatchArg(preconditions), reach) })
+  async deleteWorkflowState (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<{ position: string }> {
+    return await this.#guard(async () => await this.#workflowStates.delete(id, ifMatchArg(preconditions), reach))
+  }
+
+  async follow (id: string, after: string | undefined, reach: Reach, listener: (event: FeedEvent | null) => void): Promise<Following> {
+    const view = await this.get(id, 'none', reach)
+    if (view === undefined) throw new ConversationNotFoundError(id)
+    const start = { incarnation: view.etag.slice(0, view.etag.lastIndexOf('.')), last: Number(view.position.slice(view.position.lastIndexOf('-') + 1)), version: view.version }
+    return await this.#hub.follow(id, after, start, listener, () => { listener(null) })
   }
 
   async ping (): Promise<StoreHealth> {
@@ -301,8 +316,9 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   async close (): Promise<void> {
-    // The client belongs to the redis plugin, which quits it.
+    // The client belongs to the redis plugin, which quits it; the subscriber is the hub's.
     this.#sweeper.stop()
+    await this.#hub.close()
   }
 
   #corruptUnless<T> (id: string, parse: () => T): T {

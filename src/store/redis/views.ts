@@ -1,6 +1,7 @@
 import { Cluster, type Redis } from 'ioredis'
 import type { Conversation, ConversationSummary, ConversationView } from '../../schemas.js'
 import { tagOf, toSummary } from '../conversation-rules.js'
+import { positionOf } from '../events.js'
 import { runScript } from './commands.js'
 import { conversationKeyList, conversationKeys } from './keys.js'
 import { fingerprintOf, parseConversation, SUMMARY_FIELDS, type RawConversation } from './records.js'
@@ -32,21 +33,22 @@ export class RedisViews {
 
   async get (id: string, selection: MessageSelection): Promise<TaggedView | undefined> {
     if (selection === 'all') return await this.#full(id)
-    const raw = await this.read(id, selection)
+    const raw = await this.read(id, selection, 'events')
     if (raw === undefined) return undefined
     const view = selection === 'none' ? this.summaryOf(id, raw) : this.parse(id, raw, selection)
-    return { ...view, etag: tagOf(raw[8], view.version) }
+    return { ...view, etag: tagOf(raw[8], view.version), position: positionOf(raw[8], Number(raw[10])) }
   }
 
   /**
    * One consistent snapshot of the record with the messages asked for. Given the known
    * fingerprint of a full read, Redis answers undefined when the record still has it.
    */
-  async read (id: string, selection: MessageSelection): Promise<RawConversation | undefined>
-  async read (id: string, selection: 'all', known: string): Promise<RawConversation | 'same' | undefined>
-  async read (id: string, selection: MessageSelection, known = ''): Promise<RawConversation | 'same' | undefined> {
+  async read (id: string, selection: MessageSelection, events?: 'events'): Promise<RawConversation | undefined>
+  async read (id: string, selection: 'all', events: 'events', known: string): Promise<RawConversation | { same: string } | undefined>
+  async read (id: string, selection: MessageSelection, events?: 'events', known = ''): Promise<RawConversation | { same: string } | undefined> {
     const keys = conversationKeys(this.#options.keyPrefix, id)
-    if (selection === 'none') {
+    // A summary that need not say where the event feed stands (a list item) is one HMGET.
+    if (selection === 'none' && events === undefined) {
       // One hash holds everything but the messages, so a plain HMGET is a consistent
       // snapshot, and far cheaper for Redis than a script (lists read 51 of these).
       const [body, userId, createdAt, updatedAt, expiresAt, version, count, incarnation, stamp] =
@@ -55,9 +57,10 @@ export class RedisViews {
       const inc = incarnation ?? '0'
       return [body, userId, createdAt, updatedAt, expiresAt, version, count, '[]', inc, fingerprintOf(inc, version, stamp ?? null, body ?? '')] as RawConversation
     }
-    const reply = await runScript(this.#options.client, 'csReadConversation', conversationKeyList(keys), selection === 'all' ? '' : selection.last, known)
-    if (reply[0] === 'SAME') return 'same'
-    return reply[0] === 'OK' ? reply.slice(1) as RawConversation : undefined
+    const reply = await runScript(this.#options.client, 'csReadConversation', conversationKeyList(keys),
+      selection === 'all' ? '' : selection === 'none' ? 0 : selection.last, known)
+    if (reply[0] === 'SAME') return { same: String(reply[1]) }
+    return reply[0] === 'OK' ? reply.slice(1).map(String) as RawConversation : undefined
   }
 
   /**
@@ -103,15 +106,15 @@ export class RedisViews {
 
   async #full (id: string): Promise<TaggedView | undefined> {
     const known = this.#cache.fingerprintOf('full', id)
-    const raw = known === undefined ? await this.read(id, 'all') : await this.read(id, 'all', known)
+    const raw = known === undefined ? await this.read(id, 'all', 'events') : await this.read(id, 'all', 'events', known)
     if (raw === undefined) return undefined
-    if (raw !== 'same') {
+    if (!('same' in raw)) {
       const view = this.fullOf(id, raw)
-      return { ...view, etag: tagOf(raw[8], view.version) }
+      return { ...view, etag: tagOf(raw[8], view.version), position: positionOf(raw[8], Number(raw[10])) }
     }
     const cached = this.cachedFull(id, known as string)
     // Evicted while Redis answered: read it whole.
-    return cached === undefined ? await this.#full(id) : Object.assign(cached.view, { etag: cached.etag })
+    return cached === undefined ? await this.#full(id) : { ...cached.view, etag: cached.etag, position: positionOf(cached.etag.slice(0, cached.etag.lastIndexOf('.')), Number(raw.same)) }
   }
 
   async #summaryRead (id: string): Promise<SummaryRead | undefined> {

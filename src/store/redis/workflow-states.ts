@@ -2,6 +2,7 @@ import type { Cluster, Redis } from 'ioredis'
 import { ConversationNotFoundError, PreconditionFailedError, WorkflowStateNotFoundError } from '../../errors.js'
 import type { WorkflowStateBody } from '../../schemas.js'
 import { newIncarnation, tagOf } from '../conversation-rules.js'
+import { positionOf } from '../events.js'
 import { absent, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
 import { conversationKeys } from './keys.js'
 import { parseWorkflowState } from './records.js'
@@ -30,8 +31,9 @@ export class RedisWorkflowStates {
 
   async get (id: string, reach: Reach): Promise<TaggedWorkflowState> {
     const reply = await this.#run('csReadWorkflowState', id, ...reachArgs(reach))
-    const [, body, version, updatedAt, expiresAt, incarnation] = reply as [string, string, string, string, string, string]
-    return this.#stateOf(id, body, Number(version), Number(updatedAt), Number(expiresAt), incarnation)
+    const [, body, version, updatedAt, expiresAt, incarnation, conversationIncarnation, lastEvent] =
+      reply as [string, string, string, string, string, string, string, number]
+    return this.#stateOf(id, body, Number(version), Number(updatedAt), Number(expiresAt), incarnation, [conversationIncarnation, lastEvent])
   }
 
   /** `ifMatch` as the scripts take it (see ifMatchArg in store.ts). */
@@ -39,12 +41,14 @@ export class RedisWorkflowStates {
     const body = JSON.stringify(state)
     const reply = await this.#run('csWriteWorkflowState', id, this.#options.clock(), this.#options.ttlMs, ifMatch,
       ifNoneMatch ? '1' : '', body, newIncarnation(), ...reachArgs(reach))
-    const [, version, updatedAt, expiresAt, created, incarnation] = reply as [string, number, number, number, number, string]
-    return { state: this.#stateOf(id, body, version, updatedAt, expiresAt, incarnation), created: created === 1 }
+    const [, version, updatedAt, expiresAt, created, incarnation, conversationIncarnation, lastEvent] =
+      reply as [string, number, number, number, number, string, string, number]
+    return { state: this.#stateOf(id, body, version, updatedAt, expiresAt, incarnation, [conversationIncarnation, lastEvent]), created: created === 1 }
   }
 
-  async delete (id: string, ifMatchArg: string, reach: Reach): Promise<void> {
-    await this.#run('csDeleteWorkflowState', id, ifMatchArg, ...reachArgs(reach))
+  async delete (id: string, ifMatchArg: string, reach: Reach): Promise<{ position: string }> {
+    const [, incarnation, lastEvent] = await this.#run('csDeleteWorkflowState', id, ifMatchArg, ...reachArgs(reach)) as [string, string, number]
+    return { position: positionOf(incarnation, lastEvent) }
   }
 
   /** Runs a workflow-state script (it takes the document and state keys) and throws for what it refused. */
@@ -57,8 +61,11 @@ export class RedisWorkflowStates {
     return reply
   }
 
-  #stateOf (id: string, body: string, version: number, updatedAt: number, expiresAt: number, incarnation: string): TaggedWorkflowState {
+  /** The state, tagged with its own incarnation, and with where its conversation's event feed stands. */
+  #stateOf (
+    id: string, body: string, version: number, updatedAt: number, expiresAt: number, incarnation: string, [conversationIncarnation, lastEvent]: [string, number]
+  ): TaggedWorkflowState {
     const state = this.#options.corruptUnless(id, () => parseWorkflowState(id, body, version, updatedAt, expiresAt))
-    return { ...state, etag: tagOf(incarnation, version) }
+    return { ...state, etag: tagOf(incarnation, version), position: positionOf(conversationIncarnation, lastEvent) }
   }
 }

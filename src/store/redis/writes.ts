@@ -3,6 +3,7 @@ import { ConversationExistsError, ConversationNotFoundError, PreconditionFailedE
 import type { ConversationFields } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
 import { assertMessageLimit, assertNoStreams, newIncarnation, tagOf, toMessage, ttlSecondsOf, type StoreLimits } from '../conversation-rules.js'
+import { positionOf } from '../events.js'
 import { ifMatchArg, ownTtlArg, reachArgs, runScript } from './commands.js'
 import { iso } from './records.js'
 import type { CreateScript } from './user-cap.js'
@@ -61,13 +62,13 @@ export class RedisWrites {
     if (reply[0] === 'OUT_OF_REACH') throw new ConversationNotFoundError(id)
     if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
     if (reply[0] === 'USER_MISMATCH') throw new UserMismatchError()
-    const [, version, updatedAt, expiresAt, createdAt, created, incarnation] = reply as [string, number, number, number, number, number, string]
+    const [, version, updatedAt, expiresAt, createdAt, created, incarnation, lastEvent] = reply as [string, number, number, number, number, number, string, number]
     knowOwner(id, userId)
     await touchIndex('GT', userId, id, updatedAt, expiresAt)
     if (created === 1) await afterCreate(userId)
     const times = { createdAt: iso(createdAt), updatedAt: iso(updatedAt), expiresAt: iso(expiresAt) }
     const conversation: TaggedConversation = {
-      ...body, userId, id, messages, messageCount: messages.length, ...times, version, etag: tagOf(incarnation, version)
+      ...body, userId, id, messages, messageCount: messages.length, ...times, version, etag: tagOf(incarnation, version), position: positionOf(incarnation, lastEvent)
     }
     return { conversation, created: created === 1 }
   }
@@ -111,7 +112,9 @@ export class RedisWrites {
       updatedAt: iso(writtenAt),
       expiresAt: iso(expiresAt),
       version: 1,
-      etag: tagOf(incarnation, 1)
+      etag: tagOf(incarnation, 1),
+      // A new incarnation: no event yet.
+      position: positionOf(incarnation, 0)
     }
     return { outcome: replaced === 1 ? 'replaced' : 'created', conversation }
   }

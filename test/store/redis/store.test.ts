@@ -98,7 +98,13 @@ t.test('key layout: every key the service writes has a TTL, and the index is sco
   await assertAllExpire(t, keys, 86400 * 1000)
 
   const everything = await redis.keys(`${prefix}*{${id}}*`)
-  t.same(everything.sort(), [keys.doc, keys.order, keys.bodies, keys.tokens, keys.messageIds, keys.workflow].sort(), 'no other key for the conversation')
+  const incarnation = (await redis.hget(keys.doc, 'inc')) as string
+  const events = `${keys.doc}:events:${incarnation}`
+  t.same(everything.sort(), [keys.doc, keys.order, keys.bodies, keys.tokens, keys.messageIds, keys.workflow, events].sort(), 'no other key for the conversation')
+  t.same((await redis.xrange(events, '-', '+')).map(([entryId, fields]) => [entryId, fields[1]]), [['1-0', 'workflow_state.updated'], ['2-0', 'message.created']],
+    'the event log: one entry per change, numbered in write order')
+  const eventsTtl = await redis.pttl(events)
+  t.ok(eventsTtl > 0 && eventsTtl <= 86400 * 1000, `the event log expires with its conversation (PTTL ${eventsTtl})`)
 
   const stored = (await get(app, id)).json()
   t.equal(Number(await redis.zscore(keys.index, id)), Date.parse(stored.updatedAt), 'index score is updatedAt')
@@ -118,10 +124,10 @@ t.test('a conversation from before the tenant had its own field is still checked
   await t.rejects(store.appendMessages(id, message, {}, fabrikam), { code: 'CONVERSATION_NOT_FOUND' })
   await t.rejects(store.getMessage(id, 'm1', fabrikam), { code: 'CONVERSATION_NOT_FOUND' })
   t.match(await store.appendMessages(id, message, {}, contoso), { appended: 1 })
-  t.match(await store.getMessage(id, 'm1', contoso), { id: 'm1' })
+  t.match(await store.getMessage(id, 'm1', contoso), { message: { id: 'm1' } })
   await redis.hset(keys.doc, 'body', 'not json')
   await t.rejects(store.getMessage(id, 'm1', contoso), { code: 'CONVERSATION_NOT_FOUND' }, 'a body that cannot be read names no tenant: out of reach')
-  t.match(await store.getMessage(id, 'm1'), { id: 'm1' }, 'a caller of every tenant is not asked')
+  t.match(await store.getMessage(id, 'm1'), { message: { id: 'm1' } }, 'a caller of every tenant is not asked')
 })
 
 t.test('every write refreshes the TTL of everything the conversation owns', async (t) => {

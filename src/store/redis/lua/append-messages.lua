@@ -1,11 +1,11 @@
--- uses: window, user-index
+-- uses: window, user-index, events
 -- KEYS the conversation's seven, and on a single Redis the owner's index (KEYS[8]) when the
 -- caller knows the owner. ARGV now, ttlMs (the service's: a conversation's own wins), ifMatch, maxMessages, window ('' for none,
 -- 'tokens' or 'last'), its size, the most messages a token window holds, the owner the index belongs to, n, ids…, messages…,
 -- tokens…, streams… ('' for a finished message; for an in_progress one '<bytes> <chars>': its
 -- text's JSON length in bytes and its length in characters, see lib/conversation.lua), reach. Answers { 'OK', appended, skipped, version, count, updatedAt, expiresAt,
--- owner, incarnation, indexed (1: the index entry moved here) } and with a window its
--- messages JSON, then id, tokens, ….
+-- owner, incarnation, indexed (1: the index entry moved here), last event } and with a window
+-- its messages JSON, then id, tokens, …. Each message added is a message.created event.
 local now, n = tonumber(ARGV[1]), tonumber(ARGV[9])
 local current = redis.call('HMGET', DOC, 'version', 'updatedAt', 'count', 'userId', 'inc', 'seq', 'ttl')
 local ttl = tonumber(current[7]) or tonumber(ARGV[2])
@@ -29,7 +29,7 @@ end
 local added = #idList
 local reply
 if added == 0 then
-  reply = {'OK', 0, n, version, count, 0, 0, current[4], current[5] or '0', 0}
+  reply = {'OK', 0, n, version, count, 0, 0, current[4], current[5] or '0', 0, lastEvent(DOC)}
 else
   if count + added > tonumber(ARGV[4]) then return {'TOO_MANY'} end
   local updatedAt = writeTime(now, current[2])
@@ -41,8 +41,10 @@ else
   end
   redis.call('HSET', DOC, 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1, 'count', count + added, 'seq', seq)
   refresh(expiresAt)
+  local ev
+  for i = 1, added do ev = emit(DOC, current[5] or '0', 'message.created', version + 1, messageData(jsonList[i]), expiresAt) end
   local indexed = moveNamedOwnersEntry(ARGV[8], current[4], string.match(DOC, '{(.*)}$'), updatedAt, expiresAt)
-  reply = {'OK', added, n - added, version + 1, count + added, updatedAt, expiresAt, current[4], current[5] or '0', indexed}
+  reply = {'OK', added, n - added, version + 1, count + added, updatedAt, expiresAt, current[4], current[5] or '0', indexed, ev}
 end
 if ARGV[5] == 'tokens' then return withWindow(reply, tokenWindow(tonumber(ARGV[6]), tonumber(ARGV[7]))) end
 if ARGV[5] == 'last' then return withWindow(reply, lastWindow(tonumber(ARGV[6]))) end

@@ -1,14 +1,14 @@
--- uses: existing-in-reach, window
+-- uses: existing-in-reach, window, events
 -- ARGV incarnation ('' without a cursor), order ('asc' or 'desc'), after (position, '' from
 -- the start), limit, maxTokens ('' for none). A page: { 'OK', messageCount, incarnation,
 -- next position ('' on the last page), messages JSON, and with maxTokens id, tokens, … }.
 if ARGV[1] ~= '' and ARGV[1] ~= (current[5] or '0') then return {'BAD_CURSOR'} end
 if redis.call('EXISTS', LEGACY) == 1 then return {'LEGACY'} end
 local limit = tonumber(ARGV[4])
-local reply = {'OK', current[3], current[5] or '0'}
+local reply = {'OK', current[3], current[5] or '0', lastEvent(DOC)}
 if ARGV[5] ~= '' then
   -- A context window: the newest messages, walking back until one does not fit.
-  reply[4] = ''
+  reply[5] = ''
   return withWindow(reply, tokenWindow(tonumber(ARGV[5]), limit))
 end
 local entries
@@ -19,6 +19,6 @@ else
 end
 local ids = {}
 for i = 1, math.min(#entries, limit * 2), 2 do ids[#ids + 1] = entries[i] end
-reply[4] = #entries > limit * 2 and entries[limit * 2] or ''
-reply[5] = messagesJson(ids)
+reply[5] = #entries > limit * 2 and entries[limit * 2] or ''
+reply[6] = messagesJson(ids)
 return reply

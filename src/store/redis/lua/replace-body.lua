@@ -1,4 +1,4 @@
--- uses: conversation
+-- uses: conversation, events
 -- ARGV expectedTag, now, ttlMs (the one this write uses), body, own TTL in ms ('' for the
 -- service's). Compare-and-set of the body on the tag, so a
 -- conversation deleted and created again meanwhile is a conflict too; answers the messages,
@@ -14,4 +14,5 @@ ownTtl(ARGV[5])
 refresh(expiresAt)
 -- A conversation still in the layout of the release before keeps its list (PATCH does not migrate).
 redis.call('PEXPIREAT', LEGACY, expiresAt)
-return {'OK', version + 1, updatedAt, expiresAt, current[3], messagesByRank(0, -1)}
+local ev = emit(DOC, current[4] or '0', 'conversation.updated', version + 1, conversationData(DOC), expiresAt)
+return {'OK', version + 1, updatedAt, expiresAt, current[3], messagesByRank(0, -1), ev}

@@ -1,4 +1,4 @@
--- uses: conversation, user-cap
+-- uses: conversation, user-cap, events
 -- KEYS the conversation's seven, and on a single Redis with a per-user cap the owner's
 -- index (KEYS[8]).
 -- ARGV mode ('create', 'skip' or 'replace'), now, ttlMs (the one this write uses), userId,
@@ -9,7 +9,7 @@
 -- at version 1, with nothing left of what was under its id before. It lives its whole TTL
 -- from now.
 local now, ttl, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[13])
-local current = redis.call('HMGET', DOC, 'version', 'userId', 'updatedAt')
+local current = redis.call('HMGET', DOC, 'version', 'userId', 'updatedAt', 'inc')
 if current[1] then
   if ARGV[1] == 'create' then return {'EXISTS'} end
   if ARGV[1] == 'skip' then return {'SKIPPED'} end
@@ -19,6 +19,8 @@ end
 local updatedAt = current[1] and writeTime(now, current[3]) or tonumber(ARGV[10])
 local expiresAt = math.max(updatedAt, now) + ttl
 local createdAt = ARGV[9] ~= '' and ARGV[9] or tostring(updatedAt)
+-- A replacement is a new incarnation: the followers of the one before see it deleted.
+if current[1] then emitDeleted(DOC, current[4] or '0', current[1]) end
 redis.call('DEL', DOC, ORDER, BODIES, TOKENS, IDS, WF, LEGACY)
 push(0, messageArgs(13, n))
 redis.call('HSET', DOC, 'body', ARGV[5], 'userId', ARGV[4], 'tenantId', ARGV[7], 'createdAt', createdAt, 'updatedAt', updatedAt,

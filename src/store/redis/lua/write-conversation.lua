@@ -1,4 +1,4 @@
--- uses: conversation, user-cap
+-- uses: conversation, user-cap, events
 -- KEYS the conversation's seven, and on a single Redis with a per-user cap the owner's
 -- index (KEYS[8]). ARGV mode, now, ttlMs (the one this write uses), ifMatch, ifNoneMatch,
 -- userId, body, newIncarnation (used when this write creates the conversation), tenantId,
@@ -25,5 +25,8 @@ redis.call('HSET', DOC, 'body', ARGV[7], 'userId', ARGV[6], 'tenantId', ARGV[9],
   'expiresAt', expiresAt, 'version', (version or 0) + 1, 'count', n, 'seq', n, 'inc', incarnation, 'sv', '{{SCHEMA_STAMP}}')
 ownTtl(ARGV[10])
 refresh(expiresAt)
+-- A replacement is one conversation.updated event (its messages are read again); a create has none.
+local ev = 0
+if version then ev = emit(DOC, incarnation, 'conversation.updated', version + 1, conversationData(DOC), expiresAt) end
 if not version then capUser(ARGV[#ARGV - 2], ARGV[6], updatedAt, expiresAt, now) end
-return {'OK', (version or 0) + 1, updatedAt, expiresAt, tonumber(createdAt), version and 0 or 1, incarnation}
+return {'OK', (version or 0) + 1, updatedAt, expiresAt, tonumber(createdAt), version and 0 or 1, incarnation, ev}

@@ -1,0 +1,79 @@
+import type { FastifyReply } from 'fastify'
+import { canReach } from '../store/conversation-rules.js'
+import type { FeedEvent, Following } from '../store/events.js'
+import type { Reach } from '../store/types.js'
+
+/** How many events may wait for one follower before it counts as one that cannot keep up. */
+export const MAX_PENDING_EVENTS = 1000
+
+/**
+ * Writes one follower's events to its response as server-sent events, in order, one at a
+ * time (each write waits for the socket to drain). A follower that falls MAX_PENDING_EVENTS
+ * behind is disconnected, so memory stays bounded: it resumes from the last id it got.
+ * The stream ends after conversation.deleted, when the store cannot go on, when a
+ * conversation.updated takes the conversation out of the caller's reach, or on end().
+ */
+export class EventFeedWriter {
+  readonly #reply: FastifyReply
+  readonly #reach: Reach
+  readonly #queue: FeedEvent[] = []
+  readonly #onEnd: () => void
+  #following: Following | undefined
+  #writing = false
+  #ended = false
+
+  constructor (reply: FastifyReply, reach: Reach, onEnd: () => void) {
+    this.#reply = reply
+    this.#reach = reach
+    this.#onEnd = onEnd
+  }
+
+  /** Starts the stream once the store follows the conversation; events that came first are in the queue. */
+  start (following: Following): void {
+    this.#following = following
+    if (this.#ended) return following.close()
+    this.#reply.sse.keepAlive()
+    this.#reply.sse.onClose(() => { this.end() })
+    this.#reply.sse.sendHeaders()
+    this.#write().catch(() => {})
+  }
+
+  push (event: FeedEvent | null): void {
+    if (this.#ended) return
+    if (event === null || this.#queue.length >= MAX_PENDING_EVENTS || !this.#inReach(event)) return this.end()
+    this.#queue.push(event)
+    if (this.#following !== undefined) this.#write().catch(() => {})
+  }
+
+  end (): void {
+    if (this.#ended) return
+    this.#ended = true
+    this.#queue.length = 0
+    this.#following?.close()
+    if (this.#following !== undefined) this.#reply.sse.close()
+    this.#onEnd()
+  }
+
+  async #write (): Promise<void> {
+    if (this.#writing) return
+    this.#writing = true
+    try {
+      for (let event = this.#queue.shift(); event !== undefined && !this.#ended; event = this.#queue.shift()) {
+        await this.#reply.sse.send({ id: event.id, event: event.type, data: event.data })
+        if (event.type === 'conversation.deleted') this.end()
+      }
+    } catch {
+      // The follower went away while it was written to.
+      this.end()
+    } finally {
+      this.#writing = false
+    }
+  }
+
+  /** A caller never receives an event about a conversation out of its reach: a move out of it ends the stream. */
+  #inReach (event: FeedEvent): boolean {
+    if (event.type !== 'conversation.updated' || (this.#reach.tenants === '*' && this.#reach.userId === undefined)) return true
+    const { conversation } = JSON.parse(event.data) as { conversation: { userId: string, tenantId: string } }
+    return canReach(this.#reach, conversation)
+  }
+}

@@ -17,8 +17,8 @@ import { existingState, liveState, nextState } from './workflow-states.js'
 import { restoredEntry } from './restored-entry.js'
 import { indexKeyOf, sizeOf, summaryOf, tagged, taggedState, tagOfEntry, tagsOf, viewOf, type Entry } from './entries.js'
 import { ViewCache } from '../view-cache.js'
-import { MemoryStreams } from './streams.js'
-import { DEFAULT_STREAM_LIMITS, editMessage, type Delta, type DeltaResult } from '../stream-rules.js'
+import { MemoryMessageWrites } from './message-writes.js'
+import { DEFAULT_STREAM_LIMITS, type Delta, type DeltaResult } from '../stream-rules.js'
 import { MemoryUserIndex } from './user-index.js'
 import { MemoryUserLists } from './user-lists.js'
 import {
@@ -60,7 +60,7 @@ export class MemoryConversationStore implements ConversationStore {
   // Keyed by tag, which every write changes: a stale view is never found.
   readonly #views: ViewCache
   #evictions = 0
-  readonly #streams: MemoryStreams
+  readonly #messages: MemoryMessageWrites
   readonly #eventsRetained: number
 
   constructor (options: MemoryStoreOptions) {
@@ -82,7 +82,7 @@ export class MemoryConversationStore implements ConversationStore {
         this.#index.remove(entry.body.userId, indexKeyOf(entry.body))
       }
     })
-    this.#streams = new MemoryStreams({
+    this.#messages = new MemoryMessageWrites({
       limits: options.limits.streams ?? DEFAULT_STREAM_LIMITS,
       clock: this.#clock,
       live: (id) => this.#live(id, { touch: false }),
@@ -154,7 +154,7 @@ export class MemoryConversationStore implements ConversationStore {
     this.#assertFits(sizeOf(entry) + MessageLog.bytesOf(added))
     // Appending in place keeps the cost independent of the conversation's length.
     entry.log.add(added)
-    this.#streams.start(entry, added, writeMs)
+    this.#messages.start(entry, added, writeMs)
     const updated = this.#touch(entry, writeMs)
     for (const message of added) this.#emit(updated, 'message.created', eventFields.message(message))
     return withWindow({ appended: added.length, skipped, version: updated.body.version, messageCount: updated.log.count, ...tagsOf(updated) })
@@ -215,36 +215,24 @@ export class MemoryConversationStore implements ConversationStore {
     id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach = EVERYWHERE
   ): Promise<{ message: Message } & Tagged> {
     const entry = this.#existing(id, preconditions, reach)
-    const message = editMessage(this.#message(entry, messageId), patch)
-    this.#assertFits(sizeOf(entry) + MessageLog.bytesOf([message]))
-    entry.log.replace(message)
-    const updated = this.#touch(entry, writeTime(this.#clock(), entry.body.updatedAt))
-    this.#emit(updated, 'message.updated', eventFields.message(message))
-    return { message, ...tagsOf(updated) }
+    return this.#messages.edit(entry, this.#message(entry, messageId), patch)
   }
 
   async appendDelta (id: string, messageId: string, delta: Delta, preconditions: Preconditions, reach = EVERYWHERE): Promise<DeltaResult & Tagged> {
     const entry = this.#existing(id, preconditions, reach)
-    return this.#streams.extend(entry, this.#message(entry, messageId), delta)
+    return this.#messages.extend(entry, this.#message(entry, messageId), delta)
   }
 
   async rewindMessages (id: string, afterMessageId: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<RewindResult & Tagged> {
     const entry = this.#existing(id, preconditions, reach)
     this.#message(entry, afterMessageId)
-    const removed = entry.log.removeAfter(afterMessageId)
-    // Nothing after it: nothing changes, as for an append of duplicates only.
-    const updated = removed.length === 0 ? entry : this.#touch(entry, writeTime(this.#clock(), entry.body.updatedAt))
-    for (const messageId of removed) this.#emit(updated, 'message.deleted', eventFields.messageDeleted(messageId))
-    return { deleted: removed.length, messageCount: updated.log.count, version: updated.body.version, ...tagsOf(updated) }
+    return this.#messages.rewind(entry, afterMessageId)
   }
 
   async deleteMessage (id: string, messageId: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<Tagged> {
     const entry = this.#existing(id, preconditions, reach)
     this.#message(entry, messageId)
-    entry.log.remove(messageId)
-    const updated = this.#touch(entry, writeTime(this.#clock(), entry.body.updatedAt))
-    this.#emit(updated, 'message.deleted', eventFields.messageDeleted(messageId))
-    return tagsOf(updated)
+    return this.#messages.remove(entry, messageId)
   }
 
   async getWorkflowState (id: string, reach = EVERYWHERE): Promise<TaggedWorkflowState> {
@@ -285,7 +273,7 @@ export class MemoryConversationStore implements ConversationStore {
   }
 
   async close (): Promise<void> {
-    this.#streams.close()
+    this.#messages.close()
     this.#entries.clear()
     this.#index.clear()
   }

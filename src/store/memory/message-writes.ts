@@ -1,5 +1,6 @@
 import { messageNotInProgress } from '../../errors.js'
-import type { Message } from '../../schemas.js'
+import type { Message, PatchMessageBody, RewindResult } from '../../schemas.js'
+import { MessageLog } from './message-log.js'
 import { writeTime } from '../conversation-rules.js'
 import { IdleStreamSweeper } from '../idle-streams.js'
 import { applyDelta, editMessage, type Delta, type DeltaResult, type StreamLimits } from '../stream-rules.js'
@@ -7,7 +8,7 @@ import type { Tagged } from '../types.js'
 import { eventFields } from '../events.js'
 import { sizeOf, tagsOf, type Entry } from './entries.js'
 
-export interface MemoryStreamsOptions {
+export interface MemoryMessageWritesOptions {
   limits: StreamLimits
   clock: () => number
   /** The live entry of a conversation, without counting as a use. */
@@ -19,16 +20,18 @@ export interface MemoryStreamsOptions {
 }
 
 /**
- * The memory backend's streamed messages: their deltas, and the sweep that times out idle
- * ones. Each message log keeps where its streams stand (MessageLog); this keeps which
+ * The memory backend's writes to the messages of one conversation, in place: edits (and the
+ * finish of a streamed message), deletions, rewinds, deltas, and the sweep that times out
+ * idle streams. Each is a write to the conversation (its version, times and TTLs move) with
+ * its events. Each message log keeps where its streams stand (MessageLog); this keeps which
  * conversations have one, so the sweep looks at those only.
  */
-export class MemoryStreams {
-  readonly #options: MemoryStreamsOptions
+export class MemoryMessageWrites {
+  readonly #options: MemoryMessageWritesOptions
   readonly #streaming = new Set<string>()
   readonly #sweeper: IdleStreamSweeper
 
-  constructor (options: MemoryStreamsOptions) {
+  constructor (options: MemoryMessageWritesOptions) {
     this.#options = options
     this.#sweeper = new IdleStreamSweeper(options.limits, async () => { this.#timeOutIdle() }, options.onSweepError)
   }
@@ -55,9 +58,39 @@ export class MemoryStreams {
     return { ...result, textLength: text.length, ...tagsOf(updated) }
   }
 
+  /** A message edit (stream-rules.ts: it may finish a streamed message). */
+  edit (entry: Entry, current: Message, patch: PatchMessageBody): { message: Message } & Tagged {
+    const message = editMessage(current, patch)
+    this.#options.assertFits(sizeOf(entry) + MessageLog.bytesOf([message]))
+    entry.log.replace(message)
+    const updated = this.#written(entry)
+    updated.events.emit('message.updated', updated.body.version, eventFields.message(message))
+    return { message, ...tagsOf(updated) }
+  }
+
+  /** Deletes the message (which must be there); its id stays used. */
+  remove (entry: Entry, messageId: string): Tagged {
+    entry.log.remove(messageId)
+    const updated = this.#written(entry)
+    updated.events.emit('message.deleted', updated.body.version, eventFields.messageDeleted(messageId))
+    return tagsOf(updated)
+  }
+
+  /** Deletes every message after one (which must be there); nothing changes when none follows it. */
+  rewind (entry: Entry, afterMessageId: string): RewindResult & Tagged {
+    const removed = entry.log.removeAfter(afterMessageId)
+    const updated = removed.length === 0 ? entry : this.#written(entry)
+    for (const messageId of removed) updated.events.emit('message.deleted', updated.body.version, eventFields.messageDeleted(messageId))
+    return { deleted: removed.length, messageCount: updated.log.count, version: updated.body.version, ...tagsOf(updated) }
+  }
+
   close (): void {
     this.#sweeper.stop()
     this.#streaming.clear()
+  }
+
+  #written (entry: Entry): Entry {
+    return this.#options.touch(entry, writeTime(this.#options.clock(), entry.body.updatedAt))
   }
 
   /** Ends the streams without a delta for the idle timeout: each becomes incomplete (`timeout`), a write. */

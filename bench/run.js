@@ -9,6 +9,7 @@ import { currentRss, peakRss, redisCeiling, startBenchServer, startRedis, startS
 import { readPathRows, startPeers } from './read-path.js'
 import { ratio, targetsOf } from './targets.js'
 import { tracingRows } from './tracing-rows.js'
+import { fanoutRows } from './fanout.js'
 
 // npm run bench [-- --duration 10 --connections 50 --scenarios get,append]
 // Every figure is measured in this run, and targets are ratios against ceilings measured
@@ -18,7 +19,7 @@ const { values: options } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
-    scenarios: { type: 'string', default: 'ceilings,get,put,append,list,mixed,messages,plain,tracing,memory,history' }
+    scenarios: { type: 'string', default: 'ceilings,get,put,append,list,mixed,messages,plain,tracing,memory,history,fanout' }
   }
 })
 const duration = Number(options.duration)
@@ -235,6 +236,8 @@ async function main () {
       ceiling.history = history
     }
 
+    if (scenarios.has('fanout')) ceiling.fanout = await fanoutRows(redis.url)
+
     await report({ peak, memoryAt10k, ceiling, seconds: Math.round((Date.now() - started) / 1000) })
   } finally {
     for (const service of services) await service.stop()
@@ -271,6 +274,7 @@ function report ({ peak, memoryAt10k, ceiling, seconds }) {
     memoryBackendRssAt10kMiB: memoryAt10k === undefined ? undefined : Math.round(memoryAt10k / 2 ** 20),
     tokenCountingMicrosPerMessage: ceiling.tokenMicros,
     history: ceiling.history,
+    fanout: ceiling.fanout,
     targets,
     seconds
   }
@@ -289,6 +293,13 @@ function report ({ peak, memoryAt10k, ceiling, seconds }) {
     process.stdout.write(`History, ${row.backend}: export of ${row.conversations} conversations (${row.exportMiB} MiB) at ${row.exportPerSecond}/s ` +
       `(${row.exportMiBPerSecond} MiB/s), RSS ${row.rssBeforeExportMiB} MiB before and at most ${row.peakRssDuringExportMiB} MiB during it; ` +
       `import at ${row.importPerSecond}/s; fork of ${FORK_MESSAGES_LABEL} messages ${row.forkMs} ms (median, max ${row.forkMaxMs}), ${row.forkAgainstGet}× a GET of it (${row.getMs} ms).\n`)
+  }
+  const fanout = ceiling.fanout
+  if (fanout !== undefined) {
+    for (const [name, row] of [['service', fanout.service], ['resumable-stream', fanout.resumable]]) {
+      process.stdout.write(`Fan-out, ${name}: ${fanout.deltas} deltas to ${fanout.followers} followers on another instance: ${row.eventsPerSecond} events/s delivered, ` +
+        `${row.lost} lost, acknowledgement to arrival p50 ${row.p50Ms} ms and p99 ${row.p99Ms} ms, ${row.rssPerFollowerKiB} KiB of RSS per idle follower.\n`)
+    }
   }
   process.stdout.write(`Token counting adds ${ceiling.tokenMicros ?? '–'} µs to each appended message (o200k_base, the 150-character fixture).\n\n`)
   for (const { target, value, met } of targets) process.stdout.write(`${met ? 'met   ' : 'MISSED'}  ${target}: ${value}\n`)

@@ -44,7 +44,21 @@ export function targetsOf (ceiling, rows) {
     ['list at 100,000 costs ≤ 1.3× list at 100 (throughput)', ratio(ceiling.list100?.rps, ceiling.list100k?.rps), (r) => r <= 1.3],
     ['list at 100,000 costs ≤ 1.3× list at 100 (p99)', ratio(ceiling.list100k?.p99, ceiling.list100?.p99), (r) => r <= 1.3],
     ...messageTargets(ceiling),
+    ...fanoutTargets(ceiling.fanout),
     ['GET with the tracing preload and tracing off ≥ 0.97× without it', ratio(ceiling.tracing?.offRps, ceiling.tracing?.beforeRps), (r) => r >= 0.97],
     ['no errors in any row', rows.reduce((sum, row) => sum + row.errors, 0), (n) => n === 0]
   ].filter(([, value]) => value !== undefined).map(([target, value, met]) => ({ target, value, met: met(value) }))
+}
+
+/** Issue 20's fan-out targets: the service's row, and against resumable-stream's in the same run. */
+function fanoutTargets (fanout) {
+  if (fanout === undefined) return []
+  const { service, resumable } = fanout
+  return [
+    ['fan-out: delivery p99 (delta acknowledged → at a follower) ≤ 50 ms', service.p99Ms, (x) => x <= 50],
+    ['fan-out: ≥ 20,000 events delivered per second', service.eventsPerSecond, (x) => x >= 20_000],
+    ['fan-out: ≤ 20 KiB of RSS per idle follower', service.rssPerFollowerKiB, (x) => x <= 20],
+    ['fan-out: events per second ≥ 1.0× resumable-stream\'s (durable against not)', ratio(service.eventsPerSecond, resumable.eventsPerSecond), (x) => x >= 1],
+    ['fan-out: no event lost', service.lost, (x) => x === 0]
+  ]
 }

@@ -35,6 +35,8 @@ export class EventFeedWriter {
     this.#reply.sse.keepAlive()
     this.#reply.sse.onClose(() => { this.end() })
     this.#reply.sse.sendHeaders()
+    // Node sends a head with the first write; a follower waits for none, however quiet the conversation.
+    this.#reply.raw.flushHeaders()
     this.#write().catch(() => {})
   }
 

@@ -14,10 +14,9 @@ const url = (id: string, rest = ''): string => `/v1/conversations/${id}${rest}`
 
 /** Two instances on one store (on memory, one instance twice), the second listening on a port. */
 async function instances (backend: Backend, t: Parameters<Backend['build']>[0], extra: Record<string, string> = {}): Promise<{ writer: FastifyInstance, feedUrl: (id: string, query?: string) => string }> {
-  // A short heartbeat: a server closing with a socket its feed used waits for the next one.
-  const env = { EVENTS_HEARTBEAT_SECONDS: '1', ...extra }
-  const writer = await backend.build(t, env)
-  const follower = backend.name === 'memory' ? writer : await backend.build(t, env)
+  // The default heartbeat (15 s): a feed must answer its head at once, not with its first write.
+  const writer = await backend.build(t, extra)
+  const follower = backend.name === 'memory' ? writer : await backend.build(t, extra)
   const address = await follower.listen({ port: 0, host: '127.0.0.1' })
   return { writer, feedUrl: (id, query = '') => `${address}${url(id, '/events')}${query}` }
 }
@@ -140,7 +139,7 @@ export function eventsSuite (backend: Backend): void {
   })
 
   t.test(`[${backend.name}] closing an instance ends its event streams`, async (t) => {
-    const app = await backend.build(t, { EVENTS_HEARTBEAT_SECONDS: '1' })
+    const app = await backend.build(t)
     const address = await app.listen({ port: 0, host: '127.0.0.1' })
     const { id } = await conversation(app)
     const feed = await openFeed(`${address}${url(id, '/events')}`)

@@ -19,8 +19,9 @@ import { runCommand, spawnProcess, systemPath, toolEnv } from './helpers/process
 // Why a registry on 127.0.0.1 and not `npm install --offline <tarball>`: npm asks for a
 // dependency's full packument when it adds one, and `npm ci` caches only the abbreviated
 // ones, so that install fails offline (ENOTCACHED for zod). The stand-in serves the client
-// and the zod tarball the lockfile pins (packed from npm's cache), and it lets npm resolve
-// zod from the client's own `dependencies`, so a dependency missing there fails the run.
+// and the tarballs of its dependencies (zod, eventsource-parser) that the lockfile pins
+// (packed from npm's cache), and it lets npm resolve them from the client's own
+// `dependencies`, so a dependency missing there fails the run.
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url))
 const tsc = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc')
@@ -93,9 +94,11 @@ async function readPacked (dir: string): Promise<{ path: string, packed: Packed 
   return { path, packed: { name: String(manifest.name), version: String(manifest.version), manifest, tarball: await readFile(path) } }
 }
 
-const rootPackage = JSON.parse(await readFile(join(repoRoot, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }
+const rootPackage = JSON.parse(await readFile(join(repoRoot, 'package.json'), 'utf8')) as { dependencies: Record<string, string>, devDependencies: Record<string, string> }
 const rootLock = JSON.parse(await readFile(join(repoRoot, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version?: string, integrity?: string }> }
-const lockedZod = rootLock.packages['node_modules/zod']
+/** The client's dependencies: what the public registry stand-in serves. */
+const dependencyNames = ['eventsource-parser', 'zod'] as const
+const locked = Object.fromEntries(dependencyNames.map((name) => [name, rootLock.packages[`node_modules/${name}`]]))
 
 let workRoot: string | undefined
 let app: FastifyInstance | undefined
@@ -128,7 +131,7 @@ const requireSetup = (): Setup => {
 
 t.before(async () => {
   workRoot = await mkdtemp(join(tmpdir(), 'conversation-store-client-package-'))
-  const dirs = Object.fromEntries(await Promise.all(['pack', 'zod', 'home', 'project'].map(async (name) => {
+  const dirs = Object.fromEntries(await Promise.all(['pack', ...dependencyNames, 'home', 'project'].map(async (name) => {
     const dir = join(workRoot as string, name)
     await mkdir(dir)
     return [name, dir] as const
@@ -138,18 +141,24 @@ t.before(async () => {
   await runCommand('npm', ['pack', '-w', 'packages/client', '--pack-destination', dirs.pack as string], { cwd: repoRoot, env: toolEnv() })
   const { path: tarballPath, packed: client } = await readPacked(dirs.pack as string)
 
-  // zod exactly as the lockfile pins it, from npm's cache (npm ci put it there).
-  if (lockedZod?.version === undefined) throw new Error('the lockfile pins no zod')
-  await runCommand('npm', ['pack', `zod@${lockedZod.version}`, '--offline', '--pack-destination', dirs.zod as string], { cwd: dirs.zod as string, env: toolEnv() })
-  const { packed: zod } = await readPacked(dirs.zod as string)
-  if (`sha512-${createHash('sha512').update(zod.tarball).digest('base64')}` !== lockedZod.integrity) throw new Error('the cached zod is not the one the lockfile pins')
+  // The dependencies exactly as the lockfile pins them, from npm's cache (npm ci put them there).
+  const dependencies = await Promise.all(dependencyNames.map(async (name) => {
+    const pinned = locked[name]
+    if (pinned?.version === undefined) throw new Error(`the lockfile pins no ${name}`)
+    const dir = dirs[name] as string
+    await runCommand('npm', ['pack', `${name}@${pinned.version}`, '--offline', '--pack-destination', dir], { cwd: dir, env: toolEnv() })
+    const { packed } = await readPacked(dir)
+    if (`sha512-${createHash('sha512').update(packed.tarball).digest('base64')}` !== pinned.integrity) throw new Error(`the cached ${name} is not the one the lockfile pins`)
+    return packed
+  }))
 
-  // The private feed holds the client and asks for a token; zod comes from the public registry.
+  // The private feed holds the client and asks for a token; its dependencies come from the public registry.
   const feed = await startRegistry([client], feedToken)
-  const publicRegistry = await startRegistry([zod])
+  const publicRegistry = await startRegistry(dependencies)
   registries.push(feed, publicRegistry)
 
-  app = await buildApp(loadConfig({ API_KEYS: apiKey }), { logger: false })
+  // A short heartbeat: closing the server waits for the sockets of its event feeds until the next one.
+  app = await buildApp(loadConfig({ API_KEYS: apiKey, EVENTS_HEARTBEAT_SECONDS: '1' }), { logger: false })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const baseUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
 
@@ -182,14 +191,18 @@ t.test('the tarball holds the compiled client, the schema modules and package.js
     'package/dist/packages/client/src/client-types.js',
     'package/dist/packages/client/src/client.d.ts',
     'package/dist/packages/client/src/client.js',
+    'package/dist/packages/client/src/events.d.ts',
+    'package/dist/packages/client/src/events.js',
     'package/dist/packages/client/src/stream-message.d.ts',
     'package/dist/packages/client/src/stream-message.js',
+    'package/dist/src/event-schemas.d.ts',
+    'package/dist/src/event-schemas.js',
     'package/dist/src/schemas.d.ts',
     'package/dist/src/schemas.js',
     'package/dist/src/stream-schemas.d.ts',
     'package/dist/src/stream-schemas.js',
     'package/package.json'
-  ], 'the client, the service modules it shares (src/schemas, src/stream-schemas), package.json; no tests, no other service code, no maps')
+  ], 'the client, the service modules it shares (src/schemas, src/stream-schemas, src/event-schemas), package.json; no tests, no other service code, no maps')
 
   const manifest = client.manifest
   t.equal(manifest.name, '@conversation-store/client', 'the scoped name')
@@ -197,13 +210,14 @@ t.test('the tarball holds the compiled client, the schema modules and package.js
   t.equal(manifest.private, undefined, 'not private')
   t.equal(manifest.type, 'module', 'ESM')
   t.equal(manifest.license, 'MIT', 'a license')
-  t.same(manifest.dependencies, { zod: rootPackage.dependencies.zod }, 'zod only, in the range the service uses')
+  t.same(manifest.dependencies, { 'eventsource-parser': rootPackage.devDependencies['eventsource-parser'], zod: rootPackage.dependencies.zod },
+    'zod, in the range the service uses, and eventsource-parser, in the range its tests use')
   const exported = (manifest.exports as Record<string, { types?: string, default?: string }>)['.']
   for (const target of [exported?.types, exported?.default]) {
     t.ok(target !== undefined && files.includes(posix.join('package', target)), `exports "." names ${target}, which is packed`)
   }
 
-  // Every import in the emitted code is zod, a Node.js builtin, or a file in the tarball.
+  // Every import in the emitted code is a dependency, a Node.js builtin, or a file in the tarball.
   const unpacked = join(workRoot as string, 'unpacked')
   await mkdir(unpacked)
   await runCommand('tar', ['-xzf', tarballPath, '-C', unpacked])
@@ -214,7 +228,7 @@ t.test('the tarball holds the compiled client, the schema modules and package.js
       const resolved = specifier.startsWith('.')
         ? posix.join(posix.dirname(file), specifier.replace(/\.js$/, file.endsWith('.d.ts') ? '.d.ts' : '.js'))
         : undefined
-      const ok = /^zod(\/|$)/.test(specifier) || specifier.startsWith('node:') || (resolved !== undefined && files.includes(resolved))
+      const ok = /^(zod|eventsource-parser)(\/|$)/.test(specifier) || specifier.startsWith('node:') || (resolved !== undefined && files.includes(resolved))
       t.ok(ok, `${file} imports ${specifier}`, { resolved })
     }
   }
@@ -223,19 +237,19 @@ t.test('the tarball holds the compiled client, the schema modules and package.js
 t.test('a project outside the repository installs it from the feed and runs it from strict TypeScript', async (t) => {
   const { project, env, feed, publicRegistry, baseUrl, client } = requireSetup()
 
-  // Only the client and zod are installed, both real folders inside the project.
-  t.same((await readdir(join(project, 'node_modules'))).filter((name) => !name.startsWith('.')).sort(), ['@conversation-store', 'zod'],
-    'node_modules holds the client and zod, nothing of the service')
+  // Only the client and its dependencies are installed, all real folders inside the project.
+  t.same((await readdir(join(project, 'node_modules'))).filter((name) => !name.startsWith('.')).sort(), ['@conversation-store', ...dependencyNames],
+    'node_modules holds the client, eventsource-parser and zod, nothing of the service')
   const installed = await realpath(join(project, 'node_modules', '@conversation-store', 'client'))
   t.ok(installed.startsWith(await realpath(project)), 'the client is installed in the project, not linked to this repository')
   const lock = JSON.parse(await readFile(join(project, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version?: string, integrity?: string }> }
   t.equal(lock.packages['node_modules/@conversation-store/client']?.version, client.version, 'the packed version')
-  t.equal(lock.packages['node_modules/zod']?.integrity, lockedZod?.integrity, 'the zod the service locks')
+  for (const name of dependencyNames) t.equal(lock.packages[`node_modules/${name}`]?.integrity, locked[name]?.integrity, `the ${name} the service locks`)
 
   // npm sent the feed's token to the feed, and only there.
   t.ok(feed.requests.some((request) => request.path === '@conversation-store/client' && request.token === feedToken), 'the feed was asked with its token')
   t.ok(feed.requests.every((request) => request.token === feedToken), 'every request to the feed carried the token')
-  t.ok(publicRegistry.requests.some((request) => request.path === 'zod'), 'zod came from the public registry')
+  for (const name of dependencyNames) t.ok(publicRegistry.requests.some((request) => request.path === name), `${name} came from the public registry`)
   t.notOk(publicRegistry.requests.some((request) => request.token !== undefined), 'the feed token did not leak to the public registry')
 
   // Strict, nodenext, and no @types/node: fetch and console come from the DOM lib, which
@@ -283,12 +297,25 @@ try {
   if (!(error instanceof ConversationStoreError)) throw error
   missing = \`\${error.statusCode ?? 'no status'} \${error.code}\`
 }
+// Follow another conversation from where a read left it, until it is deleted: a real event stream.
+await store.createConversation({ id: 'followed', userId: 'package-follower' })
+const before = await store.getConversation('followed')
+const followed: string[] = []
+const following = (async () => {
+  for await (const event of store.events('followed', { after: before.lastEventId })) {
+    followed.push(event.type === 'message.created' ? \`\${event.type} \${event.data.message.text ?? ''}\` : event.type)
+  }
+})()
+await store.appendMessages('followed', [{ id: 'f1', role: 'user', text: 'Follow me' }])
+await store.deleteConversation('followed')
+await following
 console.log(JSON.stringify({
   created: { id: conversation.id, version: created.version, etag: created.etag, title: conversation.title ?? null },
   appended: { appended: appended.appended, skipped: appended.skipped, messageCount: appended.messageCount, version: appended.version },
   read: { version: read.version, texts: read.conversation.messages.map((message) => message.text ?? '') },
   listed: summaries.map((summary) => ({ id: summary.id, messageCount: summary.messageCount })),
-  missing
+  missing,
+  followed
 }))
 `)
   const typecheck = await runCommand(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: project, env }).catch((error: unknown) => error as Error)
@@ -304,8 +331,9 @@ console.log(JSON.stringify({
     appended: { appended: 2, skipped: 0, messageCount: 2, version: 2 },
     read: { version: 2, texts: ['Hello', 'Hi there'] },
     listed: [{ id: 'from-the-tarball', messageCount: 2 }],
-    missing: '404 CONVERSATION_NOT_FOUND'
-  }, 'create, append (conditional), get, list and a typed error, all through the installed package')
+    missing: '404 CONVERSATION_NOT_FOUND',
+    followed: ['message.created Follow me', 'conversation.deleted']
+  }, 'create, append (conditional), get, list, a typed error and a followed conversation, all through the installed package')
   t.equal(run.stderr, '', 'nothing on stderr')
 
   // The service saw the writes, so the program talked to it rather than printing a story.

@@ -2,13 +2,15 @@ import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import type { AppOptions } from '../src/app.js'
-import { ConversationStoreError, createConversationStoreClient, type ClientOptions } from '../packages/client/src/client.js'
+import { ConversationStoreError, createConversationStoreClient, type ClientOptions, type ConversationEvent } from '../packages/client/src/client.js'
 import { StoreUnavailableError } from '../src/errors.js'
 import type { AppendResult, ConversationFields, MessageInput, WorkflowState } from '../src/schemas.js'
+import type { FeedEvent, Following } from '../src/store/events.js'
 import { MemoryConversationStore } from '../src/store/memory/store.js'
 import type { Delta, DeltaResult } from '../src/store/stream-rules.js'
 import type { MessageSelection, Preconditions, Reach, StoreHealth, Tagged, TaggedConversation, TaggedView } from '../src/store/types.js'
 import { build, type TestContext } from './helpers/build.js'
+import { openFeed } from './helpers/event-feed.js'
 import { countTokens } from './helpers/tokens.js'
 
 // The client against a live server on 127.0.0.1, so that fetch, headers and encoding are real.
@@ -89,6 +91,24 @@ class FlakyStore extends MemoryConversationStore {
   }
 }
 
+/** A memory store whose event feeds the test ends, as the service does when the store fails: the listener gets null. */
+class EndingStore extends MemoryConversationStore {
+  readonly listeners: Array<(event: FeedEvent | null) => void> = []
+  constructor () {
+    super({ maxConversations: 100, limits, countTokens })
+  }
+
+  override async follow (id: string, after: string | undefined, reach: Reach, listener: (event: FeedEvent | null) => void): Promise<Following> {
+    const following = await super.follow(id, after, reach, listener)
+    this.listeners.push(listener)
+    return following
+  }
+
+  endFeeds (): void {
+    for (const listener of this.listeners.splice(0)) listener(null)
+  }
+}
+
 const message = (id: string, text = id): MessageInput => ({ id, role: 'user', kind: 'text', text })
 
 t.test('health', async (t) => {
@@ -118,8 +138,10 @@ t.test('conversations: create, read, 304, errors', async (t) => {
   if (!read.notModified) t.same(read.conversation, created.conversation)
   t.equal(read.etag, created.etag)
 
+  t.match(read.lastEventId, /^\S+-0$/, 'the Last-Event-ID of the answer: where its event feed stands (no event yet)')
+
   const cached = await client.getConversation('c1', { ifNoneMatch: created.etag })
-  t.same(cached, { notModified: true, etag: created.etag })
+  t.same(cached, { notModified: true, etag: created.etag, lastEventId: read.lastEventId })
   t.equal(requests.at(-1)?.headers.get('if-none-match'), created.etag)
   t.same(await client.getConversation('c1', { ifNoneMatch: created }), cached, 'a result stands for its ETag')
   const stale = await client.getConversation('c1', { ifNoneMatch: '"1"' })
@@ -190,7 +212,8 @@ t.test('appendMessages', async (t) => {
   const appended = await client.appendMessages('m1', [message('a'), message('b')], { ifMatch: created })
   t.match(appended, { appended: 2, skipped: 0, version: 2, messageCount: 2 })
   const again = await client.appendMessages('m1', [message('a'), message('b')])
-  t.same(again, { appended: 0, skipped: 2, version: 2, messageCount: 2, etag: appended.etag }, 'a repeat is skipped by id')
+  t.match(appended.lastEventId, /^\S+-2$/, 'one event per message appended')
+  t.same(again, { appended: 0, skipped: 2, version: 2, messageCount: 2, etag: appended.etag, lastEventId: appended.lastEventId }, 'a repeat is skipped by id')
   const anonymous = await client.appendMessages('m1', [{ role: 'assistant', text: 'no id' }])
   t.match(anonymous, { appended: 1, version: 3 })
   t.match(await failure(client.appendMessages('m1', [message('c')], { ifMatch: appended })), { statusCode: 412, code: 'PRECONDITION_FAILED' })
@@ -639,5 +662,230 @@ t.test('streamed messages', async (t) => {
     t.same(deltaBodies(requests), [{ seq: 1, text: 'Hello' }, { seq: 1, text: 'Hello' }, { seq: 2, text: ', world' }], 'the retry resends seq 1 as it was')
     t.equal(store.calls.appendDelta, 3)
     t.equal((await client.getMessage('s6', 'retried')).text, 'Hello, world', 'the first try had landed: the repeat added nothing')
+  })
+})
+
+t.test('following a conversation: events()', async (t) => {
+  // A server closing waits for the sockets of its feeds until their next heartbeat.
+  const env = { EVENTS_HEARTBEAT_SECONDS: '1' }
+  /** The events of an iteration until it ends, pushed to `into` as they come. */
+  async function collect (events: AsyncIterable<ConversationEvent>, into: ConversationEvent[] = []): Promise<ConversationEvent[]> {
+    for await (const event of events) into.push(event)
+    return into
+  }
+  /** Waits up to 5 s for `condition`. */
+  async function until (condition: () => boolean): Promise<boolean> {
+    for (let waited = 0; waited < 5000 && !condition(); waited += 10) await sleep(10)
+    return condition()
+  }
+  /** A fetch that records the requests for a feed: headers, signal and status. */
+  function feedFetch (): { fetch: typeof fetch, feeds: Array<{ headers: Headers, signal: AbortSignal | undefined, status?: number }>, calls: () => number } {
+    const feeds: Array<{ headers: Headers, signal: AbortSignal | undefined, status?: number }> = []
+    let calls = 0
+    return {
+      feeds,
+      calls: () => calls,
+      fetch: async (input, init) => {
+        calls++
+        const feed = String(input).includes('/events') ? { headers: new Headers(init?.headers), signal: init?.signal ?? undefined } : undefined
+        if (feed !== undefined) feeds.push(feed)
+        const response = await fetch(input, init)
+        if (feed !== undefined) Object.assign(feed, { status: response.status })
+        return response
+      }
+    }
+  }
+  const messageIds = (events: ConversationEvent[]): string[] =>
+    events.flatMap((event) => event.type === 'message.created' ? [event.data.message.id] : [])
+
+  t.test('read, then follow from its lastEventId: each change once, in order, parsed, and the iteration ends after conversation.deleted', async (t) => {
+    const { fetch, feeds } = feedFetch()
+    const client = createConversationStoreClient({ baseUrl: await serve(t, env), fetch })
+    await client.createConversation({ id: 'e1', userId: 'u1', messages: [message('q')] })
+    const read = await client.getConversation('e1')
+    const following = collect(client.events('e1', { after: read.lastEventId }))
+    const started = await client.appendMessages('e1', [{ id: 'r', role: 'assistant', status: 'in_progress' }])
+    await client.appendDelta('e1', 'r', { seq: 1, text: 'Hel' })
+    await client.appendDelta('e1', 'r', { seq: 2, text: 'lo' })
+    const finished = await client.patchMessage('e1', 'r', { status: 'completed' })
+    await client.deleteConversation('e1')
+    const events = await following
+
+    t.same(events.map((event) => event.type), ['message.created', 'message.delta', 'message.delta', 'message.updated', 'conversation.deleted'])
+    t.same(events.map((event) => [event.data.type, event.data.conversationId, event.data.version]),
+      [['message.created', 'e1', 2], ['message.delta', 'e1', 3], ['message.delta', 'e1', 4], ['message.updated', 'e1', 5], ['conversation.deleted', 'e1', 5]])
+    t.match(events[0]?.data, { message: { id: 'r', role: 'assistant', kind: 'text', status: 'in_progress' } }, 'the message, parsed')
+    t.equal(events[0]?.id, started.lastEventId, 'the append answered the position of its event')
+    t.same(events.flatMap((event) => event.type === 'message.delta' ? [[event.data.messageId, event.data.seq, event.data.text]] : []), [['r', 1, 'Hel'], ['r', 2, 'lo']])
+    t.same(events.flatMap((event) => event.type === 'message.updated' ? [event.data.message] : []), [finished.message], 'as the PATCH answered it')
+    t.equal(new Set(events.map((event) => event.id)).size, events.length, 'distinct ids')
+    t.equal(feeds.length, 1, 'one stream')
+    t.equal(feeds[0]?.headers.get('last-event-id'), read.lastEventId, 'opened from the read\'s position')
+    t.equal(feeds[0]?.headers.get('accept'), 'text/event-stream')
+  })
+
+  t.test('break after two events, then events() again from the last id: the rest, exactly once; a break aborts the fetch', async (t) => {
+    const { fetch, feeds } = feedFetch()
+    const client = createConversationStoreClient({ baseUrl: await serve(t, env), fetch })
+    await client.createConversation({ id: 'e2', userId: 'u1' })
+    const read = await client.getConversation('e2')
+    for (let i = 0; i < 5; i++) await client.appendMessages('e2', [message(`a${i}`)])
+
+    const first: ConversationEvent[] = []
+    for await (const event of client.events('e2', { after: read.lastEventId })) {
+      first.push(event)
+      if (first.length === 2) break
+    }
+    t.same(messageIds(first), ['a0', 'a1'])
+    t.equal(feeds[0]?.signal?.aborted, true, 'breaking out aborted the fetch of the stream')
+
+    await client.appendMessages('e2', [message('a5')])
+    const rest: ConversationEvent[] = []
+    for await (const event of client.events('e2', { after: first[1]?.id })) {
+      rest.push(event)
+      if (event.type === 'message.created' && event.data.message.id === 'a5') break
+    }
+    t.same(messageIds(rest), ['a2', 'a3', 'a4', 'a5'], 'after the last id received, then live')
+    t.equal(rest.length, 4, 'nothing else, nothing twice')
+    t.equal(feeds[1]?.headers.get('last-event-id'), first[1]?.id)
+  })
+
+  t.test('when the service ends a stream, the follower reconnects from the last event it got and misses nothing', async (t) => {
+    const store = new EndingStore()
+    const { fetch, feeds } = feedFetch()
+    const client = createConversationStoreClient({ baseUrl: await serve(t, env, { store }), fetch })
+    await client.createConversation({ id: 'e3', userId: 'u1' })
+    const read = await client.getConversation('e3')
+    // No `after`: the follower reads where the conversation stands, so a stream that ends
+    // before its first event loses nothing either.
+    const events = client.events('e3')[Symbol.asyncIterator]()
+    const first = events.next()
+    t.ok(await until(() => store.listeners.length === 1), 'the first stream is open')
+    store.endFeeds()
+    await client.appendMessages('e3', [message('m1')])
+    const m1 = (await first).value
+    t.match(m1, { type: 'message.created', data: { message: { id: 'm1' } } })
+
+    store.endFeeds()
+    await client.appendMessages('e3', [message('m2')])
+    t.match((await events.next()).value, { type: 'message.created', data: { message: { id: 'm2' } } })
+    await client.deleteConversation('e3')
+    t.match((await events.next()).value, { type: 'conversation.deleted' })
+    t.same(await events.next(), { done: true, value: undefined }, 'ends after conversation.deleted')
+    t.same(feeds.map((feed) => feed.headers.get('last-event-id')), [read.lastEventId, read.lastEventId, m1?.id], 'each stream from the last event received')
+  })
+
+  t.test('503 TOO_MANY_FOLLOWERS is tried again after its Retry-After', async (t) => {
+    const baseUrl = await serve(t, { ...env, EVENTS_MAX_CONNECTIONS: '1', RETRY_AFTER_SECONDS: '1' })
+    const { fetch, feeds } = feedFetch()
+    const client = createConversationStoreClient({ baseUrl, fetch })
+    await client.createConversation({ id: 'e4', userId: 'u1' })
+    const read = await client.getConversation('e4')
+    const occupying = await openFeed(`${baseUrl}/v1/conversations/e4/events`)
+    t.equal(occupying.status, 200)
+
+    const started = Date.now()
+    const events = client.events('e4', { after: read.lastEventId })[Symbol.asyncIterator]()
+    const first = events.next()
+    t.ok(await until(() => feeds[0]?.status !== undefined), 'refused')
+    occupying.close()
+    await client.appendMessages('e4', [message('m1')])
+    t.match((await first).value, { type: 'message.created', data: { message: { id: 'm1' } } })
+    t.same(feeds.map((feed) => feed.status), [503, 200])
+    t.ok(Date.now() - started >= 950, 'waited the Retry-After second')
+    await events.return()
+  })
+
+  t.test('a 404 or a bad position is thrown as a ConversationStoreError, not retried', async (t) => {
+    const { fetch, feeds, calls } = feedFetch()
+    const client = createConversationStoreClient({ baseUrl: await serve(t, env), fetch, retry: { attempts: 3 } })
+    t.match(await failure(collect(client.events('nope'))), { statusCode: 404, code: 'CONVERSATION_NOT_FOUND' })
+    t.equal(calls(), 1, 'the read of where it stands, once')
+    t.match(await failure(collect(client.events('nope', { after: 'x-1' }))), { name: 'ConversationStoreError', statusCode: 404, code: 'CONVERSATION_NOT_FOUND' })
+    await client.createConversation({ id: 'e5', userId: 'u1' })
+    t.match(await failure(collect(client.events('e5', { after: 'nonsense' }))), { statusCode: 400, code: 'FST_ERR_VALIDATION' })
+    t.equal(feeds.length, 2, 'one request for each')
+  })
+
+  t.test('a reset when the position is older than what is kept, then the live feed', async (t) => {
+    const client = createConversationStoreClient({ baseUrl: await serve(t, { ...env, EVENTS_RETAINED: '2' }) })
+    await client.createConversation({ id: 'e6', userId: 'u1' })
+    const read = await client.getConversation('e6')
+    for (let i = 0; i < 4; i++) await client.appendMessages('e6', [message(`m${i}`)])
+    const events = client.events('e6', { after: read.lastEventId })[Symbol.asyncIterator]()
+    const reset = (await events.next()).value
+    t.match(reset, { type: 'reset', data: { type: 'reset', conversationId: 'e6', version: 5 } }, 're-read, then go on')
+    const reread = await client.getConversation('e6')
+    t.equal(reset?.id, reread.lastEventId, 'the reset names the position of what a read now answers')
+    await client.appendMessages('e6', [message('after')])
+    t.match((await events.next()).value, { type: 'message.created', data: { message: { id: 'after' } } })
+    await events.return()
+  })
+
+  t.test('aborting the signal ends the iteration without an error and aborts the fetch', async (t) => {
+    const { fetch, feeds, calls } = feedFetch()
+    const client = createConversationStoreClient({ baseUrl: await serve(t, env), fetch })
+    await client.createConversation({ id: 'e7', userId: 'u1', messages: [message('before')] })
+    const controller = new AbortController()
+    const received: ConversationEvent[] = []
+    // Without `after`: from where the conversation stands when the iteration starts.
+    const following = collect(client.events('e7', { signal: controller.signal }), received)
+    t.ok(await until(() => feeds[0]?.status === 200), 'the stream is open')
+    await client.appendMessages('e7', [message('m1')])
+    t.ok(await until(() => received.length === 1))
+    controller.abort(new Error('the user left'))
+    t.same(messageIds(await following), ['m1'], 'resolves with what it got: no rejection')
+    t.equal(feeds[0]?.signal?.aborted, true, 'the fetch was aborted')
+
+    const before = calls()
+    t.same(await collect(client.events('e7', { signal: AbortSignal.abort() })), [], 'an aborted signal ends it at once')
+    t.equal(calls(), before, 'without a request')
+  })
+
+  t.test('network errors are tried again, with backoff, until the signal aborts', async (t) => {
+    const app = await build(t)
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const baseUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+    await app.close()
+    const { fetch, calls } = feedFetch()
+    const client = createConversationStoreClient({ baseUrl, fetch })
+    const started = Date.now()
+    t.same(await collect(client.events('e8', { after: 'x-1', signal: AbortSignal.timeout(500) })), [], 'ends without an error')
+    t.ok(Date.now() - started >= 450)
+    // Waits of 100, 200, then 400 ms (past the signal): three tries, or two on a slow machine, never a tight loop.
+    t.ok(calls() >= 2 && calls() <= 3, `${calls()} tries in 500 ms`)
+  })
+
+  t.test('answers off the contract are INVALID_RESPONSE; events split across chunks still parse', async (t) => {
+    const stream = (...chunks: string[]): ReadableStream<Uint8Array> => new ReadableStream({
+      start (controller) {
+        for (const chunk of chunks) controller.enqueue(new TextEncoder().encode(chunk))
+        controller.close()
+      }
+    })
+    const sse = { status: 200, headers: { 'content-type': 'text/event-stream' } }
+    const answering = (...responses: Array<() => Response>): ClientOptions['fetch'] => async () => {
+      const next = responses.shift()
+      if (next === undefined) throw new Error('no more answers')
+      return next()
+    }
+    const events = (...responses: Array<() => Response>) =>
+      createConversationStoreClient({ baseUrl: 'http://127.0.0.1:1', fetch: answering(...responses), retry: { attempts: 1, maxDelayMs: 5 } }).events('c', { after: 'p-0' })
+
+    const reset = '{"type":"reset","conversationId":"c","version":1}'
+    const deleted = 'id: p-2\nevent: conversation.deleted\ndata: {"type":"conversation.deleted","conversationId":"c","version":1}\n\n'
+    const split = await collect(events(() => new Response(stream(': hi\n\nid: p-', '1\nevent: re', `set\ndata: ${reset.slice(0, 9)}`, `${reset.slice(9)}\n`, '\n'), sse),
+      () => new Response(stream(deleted), sse)))
+    t.same(split.map((event) => [event.id, event.type]), [['p-1', 'reset'], ['p-2', 'conversation.deleted']], 'and a stream that ends is followed by the next')
+
+    const cases: Array<[string, () => Response]> = [
+      ['data that is not the type\'s', () => new Response(stream('id: p-1\nevent: message.created\ndata: {"type":"message.created","conversationId":"c","version":2}\n\n'), sse)],
+      ['an unknown type', () => new Response(stream('id: p-1\nevent: other\ndata: {"type":"other","conversationId":"c","version":2}\n\n'), sse)],
+      ['an event without an id', () => new Response(stream(`event: reset\ndata: ${reset}\n\n`), sse)],
+      ['an event whose type is not its data\'s', () => new Response(stream(`id: p-1\nevent: conversation.deleted\ndata: ${reset}\n\n`), sse)],
+      ['a 200 that is not an event stream', () => new Response('{}', { status: 200, headers: { 'content-type': 'application/json' } })]
+    ]
+    for (const [name, response] of cases) t.match(await failure(collect(events(response))), { code: 'INVALID_RESPONSE' }, name)
+    t.match(await failure(collect(events(() => new Response('<html>bad gateway</html>', { status: 502 })))), { statusCode: 502, code: 'HTTP_ERROR' }, 'other errors are not retried')
   })
 })

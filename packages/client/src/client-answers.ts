@@ -9,6 +9,15 @@ export interface Versioned {
   version: number
 }
 
+export interface Positioned {
+  /**
+   * The `Last-Event-ID` header: the position of the newest event of the conversation that the
+   * answer reflects, from which `events(id, { after })` goes on. Absent only from a service
+   * older than event feeds.
+   */
+  lastEventId?: string
+}
+
 /** The API's stable error codes, plus the client's own; any other string may also appear. */
 export type ConversationStoreErrorCode =
   | 'CONVERSATION_NOT_FOUND' | 'WORKFLOW_STATE_NOT_FOUND' | 'MESSAGE_NOT_FOUND' | 'CONVERSATION_EXISTS' | 'USER_MISMATCH'
@@ -93,6 +102,12 @@ export function invalid (error: z.ZodError): ConversationStoreError {
 /** The ETag header and the version of the body it came with. */
 export function versioned (headers: Headers, version: number): Versioned {
   return { etag: etagOf(headers), version }
+}
+
+/** The Last-Event-ID header, when the answer has one. */
+export function lastEventIdOf (headers: Headers): Positioned {
+  const position = headers.get('last-event-id')
+  return position === null || position === '' ? {} : { lastEventId: position }
 }
 
 /** The ETag header, which must be a strong entity tag. */

@@ -17,6 +17,8 @@ export interface Call {
   /** Statuses the method handles itself; any other is an error. */
   expect: number[]
   retryable: boolean
+  /** Aborts the request, or the wait between tries: the call then rejects (not with a ConversationStoreError). */
+  signal?: AbortSignal
 }
 
 export interface Answer {
@@ -25,8 +27,21 @@ export interface Answer {
   body: unknown
 }
 
-/** A `send` bound to the options: throws ConversationStoreError for any status the call does not expect. */
-export function createTransport (options: ClientOptions): (call: Call) => Promise<Answer> {
+export interface Transport {
+  /** Throws ConversationStoreError for any status the call does not expect. */
+  send: (call: Call) => Promise<Answer>
+  /**
+   * One try of a GET answered with server-sent events: the open stream on 200. Any other
+   * answer throws ConversationStoreError, and so does a request without an answer
+   * (NETWORK_ERROR); an abort rejects with the signal's reason. Retries are the caller's.
+   */
+  open: (path: string, headers: Record<string, string | undefined>, signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>
+  /** The longest wait between tries (ClientOptions.retry.maxDelayMs). */
+  maxDelayMs: number
+}
+
+/** The transport bound to the options. */
+export function createTransport (options: ClientOptions): Transport {
   const baseUrl = options.baseUrl.replace(/\/+$/, '')
   const fetchImpl = options.fetch ?? globalThis.fetch
   // `|| 1` also turns NaN into a single try rather than an endless loop.
@@ -46,6 +61,7 @@ export function createTransport (options: ClientOptions): (call: Call) => Promis
     for (const [name, value] of Object.entries(call.headers ?? {})) if (value !== undefined) headers[name] = value
     const init: RequestInit = { method: call.method, headers }
     if (call.body !== undefined) init.body = JSON.stringify(call.body)
+    if (call.signal !== undefined) init.signal = call.signal
 
     for (let attempt = 1; ; attempt++) {
       let response: Response
@@ -57,9 +73,10 @@ export function createTransport (options: ClientOptions): (call: Call) => Promis
         // Reading the body is part of the exchange: a reset here is a network error too.
         text = await response.text()
       } catch (cause) {
+        call.signal?.throwIfAborted()
         const error = new ConversationStoreError(`${call.method} ${call.path} failed: ${reason(cause)}`, { code: 'NETWORK_ERROR', cause })
         if (!call.retryable || attempt >= attempts) throw error
-        await sleep(Math.min(backoff(attempt), maxDelayMs))
+        await sleep(Math.min(backoff(attempt), maxDelayMs), undefined, { signal: call.signal })
         continue
       }
       const body = parseJson(text)
@@ -67,9 +84,26 @@ export function createTransport (options: ClientOptions): (call: Call) => Promis
       const error = errorFrom(response.status, response.headers, body)
       if (response.status !== 503 || !call.retryable || attempt >= attempts) throw error
       const waitMs = error.retryAfterSeconds === undefined ? backoff(attempt) : error.retryAfterSeconds * 1000
-      await sleep(Math.min(waitMs, maxDelayMs))
+      await sleep(Math.min(waitMs, maxDelayMs), undefined, { signal: call.signal })
     }
   }
 
-  return send
+  async function open (path: string, extra: Record<string, string | undefined>, signal: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    const headers: Record<string, string> = { accept: 'text/event-stream' }
+    for (const [name, value] of Object.entries(extra)) if (value !== undefined) headers[name] = value
+    const bearer = await authorization()
+    if (bearer !== undefined) headers.authorization = bearer
+    const failed = (cause: unknown): ConversationStoreError => {
+      signal.throwIfAborted()
+      return new ConversationStoreError(`GET ${path} failed: ${reason(cause)}`, { code: 'NETWORK_ERROR', cause })
+    }
+    const response = await fetchImpl(baseUrl + path, { method: 'GET', headers, signal }).catch((cause: unknown) => { throw failed(cause) })
+    const type = response.headers.get('content-type') ?? ''
+    if (response.status === 200 && response.body !== null && /^text\/event-stream\b/i.test(type)) return response.body
+    const text = await response.text().catch((cause: unknown) => { throw failed(cause) })
+    if (response.status !== 200) throw errorFrom(response.status, response.headers, parseJson(text))
+    throw new ConversationStoreError(`GET ${path} answered ${type === '' ? 'no content type' : type}, not text/event-stream`, { code: 'INVALID_RESPONSE' })
+  }
+
+  return { send, open, maxDelayMs }
 }

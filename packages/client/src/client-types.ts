@@ -4,7 +4,7 @@ import type {
   PatchMessageBodySchema, ReplaceConversationBodySchema, WorkflowState, WorkflowStateBodySchema
 } from '../../../src/schemas.js'
 import type { DeltaBodySchema, DeltaResultSchema } from '../../../src/stream-schemas.js'
-import type { Versioned } from './client-answers.js'
+import type { Positioned, Versioned } from './client-answers.js'
 
 // The types of the client's calls: what they take and what they answer.
 
@@ -31,8 +31,8 @@ export type IfMatch = string | { etag: string }
 
 export type ConversationResult = Versioned & { conversation: Conversation }
 export type GetConversationResult =
-  | (ConversationResult & { notModified: false })
-  | { notModified: true, etag: string }
+  | (ConversationResult & Positioned & { notModified: false })
+  | (Positioned & { notModified: true, etag: string })
 export type WorkflowStateResult = Versioned & { state: WorkflowState }
 export type View = 'full' | 'summary'
 export type ListItem<V extends View> = V extends 'summary' ? ConversationSummary : Conversation

@@ -5,12 +5,15 @@ import {
   type AppendResult, type Health, type Message, type RewindResult
 } from '../../../src/schemas.js'
 import { DeltaResultSchema } from '../../../src/stream-schemas.js'
-import { errorFrom, etagOf, invalid, parse, versioned } from './client-answers.js'
+import { errorFrom, etagOf, invalid, parse, lastEventIdOf, versioned, type Positioned } from './client-answers.js'
 import { createTransport, type Call } from './client-transport.js'
+import { followEvents, type ConversationEvent, type EventsOptions } from './events.js'
 import { streamMessage } from './stream-message.js'
 
 export type { Health }
-export { ConversationStoreError, type ConversationStoreErrorCode, type Versioned } from './client-answers.js'
+export { ConversationStoreError, type ConversationStoreErrorCode, type Positioned, type Versioned } from './client-answers.js'
+export type { ConversationEvent, EventsOptions } from './events.js'
+export type { FeedEventData, FeedEventType } from '../../../src/event-schemas.js'
 
 // A typed client for conversation-store, published as `@conversation-store/client`.
 // It uses the schemas the routes use (src/schemas.ts, compiled into the package), so a
@@ -34,7 +37,7 @@ const SummaryPageSchema = ConversationPageSchema.extend({ items: z.array(Convers
 
 export function createConversationStoreClient (options: ClientOptions) {
   const conversationPath = (id: string) => `/v1/conversations/${encodeURIComponent(id)}`
-  const send = createTransport(options)
+  const { send, open, maxDelayMs } = createTransport(options)
 
   function ifMatch (value: IfMatch | undefined): string | undefined {
     return typeof value === 'object' ? value.etag : value
@@ -108,9 +111,9 @@ export function createConversationStoreClient (options: ClientOptions) {
       const headers = { 'if-none-match': ifMatch(read.ifNoneMatch) }
       const query = new URLSearchParams(read.lastMessages === undefined ? {} : { lastMessages: String(read.lastMessages) })
       const answer = await send({ method: 'GET', path: conversationPath(id), query, headers, expect: [200, 304], retryable: true })
-      if (answer.status === 304) return { notModified: true, etag: etagOf(answer.headers) }
+      if (answer.status === 304) return { notModified: true, etag: etagOf(answer.headers), ...lastEventIdOf(answer.headers) }
       const conversation = parse(ConversationSchema, answer.body)
-      return { notModified: false, conversation, ...versioned(answer.headers, conversation.version) }
+      return { notModified: false, conversation, ...versioned(answer.headers, conversation.version), ...lastEventIdOf(answer.headers) }
     },
 
     /** PUT: create or replace. `ifNoneMatch: '*'` makes it create-only (412 if it exists). */
@@ -143,7 +146,7 @@ export function createConversationStoreClient (options: ClientOptions) {
      * `lastMessages` (a count), the answer's `window` is the context after the append,
      * read in the same atomic step: a bot's turn in one request.
      */
-    async appendMessages (id: string, messages: NewMessage[], write: AppendOptions = {}): Promise<AppendResult & { etag: string }> {
+    async appendMessages (id: string, messages: NewMessage[], write: AppendOptions = {}): Promise<AppendResult & Positioned & { etag: string }> {
       const body: z.input<typeof AppendMessagesBodySchema> = { messages }
       const query = new URLSearchParams()
       if (write.window !== undefined) query.set('window', String(write.window))
@@ -158,7 +161,7 @@ export function createConversationStoreClient (options: ClientOptions) {
         retryable: messages.every((message) => message.id !== undefined)
       })
       const result = parse(AppendResultSchema, answer.body)
-      return { ...result, etag: versioned(answer.headers, result.version).etag }
+      return { ...result, etag: versioned(answer.headers, result.version).etag, ...lastEventIdOf(answer.headers) }
     },
 
     listConversations,
@@ -252,6 +255,20 @@ export function createConversationStoreClient (options: ClientOptions) {
     async deleteMessage (id: string, messageId: string, write: { ifMatch?: IfMatch } = {}): Promise<{ etag: string }> {
       const answer = await send({ method: 'DELETE', path: messagePath(id, messageId), headers: { 'if-match': ifMatch(write.ifMatch) }, expect: [204], retryable: true })
       return { etag: etagOf(answer.headers) }
+    },
+
+    /**
+     * Follows a conversation: each change as a typed event, from `after` (a `lastEventId`, or
+     * an event's `id`) or from now, reconnecting from the last event when a stream ends, until
+     * conversation.deleted, the signal, or a `break`. See events.ts and docs/client.md.
+     */
+    events (id: string, follow: EventsOptions = {}): AsyncGenerator<ConversationEvent, void, undefined> {
+      const summary = new URLSearchParams({ view: 'summary' })
+      return followEvents({
+        position: async (signal) => lastEventIdOf((await send({ method: 'GET', path: conversationPath(id), query: summary, expect: [200], retryable: false, signal })).headers).lastEventId,
+        open: async (after, signal) => await open(`${conversationPath(id)}/events`, { 'last-event-id': after }, signal),
+        maxDelayMs
+      }, follow)
     },
 
     /** Returns how many conversations were deleted. */

@@ -4,10 +4,13 @@ import { parseArgs } from 'node:util'
 import { currentRss, peakRss, startRedis, startService } from './processes.js'
 import { FAULT_KINDS, injectFaults, waitHealthy } from './soak-faults.js'
 import { SoakLoad, Stats } from './soak-load.js'
+import { SoakFeeds } from './soak-feeds.js'
 
 // npm run soak [-- --minutes 1 --backend redis|memory --workers 16 --rate 200 --persistence aof|none]
 // A mixed load against the compiled service while Redis is restarted, killed, paused and
-// put to sleep; at the end every acknowledged write is read back. See bench/README.md.
+// put to sleep; at the end every acknowledged write is read back. Meanwhile producers stream
+// messages and followers read the event feeds, resuming through every fault: none may miss,
+// repeat or reorder an acknowledged event. See bench/README.md.
 
 const { values: options } = parseArgs({
   options: {
@@ -34,6 +37,8 @@ const BOUND_MS = 5 * REDIS_TIMEOUT_MS // no request may take longer
 const ABORT_MS = 2 * BOUND_MS // a request still unanswered then is abandoned (and counted as slow)
 const RSS_LIMIT_PCT = 10
 const RSS_CHECK_MINUTES = 10
+const FEED_CONVERSATIONS = 4
+const FOLLOWERS_EACH = 10
 const durationMs = Math.round(minutes * 60_000)
 const warmupMs = Math.min(Math.max(5000, durationMs * 0.1), durationMs / 2)
 const tailMs = Math.min(Math.max(5000, durationMs * 0.1), durationMs / 4) // no fault starts this close to the end
@@ -87,6 +92,10 @@ async function main () {
     const runStart = Date.now()
     const stats = new Stats(BOUND_MS, runStart)
     const load = new SoakLoad({ url: service.url, apiKey, stats, signal: controller.signal, abortMs: ABORT_MS })
+    const feeds = new SoakFeeds({ url: service.url, apiKey, signal: controller.signal })
+    const beforeFollowers = await currentRss(service.pid)
+    await feeds.start({ conversations: FEED_CONVERSATIONS, followersEach: FOLLOWERS_EACH })
+    const rssPerFollowerKiB = Math.round((await currentRss(service.pid) - beforeFollowers) / (FEED_CONVERSATIONS * FOLLOWERS_EACH) / 1024 * 10) / 10
     const rss = {}
     let serviceDied = false
     const sample = (name) => currentRss(service.pid).then((bytes) => { rss[name] = bytes }, () => {})
@@ -104,7 +113,9 @@ async function main () {
       faultsDone = injectFaults({ redis, runStart, fromMs: warmupMs + 1000, untilMs: durationMs - tailMs, everyMs, signal: faultController.signal, log })
     }
 
+    const streaming = feeds.produce({ endAt: runStart + durationMs, deltaEveryMs: 50 })
     await load.run({ endAt: runStart + durationMs, workers, rate })
+    await streaming
     const loadMs = Date.now() - runStart
     await sample('end')
     const peak = await peakRss(service.pid).catch(() => undefined)
@@ -115,9 +126,10 @@ async function main () {
     const healthy = !serviceDied && await waitHealthy({ redis, serviceUrl: service.url })
     const unresolved = healthy ? await load.settle() : load.pendingCount()
     const unverified = healthy ? await load.verify() : ['(not verified: not healthy)']
+    const live = { ...await feeds.finish(healthy ? 20_000 : 0), rssPerFollowerKiB }
     if (interrupted) throw new Error('interrupted')
 
-    const summary = report({ stats, load, faults, rss, peak, loadMs, healthy, unresolved, unverified, serviceDied, serviceLog })
+    const summary = report({ stats, load, faults, rss, peak, loadMs, healthy, unresolved, unverified, serviceDied, serviceLog, live })
     process.exitCode = summary.passed ? 0 : 1
   } catch (error) {
     if (interrupted) {
@@ -136,7 +148,7 @@ async function main () {
   }
 }
 
-function report ({ stats, load, faults, rss, peak, loadMs, healthy, unresolved, unverified, serviceDied, serviceLog }) {
+function report ({ stats, load, faults, rss, peak, loadMs, healthy, unresolved, unverified, serviceDied, serviceLog, live }) {
   const latency = stats.latency()
   const faultsByKind = Object.fromEntries(FAULT_KINDS.map((kind) => [kind, faults.filter((f) => f.kind === kind).length]).filter(([, n]) => n > 0 || redisBackend))
   const failedFaults = faults.filter((f) => f.error !== undefined)
@@ -158,6 +170,7 @@ function report ({ stats, load, faults, rss, peak, loadMs, healthy, unresolved, 
   if (unresolved > 0) failures.push(`${unresolved} writes of unknown outcome could not be resolved`)
   if (unverified.length > 0) failures.push(`${unverified.length} conversations could not be read back`)
   if (failedFaults.length > 0) failures.push(`${failedFaults.length} faults could not be injected`)
+  if (live.lost + live.duplicated + live.outOfOrder > 0) failures.push(`followers: ${live.lost} events lost, ${live.duplicated} duplicated, ${live.outOfOrder} out of order`)
   if (minutes >= RSS_CHECK_MINUTES && !(growthPct < RSS_LIMIT_PCT)) failures.push(`service RSS grew ${growthPct} % from warm-up to end (limit ${RSS_LIMIT_PCT} %)`)
 
   const line = (entries) => Object.entries(entries).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}: ${v}`).join(', ')
@@ -181,6 +194,9 @@ function report ({ stats, load, faults, rss, peak, loadMs, healthy, unresolved, 
     `${load.counts.resolvedUnknown} unknown outcomes resolved by retry, ${load.counts.patch412} PATCH 412 on a first try; ${unresolved} unresolved at the end`)
   log(`lost acknowledged writes: ${lost.length}`)
   for (const entry of lost.slice(0, 10)) log(`  ${entry.kind} ${entry.id} ${entry.item}: ${entry.detail} [${entry.phase}]`)
+  log(`live: ${live.followers} followers of ${FEED_CONVERSATIONS} streamed conversations; ${live.acknowledged} events acknowledged, ${live.delivered} delivered, ` +
+    `${live.reconnects} reconnects, ${live.writeRetries} write retries; events lost ${live.lost}, duplicated ${live.duplicated}, out of order ${live.outOfOrder}; ` +
+    `${live.rssPerFollowerKiB} KiB of RSS per open follower`)
   log(`other contract violations: ${load.anomalies.count}`)
   for (const entry of load.anomalies.details.slice(0, 10)) log(`  ${JSON.stringify(entry)}`)
   for (const [name, bucket] of [['5xx other than 503', stats.serverErrors], ['slow', stats.slow], ['unexpected', stats.unexpected]]) {
@@ -217,7 +233,8 @@ function report ({ stats, load, faults, rss, peak, loadMs, healthy, unresolved, 
       faultLog: recovery,
       rssMiB: { warmup: MiB(rss.warmup), middle: MiB(rss.middle), end: MiB(rss.end), peak: MiB(peak), growthPct },
       model: { conversations: conversations.length, ...byState, ackedMessages: load.counts.ackedMessages, ackedPatches: load.counts.ackedPatches, unresolved },
-      serviceLog: { warn: serviceLog.warn, error: serviceLog.error, fatal: serviceLog.fatal }
+      serviceLog: { warn: serviceLog.warn, error: serviceLog.error, fatal: serviceLog.fatal },
+      live
     }
   }
   log(JSON.stringify(summary))

@@ -28,7 +28,7 @@ const eventRoutes: FastifyPluginAsyncZod = async (fastify) => {
     }
   }, async (request, reply) => {
     const after = request.headers['last-event-id'] ?? request.query.after
-    const writer = new EventFeedWriter(reply, request.caller.reach, () => { feeds.leave(end) })
+    const writer = new EventFeedWriter(reply, request.caller.reach, fastify.config.eventsRetained, () => { feeds.leave(end) })
     const end = (): void => { writer.end() }
     if (!feeds.admit(end)) throw new FeedsFullError(feeds.maxConnections)
     try {

@@ -3,13 +3,14 @@ import { canReach } from '../store/conversation-rules.js'
 import type { FeedEvent, Following } from '../store/events.js'
 import type { Reach } from '../store/types.js'
 
-/** How many events may wait for one follower before it counts as one that cannot keep up. */
+/** How many live events may wait for one follower, beyond a replay of what is kept, before it counts as one that cannot keep up. */
 export const MAX_PENDING_EVENTS = 1000
 
 /**
  * Writes one follower's events to its response as server-sent events, in order, one at a
- * time (each write waits for the socket to drain). A follower that falls MAX_PENDING_EVENTS
- * behind is disconnected, so memory stays bounded: it resumes from the last id it got.
+ * time (each write waits for the socket to drain). A follower with more waiting than a
+ * replay of everything kept (EVENTS_RETAINED) and MAX_PENDING_EVENTS more is disconnected,
+ * so memory stays bounded: it resumes from the last id it got.
  * The stream ends after conversation.deleted, when the store cannot go on, when a
  * conversation.updated takes the conversation out of the caller's reach, or on end().
  */
@@ -18,13 +19,15 @@ export class EventFeedWriter {
   readonly #reach: Reach
   readonly #queue: FeedEvent[] = []
   readonly #onEnd: () => void
+  readonly #maxPending: number
   #following: Following | undefined
   #writing = false
   #ended = false
 
-  constructor (reply: FastifyReply, reach: Reach, onEnd: () => void) {
+  constructor (reply: FastifyReply, reach: Reach, eventsRetained: number, onEnd: () => void) {
     this.#reply = reply
     this.#reach = reach
+    this.#maxPending = eventsRetained + MAX_PENDING_EVENTS
     this.#onEnd = onEnd
   }
 
@@ -42,7 +45,7 @@ export class EventFeedWriter {
 
   push (event: FeedEvent | null): void {
     if (this.#ended) return
-    if (event === null || this.#queue.length >= MAX_PENDING_EVENTS || !this.#inReach(event)) return this.end()
+    if (event === null || this.#queue.length >= this.#maxPending || !this.#inReach(event)) return this.end()
     this.#queue.push(event)
     if (this.#following !== undefined) this.#write().catch(() => {})
   }

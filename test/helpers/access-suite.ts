@@ -7,6 +7,7 @@ import t from 'tap'
 import { unique } from './api-suite.js'
 import type { Backend } from './backends.js'
 import { startIdentityProvider, type IdentityProvider } from './identity-provider.js'
+import { openFeed, type Feed } from './event-feed.js'
 
 // Who may do what (issue 12), on one backend: roles on every route, tenant isolation in
 // every route and list, delegated user tokens, and the audit lines. Tokens are really
@@ -66,6 +67,8 @@ function routes (id: string, userId: string): Array<{ name: string, role: 'read'
     { name: 'edit message', role: 'write', ok: 200, request: { method: 'PATCH', url: `${conversation}/messages/m1`, payload: { text: 'edited' } } },
     { name: 'delete message', role: 'write', ok: 204, request: { method: 'DELETE', url: `${conversation}/messages/m1` } },
     { name: 'rewind', role: 'write', ok: 200, request: { method: 'DELETE', url: `${conversation}/messages?after=m1` } },
+    // A delta to a message that is not in progress: 409 for a caller allowed to write it.
+    { name: 'delta', role: 'write', ok: 409, request: { method: 'POST', url: `${conversation}/messages/m1/deltas`, payload: { seq: 1, text: 'x' } } },
     { name: 'append with window', role: 'write', ok: 201, request: { method: 'POST', url: `${conversation}/messages?window=100`, payload: { messages: [{ role: 'user', text: 'more' }] } } },
     { name: 'read state', role: 'read', ok: 200, request: { method: 'GET', url: `${conversation}/workflow-state` } },
     { name: 'replace state', role: 'write', ok: 200, request: { method: 'PUT', url: `${conversation}/workflow-state`, payload: { step: 's2', turnCount: 2, status: 'active' } } },
@@ -228,6 +231,26 @@ export function accessSuite (backend: Backend): void {
       t.equal((await as('app-front-end', read(yours))).statusCode, 200, 'the same app without a user reaches the whole tenant')
       const noOid = await as('app-front-end', read(mine), { scp: 'user_impersonation', oid: undefined })
       t.equal(noOid.statusCode, 401, 'a delegated token without oid is refused')
+    })
+
+    t.test('event feeds follow reach: tenants, delegated users, and a move out of reach ends the stream', async (t) => {
+      const address = await app.listen({ port: 0, host: '127.0.0.1' })
+      const user = unique('user')
+      const mine = await seed(app, user, 'contoso')
+      const yours = await seed(app, unique('other'), 'contoso')
+      const follow = async (id: string, appId: string, claims: Json = {}): Promise<Feed> =>
+        await openFeed(`${address}/v1/conversations/${id}/events`, { authorization: `Bearer ${await idp.sign({ azp: appId, roles: undefined, ...claims })}` })
+      t.equal((await follow(mine, 'app-fabrikam')).status, 404, 'another tenant\'s feed is absent')
+      const delegated = { scp: 'user_impersonation', oid: user }
+      t.equal((await follow(yours, 'app-front-end', delegated)).status, 404, 'a delegated token follows only its user\'s conversations')
+      const own = await follow(mine, 'app-front-end', delegated)
+      const reader = await follow(mine, 'app-reader')
+      t.same([own.status, reader.status], [200, 200], 'the read role, inside the caller\'s reach')
+      await ops({ method: 'POST', url: `/v1/conversations/${mine}/messages`, payload: { messages: [{ id: 'm2', role: 'user', text: 'more' }] } })
+      await ops({ method: 'PUT', url: `/v1/conversations/${mine}`, payload: { userId: user, tenantId: 'fabrikam' } })
+      await reader.ended
+      own.close()
+      t.same(reader.events.map((event) => event.event), ['message.created'], 'the move to another tenant ends the stream, and its event is not sent')
     })
 
     t.test('tokens: unknown app 403, bad token 401, no token 401', async (t) => {

@@ -95,6 +95,19 @@ export function eventsSuite (backend: Backend): void {
       t.same(dataOf(rest).map((event) => event.message.id), ['a2', 'a3', 'a4', 'a5', 'a6'], '?after= resumes after that id, then live')
     })
 
+    t.test('a replay of more than 1,000 kept events arrives whole: only a follower that falls behind live events is cut off', async (t) => {
+      const { id, position } = await conversation(writer)
+      for (let batch = 0; batch < 12; batch++) {
+        await append(writer, id, Array.from({ length: 100 }, (_, i) => ({ id: `b${batch}-${i}`, role: 'user', text: 'x' })))
+      }
+      const feed = await openFeed(feedUrl(id), { 'last-event-id': position })
+      const events = await feed.until(1200)
+      feed.close()
+      t.equal(events.length, 1200)
+      t.equal(new Set(events.map((event) => event.id)).size, 1200, 'each once')
+      t.equal(dataOf(events).at(-1)?.message.id, 'b11-99', 'in order, to the newest')
+    })
+
     t.test('a position the service never gave, or of another conversation, is 400 with a JSON body', async (t) => {
       const { id } = await conversation(writer)
       const other = await conversation(writer)

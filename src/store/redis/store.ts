@@ -2,17 +2,18 @@ import { randomUUID } from 'node:crypto'
 import { Cluster, type Redis } from 'ioredis'
 import { ConversationNotFoundError, CorruptRecordError, PreconditionFailedError } from '../../errors.js'
 import type {
-  AppendResult, Conversation, ConversationFields, Message, MessageInput, PatchConversationBody, PatchMessageBody, RewindResult, WorkflowStateBody
+  AppendResult, ConversationFields, Message, MessageInput, PatchConversationBody, PatchMessageBody, RewindResult, WorkflowStateBody
 } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
-import { canReach, checkPreconditions, mergePatch, tagOf, ttlSecondsOf, type StoreLimits } from '../conversation-rules.js'
-import { absent, defineScripts, ifMatchArg, ownTtlArg, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
+import { canReach, type StoreLimits } from '../conversation-rules.js'
+import { absent, defineScripts, ifMatchArg, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
 import { conversationKeyList, conversationKeys, idleStreamsKey, userIndexKey } from './keys.js'
 import { RedisIdleStreams } from './idle-streams.js'
 import { IdleStreamSweeper } from '../idle-streams.js'
 import { DEFAULT_STREAM_LIMITS, type Delta, type DeltaResult } from '../stream-rules.js'
-import { DEFAULT_EVENTS_RETAINED, positionOf, type FeedEvent, type Following } from '../events.js'
+import { DEFAULT_EVENTS_RETAINED, type FeedEvent, type Following } from '../events.js'
 import { RedisEventHub } from './event-hub.js'
+import { patchConversation, type RedisPatchesOptions } from './patches.js'
 import { RedisAppends } from './appends.js'
 import { RedisSnapshots } from './snapshots.js'
 import { RedisUserCap } from './user-cap.js'
@@ -76,6 +77,7 @@ export class RedisConversationStore implements ConversationStore {
   readonly #idleStreams: RedisIdleStreams
   readonly #sweeper: IdleStreamSweeper
   readonly #hub: RedisEventHub
+  readonly #patches: RedisPatchesOptions
 
   constructor (options: RedisStoreOptions) {
     this.#client = options.client
@@ -130,6 +132,15 @@ export class RedisConversationStore implements ConversationStore {
       corruptUnless: (id, parse) => this.#corruptUnless(id, parse),
       onIndexMoveFailed: options.onIndexMoveFailed ?? (() => {})
     })
+    this.#patches = {
+      client: this.#client,
+      keyPrefix: this.#prefix,
+      limits: this.#limits,
+      clock: this.#clock,
+      views: this.#views,
+      touchIndex: async (userId, id, updatedAt, expiresAt) => { await this.#touchIndex('GT', userId, id, updatedAt, expiresAt) },
+      knowOwner: (id, userId) => { this.#appends.knowOwner(id, userId) }
+    }
     const streamLimits = this.#limits.streams ?? DEFAULT_STREAM_LIMITS
     this.#idleStreams = new RedisIdleStreams({
       client: this.#client,
@@ -180,35 +191,7 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   async patch (id: string, patch: PatchConversationBody, preconditions: Preconditions, reach = EVERYWHERE): Promise<TaggedConversation> {
-    return await this.#guardWrite(id, async (deadline) => {
-      const keys = this.#keys(id)
-      // Optimistic concurrency: merge in Node, then compare-and-set on the tag inside
-      // Redis (merging in Lua would re-encode user JSON with cjson, which is lossy). Other
-      // writes can only delay it; the operation deadline bounds the retries.
-      for (;;) {
-        deadline.throwIfAborted()
-        const raw = await this.#views.read(id, 'none')
-        if (raw === undefined) throw new ConversationNotFoundError(id)
-        const current = this.#views.parse(id, raw, 'none')
-        // The compare-and-set below fails if the owner or tenant changed since this read.
-        if (!canReach(reach, current)) throw new ConversationNotFoundError(id)
-        const currentTag = tagOf(raw[8], current.version)
-        checkPreconditions(currentTag, preconditions)
-        const { id: _id, userId, createdAt, updatedAt: _u, expiresAt: _e, version: _v, messages: _m, messageCount: _c, ...body } =
-          mergePatch(current, patch) as Conversation
-        const reply = await this.#script('csReplaceBody', keys, currentTag, this.#clock(), ttlSecondsOf(body, this.#limits) * 1000,
-          JSON.stringify(body), ownTtlArg(body))
-        if (reply[0] === 'CONFLICT') continue
-        if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
-        const [, version, updatedAt, expiresAt, count, messages, lastEvent] = reply as [string, number, number, number, string, string, number]
-        this.#appends.knowOwner(id, userId)
-        await this.#touchIndex('GT', userId, id, updatedAt, expiresAt)
-        const written = this.#views.parse(id, [
-          JSON.stringify(body), userId, String(Date.parse(createdAt)), String(updatedAt), String(expiresAt), String(version), count, messages, raw[8], ''
-        ], 'all')
-        return { ...written, etag: tagOf(raw[8], version), position: positionOf(raw[8], lastEvent) }
-      }
-    })
+    return await this.#guardWrite(id, async (deadline) => await patchConversation(this.#patches, id, patch, preconditions, reach, deadline))
   }
 
   async delete (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<void> {

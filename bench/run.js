@@ -46,9 +46,8 @@ async function load (title, url, requests, extra = {}) {
   return row
 }
 
-/** Creates `count` conversations through the API, as fast as the service takes them. */
-/** Appends an in_progress message `s` to each conversation `<prefix>-i`. */
-async function startStreams (url, prefix, count) {
+/** POSTs `count` bodies (creates, or to `pathOf(i)`), as fast as the service takes them. */
+async function seed (url, count, body, pathOf = () => '/v1/conversations') {
   let next = 0
   const result = await autocannon({
     url,
@@ -57,19 +56,8 @@ async function startStreams (url, prefix, count) {
     requests: [{
       method: 'POST',
       headers: json,
-      setupRequest: (request) => ({ ...request, path: `/v1/conversations/${prefix}-${next++}/messages`, body: JSON.stringify({ messages: [{ id: 's', role: 'assistant', status: 'in_progress' }] }) })
+      setupRequest: (request) => { const i = next++; return { ...request, path: pathOf(i), body: JSON.stringify(body(i)) } }
     }]
-  })
-  if (result.non2xx + result.errors > 0) throw new Error(`starting streams failed: ${result.non2xx} non-2xx, ${result.errors} errors`)
-}
-
-async function seed (url, count, body) {
-  let next = 0
-  const result = await autocannon({
-    url,
-    connections: Math.min(64, count),
-    amount: count,
-    requests: [{ method: 'POST', path: '/v1/conversations', headers: json, setupRequest: (request) => ({ ...request, body: JSON.stringify(body(next++)) }) }]
   })
   if (result.non2xx + result.errors > 0) {
     throw new Error(`seeding failed: ${result.non2xx} non-2xx, ${result.errors} errors; statuses ${JSON.stringify(result.statusCodeStats)}`)
@@ -168,7 +156,7 @@ async function main () {
       ceiling.append10 = await load('5. append 1 message, 10-message conversations', plain.url, appendRequests('a10', POOL))
       ceiling.append1k = await load('5. append 1 message, 1,000-message conversations', plain.url, appendRequests('a1k', 200))
       await seed(plain.url, POOL, (i) => ({ userId: 'stream-user', id: `d10-${i}`, messages: messages(10) }))
-      await startStreams(plain.url, 'd10', POOL)
+      await seed(plain.url, POOL, () => ({ messages: [{ id: 's', role: 'assistant', status: 'in_progress' }] }), (i) => `/v1/conversations/d10-${i}/messages`)
       ceiling.delta = await load('5. delta of 5 tokens to an in_progress message, 10-message conversations', plain.url, deltaRequests('d10', POOL))
     }
 

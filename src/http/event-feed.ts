@@ -31,15 +31,22 @@ export class EventFeedWriter {
     this.#onEnd = onEnd
   }
 
-  /** Starts the stream once the store follows the conversation; events that came first are in the queue. */
+  /**
+   * Starts the stream once the store follows the conversation; events that came first are in
+   * the queue. A feed that ended meanwhile still answers its head, then ends at once.
+   */
   start (following: Following): void {
     this.#following = following
-    if (this.#ended) return following.close()
     this.#reply.sse.keepAlive()
     this.#reply.sse.onClose(() => { this.end() })
     this.#reply.sse.sendHeaders()
     // Node sends a head with the first write; a follower waits for none, however quiet the conversation.
     this.#reply.raw.flushHeaders()
+    if (this.#ended) {
+      following.close()
+      this.#reply.sse.close()
+      return
+    }
     this.#write().catch(() => {})
   }
 

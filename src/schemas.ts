@@ -1,8 +1,10 @@
 import { z } from 'zod'
+import { MessageStatusSchema, reasonMatchesStatus, REASON_RULE, StatusReasonSchema, statusFields } from './stream-schemas.js'
 
 // One source of truth: these schemas give the TypeScript types, request validation,
 // response serialisation and the OpenAPI document. The client package (packages/client)
-// compiles this file into its tarball, so it must import nothing but zod
+// compiles this file into its tarball, so it must import nothing but zod and the schemas of
+// streamed messages, stream-schemas.ts, which the tarball holds too
 // (test/client-package.test.ts checks what the tarball holds).
 
 // Ids travel in URL paths, so `.` and `..` are refused: URL parsers (fetch, browsers,
@@ -60,23 +62,6 @@ const queryInteger = (min: number, max: number) => z.preprocess(
 export const ConversationStatusSchema = z.enum(['active', 'completed', 'abandoned'])
 export const MessageRoleSchema = z.enum(['user', 'assistant', 'system', 'tool'])
 export const MessageKindSchema = z.enum(['text', 'adaptiveCard'])
-/** A streamed message is `in_progress` until it is finished (`completed`) or stopped (`incomplete`). */
-export const MessageStatusSchema = z.enum(['completed', 'in_progress', 'incomplete'])
-/** Why a message is incomplete: `cancelled`, `timeout`, or a short reason of the producer's. */
-export const StatusReasonSchema = z.string().min(1).max(64)
-  .meta({ description: 'With status `incomplete` only: `cancelled`, `timeout`, or a short reason the producer gives' })
-
-const statusFields = {
-  status: MessageStatusSchema.optional()
-    .meta({ description: '`completed` by default; `in_progress` starts a streamed message (appends only), whose text then grows by deltas' }),
-  statusReason: StatusReasonSchema.optional()
-}
-
-/** A status reason goes with `incomplete` only, and `incomplete` needs one. */
-function reasonMatchesStatus ({ status, statusReason }: { status?: string | undefined, statusReason?: string | undefined }): boolean {
-  return (status === 'incomplete') === (statusReason !== undefined)
-}
-const REASON_RULE = { message: 'statusReason goes with status incomplete, and incomplete needs one', path: ['statusReason'] }
 
 export const MessageInputSchema = z.strictObject({
   id: MessageIdSchema.optional(),

@@ -1,5 +1,6 @@
 import { z } from 'zod'
-import { ErrorBodySchema, type MessageStatusSchema } from '../../../src/schemas.js'
+import { ErrorBodySchema } from '../../../src/schemas.js'
+import type { MessageStatusSchema } from '../../../src/stream-schemas.js'
 
 // What the client makes of the service's answers: typed errors, parsed bodies, ETags.
 

@@ -1,9 +1,12 @@
-import type { Conversation, ConversationSummary, WorkflowState } from '../../schemas.js'
+import { MessageNotFoundError } from '../../errors.js'
+import type { Conversation, ConversationSummary, Message, WorkflowState } from '../../schemas.js'
 import { tagOf, type ConversationBody } from '../conversation-rules.js'
+import type { EventType } from '../events.js'
+import { liveState } from './workflow-states.js'
 import type { MessageLog } from './message-log.js'
 import type { MemoryEventLog } from './event-log.js'
 import type { IndexKey } from './user-index.js'
-import type { Tagged, TaggedConversation, TaggedWorkflowState } from '../types.js'
+import type { ConversationSnapshot, Tagged, TaggedConversation, TaggedWorkflowState } from '../types.js'
 
 // What the memory backend keeps per conversation, and the views it answers with.
 
@@ -50,4 +53,25 @@ export function taggedState ({ state, incarnation }: StoredState, position: stri
 
 export function indexKeyOf (body: ConversationBody): IndexKey {
   return { updatedAt: Date.parse(body.updatedAt), id: body.id }
+}
+
+/** A message of the entry, or MESSAGE_NOT_FOUND. */
+export function messageOf (entry: Entry, messageId: string): Message {
+  const message = entry.log.find(messageId)
+  if (message === undefined) throw new MessageNotFoundError(messageId)
+  return message
+}
+
+/** Records an event of the entry's current version for its followers. */
+export function emitOn (entry: Entry, type: EventType, fields: string): void {
+  entry.events.emit(type, entry.body.version, fields)
+}
+
+/** The entry's version with its messages through one (all without it) and its live workflow state: what a fork copies. */
+export function snapshotOf (entry: Entry, throughMessageId: string | undefined, now: number): ConversationSnapshot {
+  if (throughMessageId !== undefined) messageOf(entry, throughMessageId)
+  const { messages, tokens } = entry.log.through(throughMessageId)
+  const state = liveState(entry, now)?.state
+  const conversation = { ...entry.body, messages, messageCount: messages.length, etag: tagOfEntry(entry) }
+  return state === undefined ? { conversation, tokens } : { conversation, tokens, workflowState: state }
 }

@@ -1,21 +1,21 @@
 import { LRUCache } from 'lru-cache'
 import {
-  ConversationExistsError, ConversationNotFoundError, ConversationTooLargeError, InvalidRequestError, MessageNotFoundError, UserMismatchError
+  ConversationExistsError, ConversationNotFoundError, ConversationTooLargeError, InvalidRequestError, UserMismatchError
 } from '../../errors.js'
 import type {
   AppendResult, ConversationFields, ConversationView, Message, MessageInput, RewindResult, PatchConversationBody, PatchMessageBody, WorkflowStateBody
 } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
 import {
-  assertMessageLimit, buildConversation, canReach, checkPreconditions, newIncarnation, newMessages, patchConversation, tagOf,
+  assertMessageLimit, buildConversation, canReach, checkPreconditions, newIncarnation, newMessages, patchConversation,
   writeStamp, writeTime, type ConversationBody, type StoreLimits
 } from '../conversation-rules.js'
 import { MessageLog } from './message-log.js'
 import { MemoryEventLog } from './event-log.js'
-import { DEFAULT_EVENTS_RETAINED, eventFields, type EventType, type FeedEvent, type Following } from '../events.js'
-import { existingState, liveState, nextState } from './workflow-states.js'
+import { DEFAULT_EVENTS_RETAINED, eventFields, type FeedEvent, type Following } from '../events.js'
+import { existingState, liveState, nextState, withoutState } from './workflow-states.js'
 import { restoredEntry } from './restored-entry.js'
-import { indexKeyOf, sizeOf, summaryOf, tagged, taggedState, tagOfEntry, tagsOf, viewOf, type Entry } from './entries.js'
+import { emitOn, indexKeyOf, messageOf, sizeOf, snapshotOf, summaryOf, tagged, taggedState, tagOfEntry, tagsOf, viewOf, type Entry } from './entries.js'
 import { ViewCache } from '../view-cache.js'
 import { MemoryMessageWrites } from './message-writes.js'
 import { DEFAULT_STREAM_LIMITS, type Delta, type DeltaResult } from '../stream-rules.js'
@@ -156,7 +156,7 @@ export class MemoryConversationStore implements ConversationStore {
     entry.log.add(added)
     this.#messages.start(entry, added, writeMs)
     const updated = this.#touch(entry, writeMs)
-    for (const message of added) this.#emit(updated, 'message.created', eventFields.message(message))
+    for (const message of added) emitOn(updated, 'message.created', eventFields.message(message))
     return withWindow({ appended: added.length, skipped, version: updated.body.version, messageCount: updated.log.count, ...tagsOf(updated) })
   }
 
@@ -170,12 +170,7 @@ export class MemoryConversationStore implements ConversationStore {
 
   async snapshot (id: string, throughMessageId?: string, reach = EVERYWHERE): Promise<ConversationSnapshot | undefined> {
     const entry = this.#reachable(id, reach)
-    if (entry === undefined) return undefined
-    if (throughMessageId !== undefined) this.#message(entry, throughMessageId)
-    const { messages, tokens } = entry.log.through(throughMessageId)
-    const state = liveState(entry, this.#clock())?.state
-    const conversation = { ...entry.body, messages, messageCount: messages.length, ...tagsOf(entry) }
-    return state === undefined ? { conversation, tokens } : { conversation, tokens, workflowState: state }
+    return entry === undefined ? undefined : snapshotOf(entry, throughMessageId, this.#clock())
   }
 
   async restore (id: string, record: RestoreRecord, mode: RestoreMode, reach = EVERYWHERE): Promise<RestoreResult> {
@@ -208,30 +203,30 @@ export class MemoryConversationStore implements ConversationStore {
 
   async getMessage (id: string, messageId: string, reach = EVERYWHERE): Promise<{ message: Message, position: string }> {
     const entry = this.#existing(id, {}, reach)
-    return { message: this.#message(entry, messageId), position: entry.events.position }
+    return { message: messageOf(entry, messageId), position: entry.events.position }
   }
 
   async patchMessage (
     id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach = EVERYWHERE
   ): Promise<{ message: Message } & Tagged> {
     const entry = this.#existing(id, preconditions, reach)
-    return this.#messages.edit(entry, this.#message(entry, messageId), patch)
+    return this.#messages.edit(entry, messageOf(entry, messageId), patch)
   }
 
   async appendDelta (id: string, messageId: string, delta: Delta, preconditions: Preconditions, reach = EVERYWHERE): Promise<DeltaResult & Tagged> {
     const entry = this.#existing(id, preconditions, reach)
-    return this.#messages.extend(entry, this.#message(entry, messageId), delta)
+    return this.#messages.extend(entry, messageOf(entry, messageId), delta)
   }
 
   async rewindMessages (id: string, afterMessageId: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<RewindResult & Tagged> {
     const entry = this.#existing(id, preconditions, reach)
-    this.#message(entry, afterMessageId)
+    messageOf(entry, afterMessageId)
     return this.#messages.rewind(entry, afterMessageId)
   }
 
   async deleteMessage (id: string, messageId: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<Tagged> {
     const entry = this.#existing(id, preconditions, reach)
-    this.#message(entry, messageId)
+    messageOf(entry, messageId)
     return this.#messages.remove(entry, messageId)
   }
 
@@ -248,17 +243,14 @@ export class MemoryConversationStore implements ConversationStore {
     this.#assertFits(sizeOf(entry) - (entry.workflowState?.bytes ?? 0) + stored.bytes)
     // A new entry object, so that the cache recounts its size.
     this.#entries.set(id, { ...entry, workflowState: stored })
-    this.#emit(entry, 'workflow_state.updated', eventFields.workflowState(stored.state))
+    emitOn(entry, 'workflow_state.updated', eventFields.workflowState(stored.state))
     return { state: taggedState(stored, entry.events.position), created }
   }
 
   async deleteWorkflowState (id: string, preconditions: Preconditions, reach = EVERYWHERE): Promise<{ position: string }> {
     const entry = this.#existing(id, {}, reach)
-    const current = existingState(id, entry, this.#clock())
-    checkPreconditions(tagOf(current.incarnation, current.state.version), preconditions)
-    const { workflowState: _deleted, ...rest } = entry
-    this.#entries.set(id, rest)
-    this.#emit(entry, 'workflow_state.deleted', eventFields.none())
+    this.#entries.set(id, withoutState(id, entry, preconditions, this.#clock()))
+    emitOn(entry, 'workflow_state.deleted', eventFields.none())
     return { position: entry.events.position }
   }
 
@@ -278,13 +270,9 @@ export class MemoryConversationStore implements ConversationStore {
     this.#index.clear()
   }
 
-  #emit (entry: Entry, type: EventType, fields: string): void {
-    entry.events.emit(type, entry.body.version, fields)
-  }
-
   /** A write to the conversation itself: its followers get the conversation without its messages. */
   #updated (entry: Entry): Entry {
-    this.#emit(entry, 'conversation.updated', eventFields.conversation(summaryOf(entry)))
+    emitOn(entry, 'conversation.updated', eventFields.conversation(summaryOf(entry)))
     return entry
   }
 
@@ -315,12 +303,6 @@ export class MemoryConversationStore implements ConversationStore {
     if (entry === undefined) throw new ConversationNotFoundError(id)
     checkPreconditions(tagOfEntry(entry), preconditions)
     return entry
-  }
-
-  #message (entry: Entry, messageId: string): Message {
-    const message = entry.log.find(messageId)
-    if (message === undefined) throw new MessageNotFoundError(messageId)
-    return message
   }
 
   /** A conversation that would not fit in the whole cache is refused before anything changes. */

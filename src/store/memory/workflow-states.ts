@@ -24,6 +24,14 @@ export function existingState (id: string, entry: Entry, now: number): StoredSta
   return stored
 }
 
+/** The entry without its workflow state, once DELETE's preconditions hold (WORKFLOW_STATE_NOT_FOUND without one). */
+export function withoutState (id: string, entry: Entry, preconditions: Preconditions, now: number): Entry {
+  const current = existingState(id, entry, now)
+  checkPreconditions(tagOf(current.incarnation, current.state.version), preconditions)
+  const { workflowState: _deleted, ...rest } = entry
+  return rest
+}
+
 /**
  * What a PUT of the state stores, once its preconditions hold: the next version, living as
  * long as its conversation would after a write (the conversation's TTL).

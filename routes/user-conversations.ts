@@ -12,7 +12,7 @@ const userConversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
   fastify.get('/users/:userId/conversations', {
     schema: {
       tags,
-      summary: "List a user's conversations, most recently updated first",
+      summary: "List a user's conversations, most recently updated first; Last-Event-ID names where the user's feed goes on from",
       params: UserParamsSchema,
       querystring: ListQuerySchema,
       response: { 200: ConversationPageSchema, ...errorResponses(400, 401, 500, 503) }
@@ -26,8 +26,8 @@ const userConversationRoutes: FastifyPluginAsyncZod = async (fastify) => {
     const body = serializePage(page.items, page.nextCursor === null ? null : encodeCursor(page.nextCursor), (conversationId, error) => {
       request.log.error({ conversationId, reason: (error as Error).message }, '[STORE] record skipped: it cannot be serialised')
     })
-    // Already JSON: Fastify sends a string with a JSON content type as it is.
-    return await reply.type('application/json; charset=utf-8').send(body as never)
+    // Already JSON: Fastify sends a string with a JSON content type as it is. Last-Event-ID: where the user's feed goes on from.
+    return await reply.type('application/json; charset=utf-8').header('last-event-id', page.position).send(body as never)
   })
 
   fastify.delete('/users/:userId/conversations', {

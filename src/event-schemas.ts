@@ -29,7 +29,23 @@ export const FeedEventDataSchema = z.discriminatedUnion('type', [
   event('conversation.deleted', {}),
   // The position asked for is older than what the service keeps: re-read, then go on from its id.
   event('reset', {})
-])
+]).meta({ id: 'ConversationFeedEventData', description: 'The data of each event of GET /v1/conversations/{id}/events' })
 
 export type FeedEventData = z.output<typeof FeedEventDataSchema>
 export type FeedEventType = FeedEventData['type']
+
+// The data of the events of a user's feed (GET /v1/users/:userId/events): one event per
+// write of one of the user's conversations (deltas excepted), with the conversation as it
+// is after the write, so that a sidebar applies each as an upsert or a removal.
+const ConversationFields = { conversation: ConversationSummarySchema }
+
+export const UserFeedEventDataSchema = z.discriminatedUnion('type', [
+  event('conversation.created', ConversationFields),
+  event('conversation.updated', ConversationFields),
+  event('conversation.deleted', { tenantId: z.string().min(1) }),
+  // The position asked for is older than what the service keeps: list the user's conversations again, then go on from its id.
+  z.strictObject({ type: z.literal('reset'), userId: z.string().min(1) })
+]).meta({ id: 'UserFeedEventData', description: 'The data of each event of GET /v1/users/{userId}/events' })
+
+export type UserFeedEventData = z.output<typeof UserFeedEventDataSchema>
+export type UserFeedEventType = UserFeedEventData['type']

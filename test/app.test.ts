@@ -163,7 +163,7 @@ t.test('the OpenAPI document describes every route, status and the error body', 
     'DELETE /v1/users/{userId}/conversations', 'GET /', 'GET /health', 'GET /health/live', 'GET /v1/conversations/{id}',
     'GET /v1/conversations/{id}/events',
     'GET /v1/conversations/{id}/messages', 'GET /v1/conversations/{id}/messages/{messageId}', 'GET /v1/conversations/{id}/workflow-state',
-    'GET /v1/users/{userId}/conversations', 'GET /v1/users/{userId}/export', 'PATCH /v1/conversations/{id}', 'PATCH /v1/conversations/{id}/messages/{messageId}',
+    'GET /v1/users/{userId}/conversations', 'GET /v1/users/{userId}/events', 'GET /v1/users/{userId}/export', 'PATCH /v1/conversations/{id}', 'PATCH /v1/conversations/{id}/messages/{messageId}',
     'POST /v1/conversations', 'POST /v1/conversations/{id}/fork', 'POST /v1/conversations/{id}/messages',
     'POST /v1/conversations/{id}/messages/{messageId}/deltas', 'POST /v1/users/{userId}/import',
     'PUT /v1/conversations/{id}', 'PUT /v1/conversations/{id}/workflow-state'
@@ -176,6 +176,11 @@ t.test('the OpenAPI document describes every route, status and the error body', 
   t.match(document.components.schemas.Message, { required: ['id', 'role', 'kind', 'createdAt', 'status'] }, 'every message answer carries status')
   t.match(document.components.schemas.Error, { required: ['statusCode', 'code', 'error', 'message'] })
   t.ok('Conversation' in document.components.schemas, 'the Conversation schema is a component')
+  for (const [path, data] of [['/v1/conversations/{id}/events', 'ConversationFeedEventData'], ['/v1/users/{userId}/events', 'UserFeedEventData']] as const) {
+    const answer = Object.values(document.paths[path].get.responses['200'].content as Record<string, { schema: Record<string, unknown> }>)[0]?.schema
+    t.same(answer?.['x-event-data'], { $ref: `#/components/schemas/${data}` }, `${path} names the schema of its events' data`)
+    t.ok(document.components.schemas[data].oneOf ?? document.components.schemas[data].anyOf, `${data} is a component: one schema per event type`)
+  }
 })
 
 t.test('a list item that cannot be serialised is skipped and logged, and the rest of the page answers', async (t) => {

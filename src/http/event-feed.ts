@@ -11,8 +11,9 @@ export const MAX_PENDING_EVENTS = 1000
  * time (each write waits for the socket to drain). A follower with more waiting than a
  * replay of everything kept (EVENTS_RETAINED) and MAX_PENDING_EVENTS more is disconnected,
  * so memory stays bounded: it resumes from the last id it got.
- * The stream ends after conversation.deleted, when the store cannot go on, when a
- * conversation.updated takes the conversation out of the caller's reach, or on end().
+ * A conversation's stream ends after conversation.deleted, or when a conversation.updated
+ * takes the conversation out of the caller's reach; any stream ends when the store cannot
+ * go on, or on end().
  */
 export class EventFeedWriter {
   readonly #reply: FastifyReply
@@ -24,9 +25,13 @@ export class EventFeedWriter {
   #writing = false
   #ended = false
 
-  constructor (reply: FastifyReply, reach: Reach, eventsRetained: number, onEnd: () => void) {
+  readonly #userFeed: boolean
+
+  /** `userFeed`: a user's feed, which goes on past a conversation.deleted and leaves out the events out of reach. */
+  constructor (reply: FastifyReply, reach: Reach, eventsRetained: number, onEnd: () => void, userFeed = false) {
     this.#reply = reply
     this.#reach = reach
+    this.#userFeed = userFeed
     this.#maxPending = eventsRetained + MAX_PENDING_EVENTS
     this.#onEnd = onEnd
   }
@@ -52,7 +57,8 @@ export class EventFeedWriter {
 
   push (event: FeedEvent | null): void {
     if (this.#ended) return
-    if (event === null || this.#queue.length >= this.#maxPending || !this.#inReach(event)) return this.end()
+    if (event === null || this.#queue.length >= this.#maxPending) return this.end()
+    if (!this.#inReach(event)) return this.#userFeed ? undefined : this.end()
     this.#queue.push(event)
     if (this.#following !== undefined) this.#write().catch(() => {})
   }
@@ -72,7 +78,7 @@ export class EventFeedWriter {
     try {
       for (let event = this.#queue.shift(); event !== undefined && !this.#ended; event = this.#queue.shift()) {
         await this.#reply.sse.send({ id: event.id, event: event.type, data: event.data })
-        if (event.type === 'conversation.deleted') this.end()
+        if (event.type === 'conversation.deleted' && !this.#userFeed) this.end()
       }
     } catch {
       // The follower went away while it was written to.
@@ -82,10 +88,18 @@ export class EventFeedWriter {
     }
   }
 
-  /** A caller never receives an event about a conversation out of its reach: a move out of it ends the stream. */
+  /**
+   * A caller never receives an event about a conversation out of its reach: on a
+   * conversation's feed a move out of it ends the stream; a user's feed leaves it out.
+   */
   #inReach (event: FeedEvent): boolean {
-    if (event.type !== 'conversation.updated' || (this.#reach.tenants === '*' && this.#reach.userId === undefined)) return true
-    const { conversation } = JSON.parse(event.data) as { conversation: { userId: string, tenantId: string } }
-    return canReach(this.#reach, conversation)
+    if (this.#reach.tenants === '*' && this.#reach.userId === undefined) return true
+    if (event.type === 'conversation.updated' || event.type === 'conversation.created') {
+      const { conversation } = JSON.parse(event.data) as { conversation: { userId: string, tenantId: string } }
+      return canReach(this.#reach, conversation)
+    }
+    if (event.type !== 'conversation.deleted' || !this.#userFeed) return true
+    const { tenantId } = JSON.parse(event.data) as { tenantId: string }
+    return this.#reach.tenants === '*' || this.#reach.tenants.has(tenantId)
   }
 }

@@ -20,7 +20,7 @@ export const DEFAULT_EVENTS_RETAINED = 10_000
  * `type`, `conversationId`, `version` and the type's own fields. `reset` says that the
  * position asked for is older than what is kept: re-read, then go on from its `id`.
  */
-export interface FeedEvent { id: string, type: EventType | 'reset', data: string }
+export interface FeedEvent { id: string, type: EventType | 'conversation.created' | 'reset', data: string }
 
 /** What a store's follow() answers: call close() when the follower leaves. */
 export interface Following { close: () => void }
@@ -47,6 +47,24 @@ export function seqOf (position: string, incarnation: string, last: number): num
   return seq
 }
 
+/**
+ * The position of a user's feed before its first event: what a list answers for a user
+ * whose feed holds nothing yet. A follower from it gets the whole feed, which began after.
+ */
+export const NO_USER_FEED = '0-0'
+
+/**
+ * The seq a position of a user's feed names, for a feed of this epoch whose newest event is
+ * `last`; null for a well-formed position of an earlier epoch (the feed started over since:
+ * the follower gets a reset). A position the service never gave is 400.
+ */
+export function userSeqOf (position: string, epoch: string, last: number): number | null {
+  if (position === NO_USER_FEED) return 0
+  const at = position.lastIndexOf('-')
+  if (at > 0 && position.slice(0, at) !== epoch && /^[0-9a-f]{1,32}-\d{1,15}$/.test(position)) return null
+  return seqOf(position, epoch, last)
+}
+
 /** An event's data: its type, conversation and version, then the type's fields (a JSON object's text). */
 export function eventData (type: string, conversationId: string, version: number | string, fields: string): string {
   const head = `{"type":${JSON.stringify(type)},"conversationId":${JSON.stringify(conversationId)},"version":${version}`
@@ -56,6 +74,17 @@ export function eventData (type: string, conversationId: string, version: number
 /** The event a follower gets for a position older than what is kept: its id is where to go on from. */
 export function resetEvent (conversationId: string, incarnation: string, last: number, version: number): FeedEvent {
   return { id: positionOf(incarnation, last), type: 'reset', data: eventData('reset', conversationId, version, '{}') }
+}
+
+// A user's feed: one event per write of one of the user's conversations (deltas excepted),
+// kept per user (the newest EVENTS_RETAINED) and followed like a conversation's feed.
+
+export const USER_EVENT_TYPES = ['conversation.created', 'conversation.updated', 'conversation.deleted'] as const
+export type UserEventType = typeof USER_EVENT_TYPES[number]
+
+/** The event a follower of a user's feed gets for a position older than what is kept: list again, then go on from its id. */
+export function userResetEvent (userId: string, epoch: string, last: number): FeedEvent {
+  return { id: positionOf(epoch, last), type: 'reset', data: JSON.stringify({ type: 'reset', userId }) }
 }
 
 const serializeSummary = compileSerializer(ConversationSummarySchema)
@@ -68,5 +97,7 @@ export const eventFields = {
   messageDeleted: (messageId: string): string => JSON.stringify({ messageId }),
   conversation: (summary: ConversationSummary): string => `{"conversation":${serializeSummary(summary)}}`,
   workflowState: (state: WorkflowState): string => `{"workflowState":${serializeWorkflowState(state)}}`,
+  /** A user's feed names the tenant of a deleted conversation, so that each follower's reach applies to it. */
+  deletedFor: (tenantId: string): string => JSON.stringify({ tenantId }),
   none: (): string => '{}'
 }

@@ -43,6 +43,8 @@ export interface ListCursor {
 export interface ConversationPage {
   items: Array<Conversation | ConversationSummary>
   nextCursor: ListCursor | null
+  /** The position of the user's feed that the page reflects at least: its Last-Event-ID. */
+  position: string
 }
 
 /**
@@ -170,6 +172,12 @@ export interface ConversationStore {
    * listener gets null when the feed cannot go on (the store failed): the follower resumes later.
    */
   follow (id: string, after: string | undefined, reach: Reach, listener: (event: FeedEvent | null) => void): Promise<Following>
+  /**
+   * Follows a user's feed the same way: one event per write of one of the user's
+   * conversations, deltas excepted (conversation.created, .updated, .deleted). The caller
+   * applies reach to each event.
+   */
+  followUser (userId: string, after: string | undefined, listener: (event: FeedEvent | null) => void): Promise<Following>
   getMessage (id: string, messageId: string, reach?: Reach): Promise<{ message: Message, position: string }>
   patchMessage (id: string, messageId: string, patch: PatchMessageBody, preconditions: Preconditions, reach?: Reach): Promise<{ message: Message } & Tagged>
   deleteMessage (id: string, messageId: string, preconditions: Preconditions, reach?: Reach): Promise<Tagged>

@@ -101,6 +101,9 @@ export function accessSuite (backend: Backend): void {
     }
     const ops = async (request: InjectOptions): Promise<Json> =>
       await app.inject({ ...request, headers: { ...request.headers, authorization: `Bearer ${OPS_KEY}` } })
+    // The feeds' tests follow over a real socket.
+    let listening: Promise<string> | undefined
+    const listen = async (): Promise<string> => await (listening ??= app.listen({ port: 0, host: '127.0.0.1' }))
     const versionOf = async (id: string): Promise<number | undefined> => {
       const read = await ops({ method: 'GET', url: `/v1/conversations/${id}` })
       return read.statusCode === 200 ? read.json().version : undefined
@@ -234,7 +237,7 @@ export function accessSuite (backend: Backend): void {
     })
 
     t.test('event feeds follow reach: tenants, delegated users, and a move out of reach ends the stream', async (t) => {
-      const address = await app.listen({ port: 0, host: '127.0.0.1' })
+      const address = await listen()
       const user = unique('user')
       const mine = await seed(app, user, 'contoso')
       const yours = await seed(app, unique('other'), 'contoso')
@@ -251,6 +254,33 @@ export function accessSuite (backend: Backend): void {
       await reader.ended
       own.close()
       t.same(reader.events.map((event) => event.event), ['message.created'], 'the move to another tenant ends the stream, and its event is not sent')
+    })
+
+    t.test('a user\'s feed: the read role, a delegated token for its own user only, and no event about a conversation out of reach', async (t) => {
+      const address = await listen()
+      const user = unique('user')
+      const follow = async (userId: string, appId: string, claims: Json = {}): Promise<Feed> =>
+        await openFeed(`${address}/v1/users/${userId}/events`, { authorization: `Bearer ${await idp.sign({ azp: appId, roles: undefined, ...claims })}` })
+      const delegated = { scp: 'user_impersonation', oid: user }
+      const other = await follow(unique('other'), 'app-front-end', delegated)
+      t.equal(other.status, 403, 'a delegated token follows only its own user')
+      t.equal(other.body?.code, 'FORBIDDEN')
+      const own = await follow(user, 'app-front-end', delegated)
+      const reader = await follow(user, 'app-reader')
+      const both = await follow(user, 'app-both')
+      t.same([own.status, reader.status, both.status], [200, 200, 200])
+      const fabrikam = await seed(app, user, 'fabrikam')
+      const contoso = await seed(app, user, 'contoso')
+      await ops({ method: 'DELETE', url: `/v1/conversations/${fabrikam}` })
+      await ops({ method: 'PATCH', url: `/v1/conversations/${contoso}`, payload: { title: 'seen' } })
+      const all = await both.until(4)
+      const contosoOnly = await reader.until(2)
+      own.close()
+      reader.close()
+      both.close()
+      const summary = (events: Array<{ event?: string, data: string }>): string[] => events.map((event) => `${event.event ?? ''} ${JSON.parse(event.data).conversationId as string}`)
+      t.same(summary(all), [`conversation.created ${fabrikam}`, `conversation.created ${contoso}`, `conversation.deleted ${fabrikam}`, `conversation.updated ${contoso}`])
+      t.same(summary(contosoOnly), [`conversation.created ${contoso}`, `conversation.updated ${contoso}`], 'a caller of one tenant never hears of another\'s conversation')
     })
 
     t.test('tokens: unknown app 403, bad token 401, no token 401', async (t) => {

@@ -13,6 +13,7 @@ import { edgeSuite } from './edge-suite.js'
 import { messageSuite } from './message-suite.js'
 import { streamSuite } from './stream-suite.js'
 import { eventsSuite } from './events-suite.js'
+import { userEventsSuite } from './user-events-suite.js'
 
 // The API contract as tests, run once per backend. Every test uses its own ids, so
 // backends that share a server (Redis) need no cleaning between tests.
@@ -64,6 +65,7 @@ export function apiSuite (backend: Backend): void {
   messageSuite(backend)
   streamSuite(backend)
   eventsSuite(backend)
+  userEventsSuite(backend)
   contentSuite(backend)
   chatTurnSuite(backend)
   retentionSuite(backend)

@@ -13,8 +13,11 @@ export interface MemoryMessageWritesOptions {
   clock: () => number
   /** The live entry of a conversation, without counting as a use. */
   live: (id: string) => Entry | undefined
-  /** A write to an entry's messages in place: version, times and TTLs move (the store's #touch). */
-  touch: (entry: Entry, writeMs: number) => Entry
+  /**
+   * A write to an entry's messages in place: version, times and TTLs move (the store's
+   * #touch). A delta is not announced on its user's feed, which leaves deltas out.
+   */
+  touch: (entry: Entry, writeMs: number, announce?: boolean) => Entry
   assertFits: (bytes: number) => void
   onSweepError: (error: unknown) => void
 }
@@ -53,7 +56,7 @@ export class MemoryMessageWrites {
     assertFits(sizeOf(entry) + delta.text.length)
     const writeMs = writeTime(clock(), entry.body.updatedAt)
     entry.log.extend({ ...message, text }, delta.text, writeMs)
-    const updated = touch(entry, writeMs)
+    const updated = touch(entry, writeMs, false)
     updated.events.emit('message.delta', updated.body.version, eventFields.delta(message.id, delta.seq, delta.text))
     return { ...result, textLength: text.length, ...tagsOf(updated) }
   }

@@ -21,6 +21,7 @@ import { MemoryMessageWrites } from './message-writes.js'
 import { DEFAULT_STREAM_LIMITS, type Delta, type DeltaResult } from '../stream-rules.js'
 import { MemoryUserIndex } from './user-index.js'
 import { MemoryUserLists } from './user-lists.js'
+import { MemoryUserFeeds } from './user-feeds.js'
 import {
   EVERYWHERE, type ConversationPage, type ConversationSnapshot, type ConversationStore, type ListOptions, type MessagePage,
   type MessageQuery, type MessageSelection, type Preconditions, type PutResult, type Reach, type RestoreMode, type RestoreRecord, type RestoreResult,
@@ -62,6 +63,7 @@ export class MemoryConversationStore implements ConversationStore {
   #evictions = 0
   readonly #messages: MemoryMessageWrites
   readonly #eventsRetained: number
+  readonly #userFeeds: MemoryUserFeeds
 
   constructor (options: MemoryStoreOptions) {
     this.#limits = options.limits
@@ -70,6 +72,7 @@ export class MemoryConversationStore implements ConversationStore {
     this.#maxBytes = options.maxBytes ?? Infinity
     this.#eventsRetained = options.eventsRetained ?? DEFAULT_EVENTS_RETAINED
     this.#views = new ViewCache(options.viewCacheBytes ?? 0)
+    this.#userFeeds = new MemoryUserFeeds(this.#eventsRetained)
     this.#entries = new LRUCache<string, Entry>({
       max: options.maxConversations,
       ...(options.maxBytes === undefined ? {} : { maxSize: options.maxBytes, sizeCalculation: sizeOf }),
@@ -80,13 +83,14 @@ export class MemoryConversationStore implements ConversationStore {
         entry.events.emit('conversation.deleted', entry.body.version, eventFields.none())
         this.#views.forget(entry.body.id)
         this.#index.remove(entry.body.userId, indexKeyOf(entry.body))
+        this.#userFeeds.deleted(entry.body, this.#index.keys(entry.body.userId).length === 0)
       }
     })
     this.#messages = new MemoryMessageWrites({
       limits: options.limits.streams ?? DEFAULT_STREAM_LIMITS,
       clock: this.#clock,
       live: (id) => this.#live(id, { touch: false }),
-      touch: (entry, writeMs) => this.#touch(entry, writeMs),
+      touch: (entry, writeMs, announce) => this.#touch(entry, writeMs, announce),
       assertFits: (bytes) => { this.#assertFits(bytes) },
       onSweepError: options.onSweepError ?? (() => {})
     })
@@ -161,7 +165,8 @@ export class MemoryConversationStore implements ConversationStore {
   }
 
   async listByUser (userId: string, options: ListOptions, reach = EVERYWHERE): Promise<ConversationPage> {
-    return this.#lists.list(userId, options, reach)
+    // The same synchronous step: the position is that of the newest change the page reflects.
+    return { ...this.#lists.list(userId, options, reach), position: this.#userFeeds.position(userId) }
   }
 
   async deleteByUser (userId: string, reach = EVERYWHERE): Promise<number> {
@@ -260,6 +265,10 @@ export class MemoryConversationStore implements ConversationStore {
     return { close: entry.events.follow(after, entry.body.version, listener) }
   }
 
+  async followUser (userId: string, after: string | undefined, listener: (event: FeedEvent | null) => void): Promise<Following> {
+    return { close: this.#userFeeds.follow(userId, after, listener, () => this.#index.keys(userId).length === 0) }
+  }
+
   async ping (): Promise<StoreHealth> {
     return { latencyMs: 0, conversations: this.#entries.size }
   }
@@ -268,6 +277,7 @@ export class MemoryConversationStore implements ConversationStore {
     this.#messages.close()
     this.#entries.clear()
     this.#index.clear()
+    this.#userFeeds.clear()
   }
 
   /** A write to the conversation itself: its followers get the conversation without its messages. */
@@ -311,26 +321,29 @@ export class MemoryConversationStore implements ConversationStore {
   }
 
   /** A write to the messages in place: the conversation's version, times and TTLs move. */
-  #touch (entry: Entry, writeMs: number): Entry {
-    return this.#store({ ...entry.body, ...writeStamp(entry.body, writeMs, this.#limits) }, entry.log, entry)
+  #touch (entry: Entry, writeMs: number, announce = true): Entry {
+    return this.#store({ ...entry.body, ...writeStamp(entry.body, writeMs, this.#limits) }, entry.log, entry, announce)
   }
 
   /**
    * Saves a conversation write. The write refreshes the TTL of everything the
    * conversation owns; a new conversation starts without workflow state.
    */
-  #store (body: ConversationBody, log: MessageLog, previous?: Entry): Entry {
+  #store (body: ConversationBody, log: MessageLog, previous?: Entry, announce = true): Entry {
     const incarnation = previous?.incarnation ?? newIncarnation()
     const events = previous?.events ?? new MemoryEventLog(body.id, incarnation, this.#eventsRetained)
     const entry: Entry = { body, incarnation, log, bodyBytes: JSON.stringify(body).length, events }
     const stored = previous === undefined ? undefined : liveState(previous, this.#clock())
     if (stored !== undefined) entry.workflowState = { ...stored, state: { ...stored.state, expiresAt: body.expiresAt } }
-    this.#save(entry, previous)
+    this.#save(entry, previous, announce)
     return entry
   }
 
-  /** Puts an entry in place of `previous`; a new conversation then brings its user back to the cap. */
-  #save (entry: Entry, previous?: Entry): void {
+  /**
+   * Puts an entry in place of `previous`, and tells its user's feed (unless the write is a
+   * delta); a new conversation then brings its user back to the cap.
+   */
+  #save (entry: Entry, previous?: Entry, announce = true): void {
     const { body } = entry
     this.#assertFits(sizeOf(entry))
     if (previous !== undefined) this.#index.remove(previous.body.userId, indexKeyOf(previous.body))
@@ -339,6 +352,7 @@ export class MemoryConversationStore implements ConversationStore {
     this.#views.forget(body.id)
     this.#entries.set(body.id, entry)
     this.#index.add(body.userId, indexKeyOf(body))
+    if (announce) this.#userFeeds.written(previous === undefined ? 'conversation.created' : 'conversation.updated', summaryOf(entry))
     if (previous === undefined) this.#lists.trim(body.userId)
   }
 }

@@ -26,7 +26,7 @@ export class MemoryUserLists {
     this.#options = options
   }
 
-  list (userId: string, options: ListOptions, reach: Reach): ConversationPage {
+  list (userId: string, options: ListOptions, reach: Reach): Omit<ConversationPage, 'position'> {
     const { entries, index, clock, fullView } = this.#options
     const keys = index.keys(userId)
     const wanted = (body: ConversationBody): boolean =>

@@ -1,3 +1,4 @@
+import { conversationUpdated, type UserFeedEvent } from './user-feeds.js'
 import { Cluster, type Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
 import {
@@ -24,8 +25,8 @@ export interface RedisAppendsOptions {
   clock: () => number
   /** Moves a conversation out of the message list of the release before (RedisMessages). */
   migrate: (id: string) => Promise<void>
-  /** Moves the owner's index entry to a new updatedAt (ZADD GT). */
-  touchIndex: (userId: string, id: string, updatedAt: number, expiresAt: number) => Promise<void>
+  /** Moves the owner's index entry to a new updatedAt (ZADD GT), with the write's event on the owner's feed unless it is a delta's. */
+  touchIndex: (userId: string, id: string, updatedAt: number, expiresAt: number, event?: UserFeedEvent) => Promise<void>
   /** Bounds an operation in time and turns Redis failures into 503s. */
   guard: <T>(operation: () => Promise<T>) => Promise<T>
   onCorruptRecord: (id: string, reason: string) => void
@@ -83,10 +84,10 @@ export class RedisAppends {
     if (absent(reply)) throw new ConversationNotFoundError(id)
     if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
     if (reply[0] === 'TOO_MANY') throw new TooManyMessagesError(limits.maxMessagesPerConversation)
-    const [, appended, skipped, version, messageCount, updatedAt, expiresAt, userId, incarnation, indexed, lastEvent, windowJson, ...counts] =
-      reply as [string, number, number, number, number, number, number, string, string, number, number, string, ...Array<string | number>]
+    const [, appended, skipped, version, messageCount, updatedAt, expiresAt, userId, incarnation, indexed, lastEvent, record, windowJson, ...counts] =
+      reply as [string, number, number, number, number, number, number, string, string, number, number, string, string, ...Array<string | number>]
     this.#owners.set(id, userId)
-    if (appended > 0 && indexed !== 1) await this.#moveIndexEntry(userId, id, updatedAt, expiresAt)
+    if (appended > 0 && indexed !== 1) await this.#moveIndexEntry(userId, id, updatedAt, expiresAt, conversationUpdated(version, record))
     const result: AppendResult & Tagged = {
       appended, skipped, version, messageCount, etag: tagOf(incarnation, version), position: positionOf(incarnation, lastEvent)
     }
@@ -136,8 +137,8 @@ export class RedisAppends {
   }
 
   /** On a single Redis at once; on a cluster without the caller waiting, bounded in time all the same. */
-  async #moveIndexEntry (userId: string, id: string, updatedAt: number, expiresAt: number): Promise<void> {
-    const move = async (): Promise<void> => { await this.#options.touchIndex(userId, id, updatedAt, expiresAt) }
+  async #moveIndexEntry (userId: string, id: string, updatedAt: number, expiresAt: number, event?: UserFeedEvent): Promise<void> {
+    const move = async (): Promise<void> => { await this.#options.touchIndex(userId, id, updatedAt, expiresAt, event) }
     if (!this.#cluster) return await move()
     this.#indexMoves.track(userId, this.#options.guard(move).catch((error: unknown) => { this.#options.onIndexMoveFailed(id, error) }))
   }

@@ -35,6 +35,7 @@ const SCRIPTS = {
   csWriteWorkflowState: { keys: 2, lua: loadScript('write-workflow-state') },
   csDeleteWorkflowState: { keys: 2, lua: loadScript('delete-workflow-state') },
   csTouchIndex: { keys: 1, lua: loadScript('touch-index') },
+  csStartUserFeed: { keys: 1, lua: loadScript('start-user-feed') },
   csIndexEntriesAfter: { keys: 1, lua: loadScript('index-entries-after') },
   csRemoveIndexEntries: { keys: 1, lua: loadScript('remove-index-entries') },
   // Any number of keys, counted in the call: on a Redis that is not a cluster only.

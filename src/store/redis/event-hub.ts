@@ -4,9 +4,34 @@ import { toSummary } from '../conversation-rules.js'
 import { parseConversation, parseWorkflowState, type RawConversation } from './records.js'
 import { conversationKeys } from './keys.js'
 
+/**
+ * What a hub follows: conversations' feeds (lua/lib/events.lua) or users' feeds
+ * (lua/lib/user-feed.lua). Both keep a hash with the feed's incarnation and event count,
+ * a log per incarnation at `<hash>:events:<incarnation>`, and a shard channel `<hash>:live`.
+ */
+export interface FeedKind {
+  /** The feed's hash, for an id (a conversation's or a user's). */
+  hash: (id: string) => string
+  /** An event as followers get it, from what the script wrote. */
+  decode: (id: string, incarnation: string, seq: number, type: string, version: string, data: string) => FeedEvent
+  /** For a position older than what is kept; `version` is the hash's. */
+  reset: (id: string, incarnation: string, last: number, version: number) => FeedEvent
+  /** Whether a follower of an earlier incarnation goes on with the new one, after a reset (a user's feed that started over). */
+  startsOver: boolean
+}
+
+/** A conversation's feed. */
+export const conversationFeeds = (keyPrefix: string): FeedKind => ({
+  hash: (id) => conversationKeys(keyPrefix, id).doc,
+  decode: (id, incarnation, seq, type, version, data) =>
+    ({ id: positionOf(incarnation, seq), type: type as FeedEvent['type'], data: eventData(type, id, version, fieldsOf(id, type, data)) }),
+  reset: resetEvent,
+  startsOver: false
+})
+
 export interface RedisEventHubOptions {
   client: Redis | Cluster
-  keyPrefix: string
+  kind: FeedKind
   /** Bounds an operation in time and turns Redis failures into 503s. */
   guard: <T>(operation: () => Promise<T>) => Promise<T>
   onError: (error: unknown) => void
@@ -108,15 +133,24 @@ export class RedisEventHub {
     const seq = Number(seqText)
     let event: FeedEvent | undefined
     for (const follower of followers) {
+      if (follower.incarnation !== incarnation && this.#options.kind.startsOver) this.#startOver(follower, incarnation, seq)
       if (follower.incarnation !== incarnation || seq <= follower.last) continue
       if (follower.filling || seq > follower.last + 1) {
         this.#catchUp(follower)
         continue
       }
-      event ??= this.#decode(id, incarnation, seq, type, version, message.slice(incarnation.length + seqText.length + type.length + version.length + 4))
+      event ??= this.#options.kind.decode(id, incarnation, seq, type, version, message.slice(incarnation.length + seqText.length + type.length + version.length + 4))
       follower.last = seq
       follower.listener(event)
     }
+  }
+
+  /** A user's feed that expired and started over: its follower gets a reset, then goes on from the new feed's start. */
+  #startOver (follower: Follower, incarnation: string, seq: number): void {
+    follower.incarnation = incarnation
+    follower.last = 0
+    follower.listener(this.#options.kind.reset(follower.id, incarnation, 0, 0))
+    if (seq > 1) this.#catchUp(follower)
   }
 
   /** Gives a follower what the log holds after its last seq, again until it has all it was told of. */
@@ -138,52 +172,50 @@ export class RedisEventHub {
   }
 
   async #fill (follower: Follower): Promise<void> {
-    const { client, keyPrefix, guard } = this.#options
-    const keys = conversationKeys(keyPrefix, follower.id)
-    const log = `${keys.doc}:events:${follower.incarnation}`
+    const { client, kind, guard } = this.#options
+    const hash = kind.hash(follower.id)
+    const log = `${hash}:events:${follower.incarnation}`
     for (;;) {
       const entries = await guard(async () => await client.xrange(log, `${follower.last + 1}-0`, '+', 'COUNT', 500))
       if (follower.closed) return
       const first = entries[0]
       if (first !== undefined && Number(first[0].split('-')[0]) > follower.last + 1) {
         // Older than what is kept: one reset, then on from the newest event.
-        const [ev, version] = await guard(async () => await client.hmget(keys.doc, 'ev', 'version'))
+        const [ev, version] = await guard(async () => await client.hmget(hash, 'ev', 'version'))
         const newest = Number(entries.at(-1)?.[0].split('-')[0])
         follower.last = Math.max(newest, Number(ev ?? 0))
-        follower.listener(resetEvent(follower.id, follower.incarnation, follower.last, Number(version ?? 0)))
+        follower.listener(kind.reset(follower.id, follower.incarnation, follower.last, Number(version ?? 0)))
         continue
       }
       for (const [entryId, fields] of entries) {
         const seq = Number(entryId.split('-')[0])
         if (seq <= follower.last) continue
         follower.last = seq
-        follower.listener(this.#decode(follower.id, follower.incarnation, seq, fields[1] as string, fields[3] as string, fields[5] as string))
+        follower.listener(kind.decode(follower.id, follower.incarnation, seq, fields[1] as string, fields[3] as string, fields[5] as string))
         if (follower.closed) return
       }
       if (entries.length < 500) return
     }
   }
 
-  /** An event as followers get it; records (conversation, workflow state) become what reads answer. */
-  #decode (id: string, incarnation: string, seq: number, type: string, version: string, data: string): FeedEvent {
-    return { id: positionOf(incarnation, seq), type: type as FeedEvent['type'], data: eventData(type, id, version, fieldsOf(id, type, data)) }
-  }
-
   #channel (id: string): string {
-    return `${conversationKeys(this.#options.keyPrefix, id).doc}:live`
+    return `${this.#options.kind.hash(id)}:live`
   }
 }
 
 /** The fields of an event as the scripts wrote them; a record is validated and serialised as reads do. */
-function fieldsOf (id: string, type: string, data: string): string {
-  if (type === 'conversation.updated') {
-    const [body, userId, createdAt, updatedAt, expiresAt, version, count, incarnation] = (JSON.parse(data) as { record: string[] }).record
-    const raw = [body, userId, createdAt, updatedAt, expiresAt, version, count, '[]', incarnation, ''] as RawConversation
-    return eventFields.conversation(toSummary(parseConversation(id, raw, 'none').conversation))
-  }
+export function fieldsOf (id: string, type: string, data: string): string {
+  if (type === 'conversation.updated') return conversationFields(id, (JSON.parse(data) as { record: string[] }).record)
   if (type === 'workflow_state.updated') {
     const [body, version, updatedAt, expiresAt] = (JSON.parse(data) as { record: string[] }).record as [string, string, string, string]
     return eventFields.workflowState(parseWorkflowState(id, body, Number(version), Number(updatedAt), Number(expiresAt)))
   }
   return data
+}
+
+/** The fields of a conversation event from the stored record (lib/events.lua's conversationData): the conversation without its messages. */
+export function conversationFields (id: string, record: string[]): string {
+  const [body, userId, createdAt, updatedAt, expiresAt, version, count, incarnation] = record
+  const raw = [body, userId, createdAt, updatedAt, expiresAt, version, count, '[]', incarnation, ''] as RawConversation
+  return eventFields.conversation(toSummary(parseConversation(id, raw, 'none').conversation))
 }

@@ -1,3 +1,4 @@
+import { conversationUpdated, type UserFeedEvent } from './user-feeds.js'
 import type { Cluster, Redis } from 'ioredis'
 import { ConversationNotFoundError, InvalidRequestError, MessageNotFoundError, PreconditionFailedError } from '../../errors.js'
 import type { Message, MessageWithTokens, PatchMessageBody, RewindResult } from '../../schemas.js'
@@ -17,8 +18,8 @@ export interface RedisMessagesOptions {
   ttlMs: number
   countTokens: TokenCounter
   clock: () => number
-  /** Moves the owner's index entry after a write (see RedisConversationStore). */
-  touchIndex: (userId: string, id: string, updatedAt: number, expiresAt: number) => Promise<void>
+  /** Moves the owner's index entry after a write, with the write's event on the owner's feed (see RedisConversationStore). */
+  touchIndex: (userId: string, id: string, updatedAt: number, expiresAt: number, event: UserFeedEvent) => Promise<void>
   /** Validates a stored record: a bad one is reported and becomes CORRUPT_RECORD. */
   corruptUnless: <T>(id: string, parse: () => T) => T
   onCorruptRecord: (id: string, reason: string) => void
@@ -115,9 +116,9 @@ export class RedisMessages {
     const reply = await this.#run('csRewindMessages', id, reach, this.#options.clock(), this.#options.ttlMs, ifMatch, afterMessageId)
     if (reply[0] === 'MESSAGE_NOT_FOUND') throw new MessageNotFoundError(afterMessageId)
     if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
-    const [, deleted, messageCount, version, updatedAt, expiresAt, userId, incarnation, lastEvent] =
-      reply as [string, number, number, number, number, number, string, string, number]
-    if (deleted > 0) await this.#options.touchIndex(userId, id, updatedAt, expiresAt)
+    const [, deleted, messageCount, version, updatedAt, expiresAt, userId, incarnation, lastEvent, record] =
+      reply as [string, number, number, number, number, number, string, string, number, string]
+    if (deleted > 0) await this.#options.touchIndex(userId, id, updatedAt, expiresAt, conversationUpdated(version, record))
     return { deleted, messageCount, version, etag: tagOf(incarnation, version), position: positionOf(incarnation, lastEvent) }
   }
 
@@ -164,8 +165,8 @@ export class RedisMessages {
   async #written (id: string, messageId: string, reply: ScriptReply): Promise<Tagged> {
     if (reply[0] === 'MESSAGE_NOT_FOUND') throw new MessageNotFoundError(messageId)
     if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
-    const [, version, updatedAt, expiresAt, userId, incarnation, lastEvent] = reply as [string, number, number, number, string, string, number]
-    await this.#options.touchIndex(userId, id, updatedAt, expiresAt)
+    const [, version, updatedAt, expiresAt, userId, incarnation, lastEvent, record] = reply as [string, number, number, number, string, string, number, string]
+    await this.#options.touchIndex(userId, id, updatedAt, expiresAt, conversationUpdated(version, record))
     return { etag: tagOf(incarnation, version), position: positionOf(incarnation, lastEvent) }
   }
 }

@@ -1,8 +1,9 @@
 import type { Cluster, Redis } from 'ioredis'
 import { ConversationNotFoundError } from '../../errors.js'
 import type { Conversation, PatchConversationBody } from '../../schemas.js'
-import { canReach, checkPreconditions, mergePatch, tagOf, ttlSecondsOf, type StoreLimits } from '../conversation-rules.js'
-import { positionOf } from '../events.js'
+import { canReach, checkPreconditions, mergePatch, tagOf, toSummary, ttlSecondsOf, type StoreLimits } from '../conversation-rules.js'
+import { eventFields, positionOf } from '../events.js'
+import type { UserFeedEvent } from './user-feeds.js'
 import { ownTtlArg, runScript } from './commands.js'
 import type { Deadline } from './errors.js'
 import { conversationKeyList, conversationKeys } from './keys.js'
@@ -15,8 +16,8 @@ export interface RedisPatchesOptions {
   limits: StoreLimits
   clock: () => number
   views: RedisViews
-  /** Moves the owner's index entry to a new updatedAt (ZADD GT). */
-  touchIndex: (userId: string, id: string, updatedAt: number, expiresAt: number) => Promise<void>
+  /** Moves the owner's index entry to a new updatedAt (ZADD GT), with the write's event on the owner's feed. */
+  touchIndex: (userId: string, id: string, updatedAt: number, expiresAt: number, event: UserFeedEvent) => Promise<void>
   /** Tells the appends who owns a conversation (one round trip per append, see appends.ts). */
   knowOwner: (id: string, userId: string) => void
 }
@@ -48,10 +49,10 @@ export async function patchConversation (
     if (reply[0] === 'NOT_FOUND') throw new ConversationNotFoundError(id)
     const [, version, updatedAt, expiresAt, count, messages, lastEvent] = reply as [string, number, number, number, string, string, number]
     knowOwner(id, userId)
-    await touchIndex(userId, id, updatedAt, expiresAt)
     const written = views.parse(id, [
       JSON.stringify(body), userId, String(Date.parse(createdAt)), String(updatedAt), String(expiresAt), String(version), count, messages, raw[8], ''
     ], 'all')
+    await touchIndex(userId, id, updatedAt, expiresAt, { type: 'conversation.updated', version, data: eventFields.conversation(toSummary(written)) })
     return { ...written, etag: tagOf(raw[8], version), position: positionOf(raw[8], lastEvent) }
   }
 }

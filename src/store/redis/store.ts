@@ -12,7 +12,8 @@ import { RedisIdleStreams } from './idle-streams.js'
 import { IdleStreamSweeper } from '../idle-streams.js'
 import { DEFAULT_STREAM_LIMITS, type Delta, type DeltaResult } from '../stream-rules.js'
 import { DEFAULT_EVENTS_RETAINED, type FeedEvent, type Following } from '../events.js'
-import { RedisEventHub } from './event-hub.js'
+import { conversationFeeds, RedisEventHub } from './event-hub.js'
+import { RedisUserFeeds, userEventArgs, type UserFeedEvent } from './user-feeds.js'
 import { patchConversation, type RedisPatchesOptions } from './patches.js'
 import { RedisAppends } from './appends.js'
 import { RedisSnapshots } from './snapshots.js'
@@ -77,6 +78,7 @@ export class RedisConversationStore implements ConversationStore {
   readonly #idleStreams: RedisIdleStreams
   readonly #sweeper: IdleStreamSweeper
   readonly #hub: RedisEventHub
+  readonly #userFeeds: RedisUserFeeds
   readonly #patches: RedisPatchesOptions
 
   constructor (options: RedisStoreOptions) {
@@ -102,9 +104,12 @@ export class RedisConversationStore implements ConversationStore {
       : new RedisUserCap({ client: this.#client, keyPrefix: this.#prefix, cap, staleAfterMs, clock: this.#clock, views: this.#views })
     this.#countTokens = options.countTokens
     defineScripts(this.#client, options.eventsRetained ?? DEFAULT_EVENTS_RETAINED)
-    this.#hub = new RedisEventHub({
-      client: this.#client, keyPrefix: this.#prefix, guard: async (operation) => await this.#guard(operation), onError: options.onSweepError ?? (() => {})
-    })
+    const feedOptions = { client: this.#client, guard: async <T>(operation: () => Promise<T>) => await this.#guard(operation), onError: options.onSweepError ?? (() => {}) }
+    this.#hub = new RedisEventHub({ ...feedOptions, kind: conversationFeeds(this.#prefix) })
+    this.#userFeeds = new RedisUserFeeds({ ...feedOptions, keyPrefix: this.#prefix })
+    const touchIndex = async (userId: string, id: string, updatedAt: number, expiresAt: number, event?: UserFeedEvent): Promise<void> => {
+      await this.#touchIndex('GT', userId, id, updatedAt, expiresAt, event)
+    }
     this.#workflowStates = new RedisWorkflowStates({
       client: this.#client, keyPrefix: this.#prefix, ttlMs: this.#ttlMs, clock: this.#clock, corruptUnless: (id, parse) => this.#corruptUnless(id, parse)
     })
@@ -114,7 +119,7 @@ export class RedisConversationStore implements ConversationStore {
       ttlMs: this.#ttlMs,
       countTokens: this.#countTokens,
       clock: this.#clock,
-      touchIndex: async (userId, id, updatedAt, expiresAt) => { await this.#touchIndex('GT', userId, id, updatedAt, expiresAt) },
+      touchIndex,
       corruptUnless: (id, parse) => this.#corruptUnless(id, parse),
       onCorruptRecord: this.#onCorruptRecord
     })
@@ -126,7 +131,7 @@ export class RedisConversationStore implements ConversationStore {
       countTokens: this.#countTokens,
       clock: this.#clock,
       migrate: async (id) => { await this.#messages.migrate(id) },
-      touchIndex: async (userId, id, updatedAt, expiresAt) => { await this.#touchIndex('GT', userId, id, updatedAt, expiresAt) },
+      touchIndex,
       guard: async (operation) => await this.#guard(operation),
       onCorruptRecord: this.#onCorruptRecord,
       corruptUnless: (id, parse) => this.#corruptUnless(id, parse),
@@ -138,7 +143,7 @@ export class RedisConversationStore implements ConversationStore {
       limits: this.#limits,
       clock: this.#clock,
       views: this.#views,
-      touchIndex: async (userId, id, updatedAt, expiresAt) => { await this.#touchIndex('GT', userId, id, updatedAt, expiresAt) },
+      touchIndex,
       knowOwner: (id, userId) => { this.#appends.knowOwner(id, userId) }
     }
     const streamLimits = this.#limits.streams ?? DEFAULT_STREAM_LIMITS
@@ -166,7 +171,7 @@ export class RedisConversationStore implements ConversationStore {
       limits: this.#limits,
       countTokens: this.#countTokens,
       clock: this.#clock,
-      touchIndex: async (mode, userId, id, score, expiresAt) => { await this.#touchIndex(mode, userId, id, score, expiresAt) },
+      touchIndex: async (mode, userId, id, score, expiresAt, event) => { await this.#touchIndex(mode, userId, id, score, expiresAt, event) },
       createScript: (name, id, userId) => this.#cap?.createScript(name, this.#keys(id), userId) ?? { name, keys: this.#keys(id), cap: '' },
       knowOwner: (id, userId) => { this.#appends.knowOwner(id, userId) },
       afterCreate: async (userId) => { await this.#cap?.afterCreate(userId) }
@@ -199,9 +204,9 @@ export class RedisConversationStore implements ConversationStore {
       const reply = await this.#script('csDeleteConversation', this.#keys(id), ifMatchArg(preconditions), '', ...reachArgs(reach))
       if (absent(reply)) throw new ConversationNotFoundError(id)
       if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
-      const [, userId, updatedAt] = reply as [string, string, number]
+      const [, userId, updatedAt, version, data] = reply as [string, string, number, number, string]
       this.#appends.forgetOwner(id)
-      await this.#script('csRemoveIndexEntries', [userIndexKey(this.#prefix, userId)], id, updatedAt)
+      await this.#touchIndex('REM', userId, id, updatedAt, '', { type: 'conversation.deleted', version, data })
     })
   }
 
@@ -225,7 +230,9 @@ export class RedisConversationStore implements ConversationStore {
     return await this.#guard(async (deadline) => {
       await this.#appends.settled(userId)
       await this.#cap?.trim(userId)
-      return await this.#lists.list(userId, options, reach, deadline)
+      // Read before the page: a follower from it may see a change the page shows already, never miss one.
+      const position = await this.#userFeeds.position(userId)
+      return { ...await this.#lists.list(userId, options, reach, deadline), position }
     })
   }
 
@@ -290,6 +297,10 @@ export class RedisConversationStore implements ConversationStore {
     return await this.#hub.follow(id, after, start, listener, () => { listener(null) })
   }
 
+  async followUser (userId: string, after: string | undefined, listener: (event: FeedEvent | null) => void): Promise<Following> {
+    return await this.#userFeeds.follow(userId, after, listener, () => { listener(null) })
+  }
+
   async ping (): Promise<StoreHealth> {
     return await this.#guard(async () => await pingRedis(this.#client))
   }
@@ -302,6 +313,7 @@ export class RedisConversationStore implements ConversationStore {
     // The client belongs to the redis plugin, which quits it; the subscriber is the hub's.
     this.#sweeper.stop()
     await this.#hub.close()
+    await this.#userFeeds.close()
   }
 
   #corruptUnless<T> (id: string, parse: () => T): T {
@@ -314,8 +326,9 @@ export class RedisConversationStore implements ConversationStore {
     }
   }
 
-  async #touchIndex (mode: 'NX' | 'GT', userId: string, id: string, score: number, expiresAt: number): Promise<void> {
-    await this.#script('csTouchIndex', [userIndexKey(this.#prefix, userId)], mode, score, id, expiresAt)
+  /** Adds, moves or removes a user's index entry; with an event, the user's feed gets it in the same step. */
+  async #touchIndex (mode: 'NX' | 'GT' | 'REM', userId: string, id: string, score: number, expiresAt: number | '', event?: UserFeedEvent): Promise<void> {
+    await this.#script('csTouchIndex', [userIndexKey(this.#prefix, userId)], mode, score, id, expiresAt, ...userEventArgs(event))
   }
 
   /** The keys a conversation script takes, in the order the scripts expect. */

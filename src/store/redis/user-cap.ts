@@ -65,7 +65,12 @@ export class RedisUserCap {
     const replies = await Promise.all(victims.map(async ([id, score]) =>
       await runScript(client, 'csEvictConversation', conversationKeyList(conversationKeys(keyPrefix, id)), userId, score)))
     for (const [id] of victims) views.forget(id)
-    const removable = [...stale, ...victims.filter((_, i) => replies[i]?.[0] !== 'MOVED')]
+    // An evicted conversation's entry goes with its event on the user's feed; a gone one's goes silently.
+    await Promise.all(victims.map(async ([id, score], i) => {
+      const [status, version, data] = replies[i] as [string, string, string]
+      if (status === 'OK') await runScript(client, 'csTouchIndex', [index], 'REM', score, id, '', 'conversation.deleted', version, data)
+    }))
+    const removable = [...stale, ...victims.filter((_, i) => replies[i]?.[0] === 'GONE')]
     if (removable.length > 0) await runScript(client, 'csRemoveIndexEntries', [index], ...removable.flat())
   }
 }

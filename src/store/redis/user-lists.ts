@@ -32,7 +32,7 @@ export class RedisUserLists {
     this.#options = options
   }
 
-  async list (userId: string, options: ListOptions, reach: Reach, deadline: Deadline): Promise<ConversationPage> {
+  async list (userId: string, options: ListOptions, reach: Reach, deadline: Deadline): Promise<Omit<ConversationPage, 'position'>> {
     if (reach.userId !== undefined && reach.userId !== userId) return { items: [], nextCursor: null }
     const index = userIndexKey(this.#options.keyPrefix, userId)
     const wanted = options.limit + 1 // one more tells whether a next page exists
@@ -84,8 +84,13 @@ export class RedisUserLists {
         await runScript(client, 'csDeleteConversation', conversationKeyList(conversationKeys(keyPrefix, id)), '', userId, ...reachArgs(reach))))
       for (const [id] of fresh) this.#options.views.forget(id)
       deleted += replies.filter((reply) => reply[0] === 'OK').length
-      const gone = fresh.filter((_, i) => replies[i]?.[0] !== 'OUT_OF_REACH')
-      kept += fresh.length - gone.length
+      kept += replies.filter((reply) => reply[0] === 'OUT_OF_REACH').length
+      // Each deleted conversation's entry goes with its event on the user's feed; an entry that pointed at nothing goes silently.
+      await Promise.all(fresh.map(async ([id, score], i) => {
+        const [status, , , version, data] = replies[i] as [string, string, number, number, string]
+        if (status === 'OK') await runScript(client, 'csTouchIndex', [index], 'REM', score, id, '', 'conversation.deleted', version, data)
+      }))
+      const gone = fresh.filter((_, i) => replies[i]?.[0] === 'NOT_FOUND')
       if (gone.length > 0) await runScript(client, 'csRemoveIndexEntries', [index], ...gone.flat())
     }
   }

@@ -1,9 +1,10 @@
 import type { Cluster, Redis } from 'ioredis'
 import { ConversationExistsError, ConversationNotFoundError, PreconditionFailedError, UserMismatchError } from '../../errors.js'
-import type { ConversationFields } from '../../schemas.js'
+import type { Conversation, ConversationFields } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
-import { assertMessageLimit, assertNoStreams, newIncarnation, tagOf, toMessage, ttlSecondsOf, type StoreLimits } from '../conversation-rules.js'
-import { positionOf } from '../events.js'
+import { assertMessageLimit, assertNoStreams, newIncarnation, tagOf, toMessage, toSummary, ttlSecondsOf, type StoreLimits } from '../conversation-rules.js'
+import { eventFields, positionOf } from '../events.js'
+import type { UserFeedEvent } from './user-feeds.js'
 import { ifMatchArg, ownTtlArg, reachArgs, runScript } from './commands.js'
 import { iso } from './records.js'
 import type { CreateScript } from './user-cap.js'
@@ -14,8 +15,8 @@ export interface RedisWritesOptions {
   limits: StoreLimits
   countTokens: TokenCounter
   clock: () => number
-  /** Adds (NX) or moves (GT) the owner's index entry. */
-  touchIndex: (mode: 'NX' | 'GT', userId: string, id: string, score: number, expiresAt: number) => Promise<void>
+  /** Adds (NX) or moves (GT) the owner's index entry; a move carries the write's event to the owner's feed. */
+  touchIndex: (mode: 'NX' | 'GT', userId: string, id: string, score: number, expiresAt: number, event?: UserFeedEvent) => Promise<void>
   /** The create script for a conversation of this user, with the per-user cap (user-cap.ts). */
   createScript: (name: 'csWriteConversation' | 'csRestoreConversation', id: string, userId: string) => CreateScript
   /** Tells the appends who owns a conversation (one round trip per append, see appends.ts). */
@@ -64,12 +65,12 @@ export class RedisWrites {
     if (reply[0] === 'USER_MISMATCH') throw new UserMismatchError()
     const [, version, updatedAt, expiresAt, createdAt, created, incarnation, lastEvent] = reply as [string, number, number, number, number, number, string, number]
     knowOwner(id, userId)
-    await touchIndex('GT', userId, id, updatedAt, expiresAt)
-    if (created === 1) await afterCreate(userId)
     const times = { createdAt: iso(createdAt), updatedAt: iso(updatedAt), expiresAt: iso(expiresAt) }
     const conversation: TaggedConversation = {
       ...body, userId, id, messages, messageCount: messages.length, ...times, version, etag: tagOf(incarnation, version), position: positionOf(incarnation, lastEvent)
     }
+    await touchIndex('GT', userId, id, updatedAt, expiresAt, userEvent(created === 1, conversation))
+    if (created === 1) await afterCreate(userId)
     return { conversation, created: created === 1 }
   }
 
@@ -100,8 +101,6 @@ export class RedisWrites {
     if (reply[0] === 'USER_MISMATCH') throw new UserMismatchError()
     const [, writtenAt, expiresAt, createdAt, replaced] = reply as [string, number, number, number, number]
     knowOwner(id, userId)
-    await touchIndex('GT', userId, id, writtenAt, expiresAt)
-    if (replaced === 0) await afterCreate(userId)
     const conversation = {
       ...body,
       id,
@@ -116,6 +115,13 @@ export class RedisWrites {
       // A new incarnation: no event yet.
       position: positionOf(incarnation, 0)
     }
+    await touchIndex('GT', userId, id, writtenAt, expiresAt, userEvent(replaced === 0, conversation))
+    if (replaced === 0) await afterCreate(userId)
     return { outcome: replaced === 1 ? 'replaced' : 'created', conversation }
   }
+}
+
+/** The event of a whole-conversation write on its owner's feed. */
+function userEvent (created: boolean, conversation: Conversation): UserFeedEvent {
+  return { type: created ? 'conversation.created' : 'conversation.updated', version: conversation.version, data: eventFields.conversation(toSummary(conversation)) }
 }

@@ -41,7 +41,7 @@ t.test('expiry follows the injected clock', async (t) => {
   t.equal((await store.getWorkflowState('a')).step, 's')
   now += 1
   t.equal(await store.get('a'), undefined)
-  t.same(await store.listByUser('u1', { limit: 10, view: 'full' }), { items: [], nextCursor: null })
+  t.same(await store.listByUser('u1', { limit: 10, view: 'full' }), { items: [], nextCursor: null, position: '0-0' }, 'a user left without conversations has no feed')
   t.equal(store.stats().conversations, 0, 'an expired conversation is removed when seen')
 })
 

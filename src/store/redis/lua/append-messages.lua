@@ -1,4 +1,4 @@
--- uses: window, user-index, events
+-- uses: window, user-index, events, user-feed
 -- KEYS the conversation's seven, and on a single Redis the owner's index (KEYS[8]) when the
 -- caller knows the owner. ARGV now, ttlMs (the service's: a conversation's own wins), ifMatch, maxMessages, window ('' for none,
 -- 'tokens' or 'last'), its size, the most messages a token window holds, the owner the index belongs to, n, ids…, messages…,
@@ -29,7 +29,7 @@ end
 local added = #idList
 local reply
 if added == 0 then
-  reply = {'OK', 0, n, version, count, 0, 0, current[4], current[5] or '0', 0, lastEvent(DOC)}
+  reply = {'OK', 0, n, version, count, 0, 0, current[4], current[5] or '0', 0, lastEvent(DOC), ''}
 else
   if count + added > tonumber(ARGV[4]) then return {'TOO_MANY'} end
   local updatedAt = writeTime(now, current[2])
@@ -43,8 +43,12 @@ else
   refresh(expiresAt)
   local ev
   for i = 1, added do ev = emit(DOC, current[5] or '0', 'message.created', version + 1, messageData(jsonList[i]), expiresAt) end
-  local indexed = moveNamedOwnersEntry(ARGV[8], current[4], string.match(DOC, '{(.*)}$'), updatedAt, expiresAt)
-  reply = {'OK', added, n - added, version + 1, count + added, updatedAt, expiresAt, current[4], current[5] or '0', indexed, ev}
+  local id = string.match(DOC, '{(.*)}$')
+  local indexed = moveNamedOwnersEntry(ARGV[8], current[4], id, updatedAt, expiresAt)
+  -- The owner's feed: written here with the entry, else by the step that moves it (the record is for that step).
+  local record = conversationData(DOC)
+  if indexed == 1 then emitUserEvent(KEYS[8], 'conversation.updated', id, version + 1, record) end
+  reply = {'OK', added, n - added, version + 1, count + added, updatedAt, expiresAt, current[4], current[5] or '0', indexed, ev, indexed == 1 and '' or record}
 end
 if ARGV[5] == 'tokens' then return withWindow(reply, tokenWindow(tonumber(ARGV[6]), tonumber(ARGV[7]))) end
 if ARGV[5] == 'last' then return withWindow(reply, lastWindow(tonumber(ARGV[6]))) end

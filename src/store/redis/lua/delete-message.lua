@@ -11,4 +11,4 @@ local expiresAt = updatedAt + (tonumber(current[7]) or tonumber(ARGV[2]))
 redis.call('HSET', DOC, 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1, 'count', tonumber(current[3]) - 1)
 refresh(expiresAt)
 local ev = emit(DOC, current[5] or '0', 'message.deleted', version + 1, '{"messageId":' .. cjson.encode(ARGV[4]) .. '}', expiresAt)
-return {'OK', version + 1, updatedAt, expiresAt, current[4], current[5] or '0', ev}
+return {'OK', version + 1, updatedAt, expiresAt, current[4], current[5] or '0', ev, conversationData(DOC)}

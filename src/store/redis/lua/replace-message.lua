@@ -12,4 +12,4 @@ if ARGV[7] ~= '1' then endStream(ARGV[4]) end
 redis.call('HSET', DOC, 'updatedAt', updatedAt, 'expiresAt', expiresAt, 'version', version + 1)
 refresh(expiresAt)
 local ev = emit(DOC, current[5] or '0', 'message.updated', version + 1, messageData(ARGV[5]), expiresAt)
-return {'OK', version + 1, updatedAt, expiresAt, current[4], current[5] or '0', ev}
+return {'OK', version + 1, updatedAt, expiresAt, current[4], current[5] or '0', ev, conversationData(DOC)}

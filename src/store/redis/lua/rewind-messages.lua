@@ -26,4 +26,4 @@ local ev
 for _, id in ipairs(after) do
   ev = emit(DOC, current[5] or '0', 'message.deleted', version + 1, '{"messageId":' .. cjson.encode(id) .. '}', expiresAt)
 end
-return {'OK', #after, count - #after, version + 1, updatedAt, expiresAt, current[4], current[5] or '0', ev}
+return {'OK', #after, count - #after, version + 1, updatedAt, expiresAt, current[4], current[5] or '0', ev, conversationData(DOC)}

@@ -1,4 +1,4 @@
--- uses: user-index, events
+-- uses: user-index, events, user-feed
 -- The per-user cap inside a create, on a single Redis, where a script may reach every key:
 -- the new conversation's index entry (KEYS[8]) moves to its write time, then the user's
 -- least recently updated conversations are deleted, with all they own, down to the cap.
@@ -21,9 +21,10 @@ local function capUser (spec, userId, updatedAt, expiresAt, now)
   end
   for i = 1, #live - tonumber(cap) do
     local doc = live[i]
-    local victim = redis.call('HMGET', doc, 'inc', 'version')
+    local victim = redis.call('HMGET', doc, 'inc', 'version', 'body')
     emitDeleted(doc, victim[1] or '0', victim[2])
     redis.call('DEL', doc, doc .. ':order', doc .. ':bodies', doc .. ':tokens', doc .. ':message-ids', doc .. ':workflow', doc .. ':messages')
     redis.call('ZREM', index, string.match(doc, '{(.*)}$'))
+    emitUserEvent(index, 'conversation.deleted', string.match(doc, '{(.*)}$'), victim[2], deletedData(victim[3]))
   end
 end

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import type { AppOptions } from '../src/app.js'
-import { ConversationStoreError, createConversationStoreClient, type ClientOptions, type ConversationEvent } from '../packages/client/src/client.js'
+import { ConversationStoreError, createConversationStoreClient, type ClientOptions, type ConversationEvent, type UserEvent } from '../packages/client/src/client.js'
 import { StoreUnavailableError } from '../src/errors.js'
 import type { AppendResult, ConversationFields, MessageInput, WorkflowState } from '../src/schemas.js'
 import type { FeedEvent, Following } from '../src/store/events.js'
@@ -91,7 +91,7 @@ class FlakyStore extends MemoryConversationStore {
   }
 }
 
-/** A memory store whose event feeds the test ends, as the service does when the store fails: the listener gets null. */
+/** A memory store whose event feeds (conversations' and users') the test ends, as the service does when the store fails: the listener gets null. */
 class EndingStore extends MemoryConversationStore {
   readonly listeners: Array<(event: FeedEvent | null) => void> = []
   constructor () {
@@ -100,6 +100,12 @@ class EndingStore extends MemoryConversationStore {
 
   override async follow (id: string, after: string | undefined, reach: Reach, listener: (event: FeedEvent | null) => void): Promise<Following> {
     const following = await super.follow(id, after, reach, listener)
+    this.listeners.push(listener)
+    return following
+  }
+
+  override async followUser (userId: string, after: string | undefined, listener: (event: FeedEvent | null) => void): Promise<Following> {
+    const following = await super.followUser(userId, after, listener)
     this.listeners.push(listener)
     return following
   }
@@ -267,8 +273,10 @@ t.test('listing, paging and deleting a user', async (t) => {
   t.same(firstPage.items.map((item) => item.id), ['l5', 'l4'], 'most recent first')
   t.type(firstPage.nextCursor, 'string')
   t.equal(firstPage.items[0]?.messages.length, 1, 'the full view has messages')
+  t.type(firstPage.lastEventId, 'string', 'the position of the user\'s feed that the page reflects')
   const secondPage = await client.listConversations('lister', { limit: 2, cursor: firstPage.nextCursor ?? '' })
   t.same(secondPage.items.map((item) => item.id), ['l3', 'l2'])
+  t.equal(secondPage.lastEventId, firstPage.lastEventId, 'no write in between, the same position')
 
   const summaries = await client.listConversations('lister', { view: 'summary', tenantId: 'even' })
   t.same(summaries.items.map((item) => [item.id, item.messageCount]), [['l5', 1], ['l3', 1], ['l1', 1]])
@@ -289,7 +297,9 @@ t.test('listing, paging and deleting a user', async (t) => {
 
   t.equal(await client.deleteUserConversations('lister'), 5)
   t.equal(await client.deleteUserConversations('lister'), 0)
-  t.same(await client.listConversations('lister'), { items: [], nextCursor: null })
+  const emptied = await client.listConversations('lister')
+  t.same([emptied.items, emptied.nextCursor], [[], null])
+  t.type(emptied.lastEventId, 'string', 'a user without conversations still has a position')
 })
 
 t.test('workflow state', async (t) => {
@@ -665,36 +675,44 @@ t.test('streamed messages', async (t) => {
   })
 })
 
-t.test('following a conversation: events()', async (t) => {
-  // A server closing waits for the sockets of its feeds until their next heartbeat.
-  const env = { EVENTS_HEARTBEAT_SECONDS: '1' }
-  /** The events of an iteration until it ends, pushed to `into` as they come. */
-  async function collect (events: AsyncIterable<ConversationEvent>, into: ConversationEvent[] = []): Promise<ConversationEvent[]> {
-    for await (const event of events) into.push(event)
-    return into
-  }
-  /** Waits up to 5 s for `condition`. */
-  async function until (condition: () => boolean): Promise<boolean> {
-    for (let waited = 0; waited < 5000 && !condition(); waited += 10) await sleep(10)
-    return condition()
-  }
-  /** A fetch that records the requests for a feed: headers, signal and status. */
-  function feedFetch (): { fetch: typeof fetch, feeds: Array<{ headers: Headers, signal: AbortSignal | undefined, status?: number }>, calls: () => number } {
-    const feeds: Array<{ headers: Headers, signal: AbortSignal | undefined, status?: number }> = []
-    let calls = 0
-    return {
-      feeds,
-      calls: () => calls,
-      fetch: async (input, init) => {
-        calls++
-        const feed = String(input).includes('/events') ? { headers: new Headers(init?.headers), signal: init?.signal ?? undefined } : undefined
-        if (feed !== undefined) feeds.push(feed)
-        const response = await fetch(input, init)
-        if (feed !== undefined) Object.assign(feed, { status: response.status })
-        return response
-      }
+// Following feeds. A server closing waits for the sockets of its feeds until their next heartbeat.
+const feedEnv = { EVENTS_HEARTBEAT_SECONDS: '1' }
+
+/** The events of an iteration until it ends, pushed to `into` as they come. */
+async function collect<E> (events: AsyncIterable<E>, into: E[] = []): Promise<E[]> {
+  for await (const event of events) into.push(event)
+  return into
+}
+
+/** Waits up to 5 s for `condition`. */
+async function until (condition: () => boolean): Promise<boolean> {
+  for (let waited = 0; waited < 5000 && !condition(); waited += 10) await sleep(10)
+  return condition()
+}
+
+interface FeedRequest { headers: Headers, signal: AbortSignal | undefined, status?: number }
+
+/** A fetch that records the URL of every request, and for a feed its headers, signal and status. */
+function feedFetch (): { fetch: typeof fetch, feeds: FeedRequest[], urls: string[], calls: () => number } {
+  const feeds: FeedRequest[] = []
+  const urls: string[] = []
+  return {
+    feeds,
+    urls,
+    calls: () => urls.length,
+    fetch: async (input, init) => {
+      urls.push(String(input))
+      const feed = String(input).includes('/events') ? { headers: new Headers(init?.headers), signal: init?.signal ?? undefined } : undefined
+      if (feed !== undefined) feeds.push(feed)
+      const response = await fetch(input, init)
+      if (feed !== undefined) Object.assign(feed, { status: response.status })
+      return response
     }
   }
+}
+
+t.test('following a conversation: events()', async (t) => {
+  const env = feedEnv
   const messageIds = (events: ConversationEvent[]): string[] =>
     events.flatMap((event) => event.type === 'message.created' ? [event.data.message.id] : [])
 
@@ -887,5 +905,135 @@ t.test('following a conversation: events()', async (t) => {
     ]
     for (const [name, response] of cases) t.match(await failure(collect(events(response))), { code: 'INVALID_RESPONSE' }, name)
     t.match(await failure(collect(events(() => new Response('<html>bad gateway</html>', { status: 502 })))), { statusCode: 502, code: 'HTTP_ERROR' }, 'other errors are not retried')
+  })
+})
+
+t.test('following a user\'s conversations: userEvents()', async (t) => {
+  /** What an event is about: its type and conversation (a reset: its user). */
+  const about = (event: UserEvent): string => `${event.type} ${event.type === 'reset' ? event.data.userId : event.data.conversationId}`
+
+  t.test('without after, from the list as it stands: each write of the user\'s conversations in order, deltas left out, past a conversation.deleted', async (t) => {
+    const { fetch, feeds, urls } = feedFetch()
+    const baseUrl = await serve(t, feedEnv)
+    const client = createConversationStoreClient({ baseUrl, fetch })
+    await client.createConversation({ id: 'before', userId: 'side' })
+    const listed = await client.listConversations('side')
+    const controller = new AbortController()
+    const received: UserEvent[] = []
+    const sent = urls.length
+    const following = collect(client.userEvents('side', { signal: controller.signal }), received)
+    t.ok(await until(() => feeds[0]?.status === 200), 'the stream is open')
+    await client.createConversation({ id: 's1', userId: 'side', title: 'First' })
+    await client.appendMessages('s1', [{ id: 'r', role: 'assistant', status: 'in_progress' }])
+    await client.appendDelta('s1', 'r', { seq: 1, text: 'Hi' })
+    await client.patchMessage('s1', 'r', { status: 'completed' })
+    await client.patchConversation('s1', { title: 'Renamed' })
+    await client.createConversation({ id: 'elsewhere', userId: 'someone-else' })
+    await client.deleteConversation('s1')
+    await client.createConversation({ id: 's2', userId: 'side' })
+    t.ok(await until(() => received.length >= 6))
+    controller.abort()
+    const events = await following
+
+    t.same(events.map(about), ['conversation.created s1', 'conversation.updated s1', 'conversation.updated s1', 'conversation.updated s1', 'conversation.deleted s1', 'conversation.created s2'],
+      'nothing from before, nothing of another user, and the iteration goes on after the deletion')
+    t.same(events.map((event) => event.data.type === 'reset' ? -1 : event.data.version), [1, 2, 4, 5, 5, 1], 'the delta (version 3) is not an event')
+    t.match(events[0]?.data, { conversation: { id: 's1', userId: 'side', title: 'First', messageCount: 0 } }, 'the summary, parsed')
+    t.match(events[3]?.data, { conversation: { title: 'Renamed', messageCount: 1 } })
+    t.notOk(events.some((event) => event.type === 'conversation.updated' && 'messages' in event.data.conversation), 'without messages')
+    t.same(events[4]?.data, { type: 'conversation.deleted', conversationId: 's1', version: 5, tenantId: 'default' })
+    t.equal(new Set(events.map((event) => event.id)).size, events.length, 'distinct ids')
+    t.same(urls.slice(sent, sent + 2), [`${baseUrl}/v1/users/side/conversations?limit=1&view=summary`, `${baseUrl}/v1/users/side/events`], '"now" pinned by the smallest list, then the stream')
+    t.equal(feeds.length, 1, 'one stream: the service did not end it at the deletion')
+    t.equal(feeds[0]?.headers.get('last-event-id'), listed.lastEventId, 'opened from the list\'s position')
+  })
+
+  t.test('when the service ends a stream, it reconnects from the last event it got: nothing lost, nothing twice', async (t) => {
+    const store = new EndingStore()
+    const { fetch, feeds } = feedFetch()
+    const client = createConversationStoreClient({ baseUrl: await serve(t, feedEnv, { store }), fetch })
+    await client.createConversation({ id: 'd0', userId: 'dropped' })
+    const listed = await client.listConversations('dropped')
+    const events = client.userEvents('dropped')[Symbol.asyncIterator]()
+    const first = events.next()
+    t.ok(await until(() => store.listeners.length === 1), 'the first stream is open')
+    // Ended before its first event: the write lands while the follower reconnects.
+    store.endFeeds()
+    await client.createConversation({ id: 'd1', userId: 'dropped' })
+    const d1 = (await first).value
+    t.match(d1, { type: 'conversation.created', data: { conversationId: 'd1' } })
+
+    store.endFeeds()
+    await client.patchConversation('d1', { title: 'Moved on' })
+    await client.deleteConversation('d0')
+    await client.createConversation({ id: 'd2', userId: 'dropped' })
+    const rest: UserEvent[] = []
+    for (let i = 0; i < 3; i++) rest.push((await events.next()).value as UserEvent)
+    t.same(rest.map(about), ['conversation.updated d1', 'conversation.deleted d0', 'conversation.created d2'], 'the writes made while it reconnected, in order')
+    await client.patchConversation('d2', { title: 'Last' })
+    t.match((await events.next()).value, { type: 'conversation.updated', data: { conversationId: 'd2', conversation: { title: 'Last' } } }, 'then the next write: no repeat in between')
+    await events.return()
+    t.same(feeds.map((feed) => feed.headers.get('last-event-id')), [listed.lastEventId, listed.lastEventId, d1?.id], 'each stream from the last event received')
+  })
+
+  t.test('after: a list\'s lastEventId, then every write after the list and none before; a user without a feed yet from its start', async (t) => {
+    const { fetch, feeds, calls } = feedFetch()
+    const client = createConversationStoreClient({ baseUrl: await serve(t, feedEnv), fetch })
+    await client.createConversation({ id: 'p1', userId: 'pager', title: 'One' })
+    await client.createConversation({ id: 'p2', userId: 'pager', title: 'Two' })
+    const page = await client.listConversations('pager', { view: 'summary' })
+    t.same(page.items.map((item) => item.title), ['Two', 'One'])
+    // Written before the iteration starts, after the list: the feed has them.
+    await client.patchConversation('p1', { title: 'One again' })
+    await client.createConversation({ id: 'p3', userId: 'pager' })
+    await client.deleteConversation('p2')
+    const before = calls()
+    const received: UserEvent[] = []
+    // The timeout ends a follower that missed the writes, so that the test fails rather than waits.
+    for await (const event of client.userEvents('pager', { after: page.lastEventId, signal: AbortSignal.timeout(5000) })) {
+      received.push(event)
+      if (received.length === 3) break
+    }
+    t.same(received.map(about), ['conversation.updated p1', 'conversation.created p3', 'conversation.deleted p2'])
+    t.equal(feeds[0]?.headers.get('last-event-id'), page.lastEventId)
+    t.equal(calls(), before + 1, 'the stream only: `after` needs no read')
+
+    const fresh = await client.listConversations('newcomer')
+    t.same(fresh.items, [])
+    await client.createConversation({ id: 'n1', userId: 'newcomer' })
+    const events = client.userEvents('newcomer', { after: fresh.lastEventId, signal: AbortSignal.timeout(5000) })[Symbol.asyncIterator]()
+    t.match((await events.next()).value, { type: 'conversation.created', data: { conversationId: 'n1' } }, 'the position of an empty list replays the feed from its start')
+    await events.return()
+  })
+
+  t.test('aborting the signal ends the iteration without an error and aborts the fetch', async (t) => {
+    const { fetch, feeds, calls } = feedFetch()
+    const client = createConversationStoreClient({ baseUrl: await serve(t, feedEnv), fetch })
+    const controller = new AbortController()
+    const received: UserEvent[] = []
+    const following = collect(client.userEvents('leaving', { signal: controller.signal }), received)
+    t.ok(await until(() => feeds[0]?.status === 200), 'the stream is open')
+    await client.createConversation({ id: 'a1', userId: 'leaving' })
+    t.ok(await until(() => received.length === 1))
+    controller.abort(new Error('the user left'))
+    t.same((await following).map(about), ['conversation.created a1'], 'resolves with what it got: no rejection')
+    t.equal(feeds[0]?.signal?.aborted, true, 'the fetch was aborted')
+
+    const before = calls()
+    t.same(await collect(client.userEvents('leaving', { signal: AbortSignal.abort() })), [], 'an aborted signal ends it at once')
+    t.equal(calls(), before, 'without a request')
+  })
+
+  t.test('a position the service never gave is 400, another user\'s feed with a delegated token 403: thrown, not retried', async (t) => {
+    const { startIdentityProvider } = await import('./helpers/identity-provider.js')
+    const { authEnv } = await import('./helpers/access-suite.js')
+    const idp = await startIdentityProvider()
+    t.teardown(() => idp.close())
+    const { fetch, feeds } = feedFetch()
+    const getToken = async (): Promise<string> => await idp.sign({ azp: 'app-front-end', roles: undefined, scp: 'user_impersonation', oid: 'alice' })
+    const alice = createConversationStoreClient({ baseUrl: await serve(t, { ...feedEnv, ...authEnv(idp) }), fetch, getToken, retry: { attempts: 3 } })
+    t.match(await failure(collect(alice.userEvents('bob'))), { statusCode: 403, code: 'FORBIDDEN' })
+    t.match(await failure(collect(alice.userEvents('alice', { after: 'nonsense' }))), { statusCode: 400, code: 'FST_ERR_VALIDATION' })
+    t.equal(feeds.length, 2, 'one request for each')
   })
 })

@@ -12,9 +12,10 @@ export interface Versioned {
 
 export interface Positioned {
   /**
-   * The `Last-Event-ID` header: the position of the newest event of the conversation that the
-   * answer reflects, from which `events(id, { after })` goes on. Absent only from a service
-   * older than event feeds.
+   * The `Last-Event-ID` header: the position of the newest event that the answer reflects, from
+   * which the feed goes on: a conversation's (`events(id, { after })`), or for a list of a
+   * user's conversations the user's (`userEvents(userId, { after })`). Absent only from a
+   * service older than that feed.
    */
   lastEventId?: string
 }

@@ -7,13 +7,13 @@ import {
 import { DeltaResultSchema } from '../../../src/stream-schemas.js'
 import { errorFrom, etagOf, invalid, parse, lastEventIdOf, versioned, type Positioned } from './client-answers.js'
 import { createTransport, type Call } from './client-transport.js'
-import { followEvents, type ConversationEvent, type EventsOptions } from './events.js'
+import { conversationFeed, followEvents, userFeed, type ConversationEvent, type EventsOptions, type UserEvent } from './events.js'
 import { streamMessage } from './stream-message.js'
 
 export type { Health }
 export { ConversationStoreError, type ConversationStoreErrorCode, type Positioned, type Versioned } from './client-answers.js'
-export type { ConversationEvent, EventsOptions } from './events.js'
-export type { FeedEventData, FeedEventType } from '../../../src/event-schemas.js'
+export type { ConversationEvent, EventsOptions, UserEvent } from './events.js'
+export type { FeedEventData, FeedEventType, UserFeedEventData, UserFeedEventType } from '../../../src/event-schemas.js'
 
 // A typed client for conversation-store, published as `@conversation-store/client`.
 // It uses the schemas the routes use (src/schemas.ts, compiled into the package), so a
@@ -37,7 +37,9 @@ const SummaryPageSchema = ConversationPageSchema.extend({ items: z.array(Convers
 
 export function createConversationStoreClient (options: ClientOptions) {
   const conversationPath = (id: string) => `/v1/conversations/${encodeURIComponent(id)}`
-  const { send, open, maxDelayMs } = createTransport(options)
+  const userPath = (userId: string) => `/v1/users/${encodeURIComponent(userId)}`
+  const transport = createTransport(options)
+  const { send } = transport
 
   function ifMatch (value: IfMatch | undefined): string | undefined {
     return typeof value === 'object' ? value.etag : value
@@ -85,15 +87,16 @@ export function createConversationStoreClient (options: ClientOptions) {
     return { ...parse(DeltaResultSchema, answer.body), etag: etagOf(answer.headers) }
   }
 
-  async function listConversations<V extends View = 'full'> (userId: string, list: ListOptions<V> = {}): Promise<ConversationPage<ListItem<V>>> {
+  async function listConversations<V extends View = 'full'> (userId: string, list: ListOptions<V> = {}): Promise<ConversationPage<ListItem<V>> & Positioned> {
     const query = new URLSearchParams()
     for (const key of ['limit', 'cursor', 'view', 'tenantId'] as const) {
       const value = list[key]
       if (value !== undefined) query.set(key, String(value))
     }
-    const answer = await send({ method: 'GET', path: `/v1/users/${encodeURIComponent(userId)}/conversations`, query, expect: [200], retryable: true })
+    const answer = await send({ method: 'GET', path: `${userPath(userId)}/conversations`, query, expect: [200], retryable: true })
     // The cast only restates what the chosen schema has just checked.
-    return parse(list.view === 'summary' ? SummaryPageSchema : FullPageSchema, answer.body) as ConversationPage<ListItem<V>>
+    const page = parse(list.view === 'summary' ? SummaryPageSchema : FullPageSchema, answer.body) as ConversationPage<ListItem<V>>
+    return { ...page, ...lastEventIdOf(answer.headers) }
   }
 
   return {
@@ -263,17 +266,21 @@ export function createConversationStoreClient (options: ClientOptions) {
      * conversation.deleted, the signal, or a `break`. See events.ts and docs/client.md.
      */
     events (id: string, follow: EventsOptions = {}): AsyncGenerator<ConversationEvent, void, undefined> {
-      const summary = new URLSearchParams({ view: 'summary' })
-      return followEvents({
-        position: async (signal) => lastEventIdOf((await send({ method: 'GET', path: conversationPath(id), query: summary, expect: [200], retryable: false, signal })).headers).lastEventId,
-        open: async (after, signal) => await open(`${conversationPath(id)}/events`, { 'last-event-id': after }, signal),
-        maxDelayMs
-      }, follow)
+      return followEvents(transport, conversationFeed(conversationPath(id)), follow)
+    },
+
+    /**
+     * Follows a user's conversations (a sidebar): conversation.created, .updated (without
+     * messages; deltas are left out) and .deleted, from `after` (a list's `lastEventId`, or an
+     * event's `id`) or from now, reconnecting like events(), until the signal or a `break`.
+     */
+    userEvents (userId: string, follow: EventsOptions = {}): AsyncGenerator<UserEvent, void, undefined> {
+      return followEvents(transport, userFeed(userPath(userId)), follow)
     },
 
     /** Returns how many conversations were deleted. */
     async deleteUserConversations (userId: string): Promise<number> {
-      const answer = await send({ method: 'DELETE', path: `/v1/users/${encodeURIComponent(userId)}/conversations`, expect: [200], retryable: true })
+      const answer = await send({ method: 'DELETE', path: `${userPath(userId)}/conversations`, expect: [200], retryable: true })
       return parse(DeleteUserResultSchema, answer.body).deleted
     },
 

@@ -1,55 +1,72 @@
+import { spawn } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createParser } from 'eventsource-parser'
 import { currentRss, startBenchServer, startService } from './processes.js'
 
 // The fan-out rows of issue 20: a producer streams a 2,000-token reply in 5-token deltas
 // (400 deltas) through one instance to FOLLOWERS followers of another instance, over real
-// sockets; then the same with resumable-stream 2.x on the same Redis. Measured: events
+// sockets, read by a process of their own (fanout-followers.js); then the same with
+// resumable-stream 2.x on the same Redis. Measured: events
 // delivered per second, the p99 from a delta's acknowledgement to its arrival at a follower,
 // events lost, and the RSS each idle follower adds to its instance.
 
 const FOLLOWERS = 1000
 const DELTAS = 400
+// The paced run: one delta every PACE_MS, the rate at which the client's streamMessage
+// sends by default (at most one every 50 ms), and 100 tokens a second, as fast as hosted
+// models stream. The other run sends each delta as soon as the one before is acknowledged:
+// the most the path carries, where the producer outruns the fan-out, so that its latency
+// measures the backlog rather than the delivery.
+const PACE_MS = 50
 const TEXT = ' five tokens of reply'
 const json = { 'content-type': 'application/json' }
 
-/** One follower over fetch; `onEvent` sees each event (eventsource-parser). */
-async function follow (url, headers, onEvent) {
-  const abort = new AbortController()
-  const response = await fetch(url, { headers: { accept: 'text/event-stream', ...headers }, signal: abort.signal })
-  if (response.status !== 200) throw new Error(`follow ${url}: ${response.status} ${await response.text()}`)
-  const parser = createParser({ onEvent })
-  const decoder = new TextDecoder()
-  const done = (async () => {
-    try {
-      for await (const chunk of response.body) parser.feed(decoder.decode(chunk, { stream: true }))
-    } catch {}
-  })()
-  return { close: () => abort.abort(), done }
-}
-
-/** Opens `count` followers, 50 at a time; `seqOf` reads a delta's seq from an event (undefined: not a delta). */
-async function followers (url, headers, seqOf, arrivals) {
-  const opened = []
-  for (let i = 0; i < FOLLOWERS; i += 50) {
-    opened.push(...await Promise.all(Array.from({ length: Math.min(50, FOLLOWERS - i) }, () =>
-      follow(url, headers, (event) => {
-        const seq = seqOf(event)
-        if (seq !== undefined) arrivals.push([seq, performance.now()])
-      }))))
+/**
+ * Opens FOLLOWERS followers in a process of their own (fanout-followers.js); `seqOf` there
+ * reads a delta's seq from an event of `kind`. Answers once every follower has its head.
+ */
+async function followers (url, headers, kind) {
+  const dir = await mkdtemp(join(tmpdir(), 'fanout-'))
+  const out = join(dir, 'arrivals.json')
+  const profile = process.env.FANOUT_CPU_PROF
+  const child = spawn(process.execPath, [...(profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', `${profile}/followers`]), 'bench/fanout-followers.js'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, FOLLOW_URL: url, FOLLOW_HEADERS: JSON.stringify(headers), FOLLOWERS: String(FOLLOWERS), EXPECTED: String(FOLLOWERS * DELTAS), KIND: kind, OUT: out }
+  })
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  await new Promise((resolve, reject) => {
+    child.stdout.on('data', (chunk) => { if (String(chunk).includes('ready')) resolve() })
+    child.once('exit', (code) => reject(new Error(`the followers exited (${code}) before they were ready`)))
+  })
+  return {
+    /** After the last delta: every arrival, as [seq, time] pairs. */
+    arrivals: async () => {
+      child.stdin.end('done\n')
+      await exited
+      const { seqs, times } = JSON.parse(await readFile(out, 'utf8'))
+      await rm(dir, { recursive: true, force: true })
+      return seqs.map((seq, i) => [seq, times[i]])
+    }
   }
-  return opened
 }
 
-/** Sends the deltas one after another (`send(seq)` answers once acknowledged), then waits for every arrival. */
-async function produce (send, arrivals) {
+/**
+ * Sends the deltas one after another (`send(seq)` answers once acknowledged), each at most
+ * every `paceMs` (0: at once), then gathers every arrival.
+ */
+async function produce (send, opened, paceMs) {
   const acknowledged = new Array(DELTAS + 1)
-  const started = performance.now()
+  const now = () => performance.timeOrigin + performance.now()
+  const started = now()
   for (let seq = 1; seq <= DELTAS; seq++) {
+    const due = started + (seq - 1) * paceMs
+    if (due > now()) await sleep(due - now())
     await send(seq)
-    acknowledged[seq] = performance.now()
+    acknowledged[seq] = now()
   }
-  for (let waited = 0; arrivals.length < FOLLOWERS * DELTAS && waited < 60_000; waited += 50) await sleep(50)
+  const arrivals = await opened.arrivals()
   const last = arrivals.reduce((latest, [, at]) => Math.max(latest, at), started)
   const latencies = arrivals.map(([seq, at]) => Math.max(0, at - acknowledged[seq])).sort((a, b) => a - b)
   return {
@@ -59,6 +76,13 @@ async function produce (send, arrivals) {
     p50Ms: round(latencies[Math.floor(latencies.length * 0.5)] ?? NaN),
     p99Ms: round(latencies[Math.floor(latencies.length * 0.99)] ?? NaN)
   }
+}
+
+/** The saturated run (with the RSS of idle followers), then the paced one, each on a fresh stream. */
+async function bothRuns (servedPid, run) {
+  const saturated = await run(0, (open) => idleRss(servedPid, open))
+  const paced = await run(PACE_MS, async (open) => ({ opened: await open() }))
+  return { ...saturated, paced }
 }
 
 const round = (x) => Math.round(x * 10) / 10
@@ -75,24 +99,25 @@ async function idleRss (pid, open) {
 async function ours (redisUrl) {
   const env = { REDIS_URL: redisUrl, REDIS_ALLOW_PLAINTEXT: 'true', EVENTS_MAX_CONNECTIONS: String(FOLLOWERS * 2), RATE_LIMIT_PER_MINUTE: '' }
   const producer = await startService(env)
-  const served = await startService(env)
+  // FANOUT_CPU_PROF=<dir> profiles the serving instance (node --cpu-prof).
+  const profile = process.env.FANOUT_CPU_PROF
+  const served = await startService(env, { nodeArgs: profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profile] })
   try {
-    const id = `fanout-${Date.now()}`
-    await fetch(`${producer.url}/v1/conversations`, { method: 'POST', headers: json, body: JSON.stringify({ id, userId: 'fanout' }) })
-    const started = await fetch(`${producer.url}/v1/conversations/${id}/messages`, {
-      method: 'POST', headers: json, body: JSON.stringify({ messages: [{ id: 'r', role: 'assistant', status: 'in_progress' }] })
+    return await bothRuns(served.pid, async (paceMs, withFollowers) => {
+      const id = `fanout-${paceMs}-${Date.now()}`
+      await fetch(`${producer.url}/v1/conversations`, { method: 'POST', headers: json, body: JSON.stringify({ id, userId: 'fanout' }) })
+      const started = await fetch(`${producer.url}/v1/conversations/${id}/messages`, {
+        method: 'POST', headers: json, body: JSON.stringify({ messages: [{ id: 'r', role: 'assistant', status: 'in_progress' }] })
+      })
+      const position = started.headers.get('last-event-id')
+      const { opened, rssPerFollowerKiB } = await withFollowers(() => followers(`${served.url}/v1/conversations/${id}/events`, { 'last-event-id': position }, 'service'))
+      const result = await produce(async (seq) => {
+        const response = await fetch(`${producer.url}/v1/conversations/${id}/messages/r/deltas`, { method: 'POST', headers: json, body: JSON.stringify({ seq, text: TEXT }) })
+        if (response.status !== 200) throw new Error(`delta ${seq}: ${response.status} ${await response.text()}`)
+        await response.arrayBuffer()
+      }, opened, paceMs)
+      return { ...result, rssPerFollowerKiB }
     })
-    const position = started.headers.get('last-event-id')
-    const arrivals = []
-    const seqOf = (event) => event.event === 'message.delta' ? JSON.parse(event.data).seq : undefined
-    const { opened, rssPerFollowerKiB } = await idleRss(served.pid, () => followers(`${served.url}/v1/conversations/${id}/events`, { 'last-event-id': position }, seqOf, arrivals))
-    const result = await produce(async (seq) => {
-      const response = await fetch(`${producer.url}/v1/conversations/${id}/messages/r/deltas`, { method: 'POST', headers: json, body: JSON.stringify({ seq, text: TEXT }) })
-      if (response.status !== 200) throw new Error(`delta ${seq}: ${response.status} ${await response.text()}`)
-      await response.arrayBuffer()
-    }, arrivals)
-    for (const follower of opened) follower.close()
-    return { ...result, rssPerFollowerKiB }
   } finally {
     await producer.stop()
     await served.stop()
@@ -103,18 +128,17 @@ async function peer (redisUrl) {
   const producer = await startBenchServer('resumable-peer-server.js', { REDIS_URL: redisUrl })
   const served = await startBenchServer('resumable-peer-server.js', { REDIS_URL: redisUrl })
   try {
-    const id = `fanout-${Date.now()}`
-    await fetch(`${producer.url}/streams/${id}`, { method: 'POST' })
-    const arrivals = []
-    const seqOf = (event) => Number(event.data.split('|')[0])
-    const { opened, rssPerFollowerKiB } = await idleRss(served.pid, () => followers(`${served.url}/streams/${id}`, {}, seqOf, arrivals))
-    const result = await produce(async (seq) => {
-      const response = await fetch(`${producer.url}/streams/${id}/deltas`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: `${seq}|${TEXT}` })
-      await response.arrayBuffer()
-    }, arrivals)
-    await fetch(`${producer.url}/streams/${id}/end`, { method: 'POST' })
-    for (const follower of opened) follower.close()
-    return { ...result, rssPerFollowerKiB }
+    return await bothRuns(served.pid, async (paceMs, withFollowers) => {
+      const id = `fanout-${paceMs}-${Date.now()}`
+      await fetch(`${producer.url}/streams/${id}`, { method: 'POST' })
+      const { opened, rssPerFollowerKiB } = await withFollowers(() => followers(`${served.url}/streams/${id}`, {}, 'peer'))
+      const result = await produce(async (seq) => {
+        const response = await fetch(`${producer.url}/streams/${id}/deltas`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: `${seq}|${TEXT}` })
+        await response.arrayBuffer()
+      }, opened, paceMs)
+      await fetch(`${producer.url}/streams/${id}/end`, { method: 'POST' })
+      return { ...result, rssPerFollowerKiB }
+    })
   } finally {
     await producer.stop()
     await served.stop()
@@ -128,5 +152,5 @@ export async function fanoutRows (redisUrl) {
   process.stderr.write(`  service: ${JSON.stringify(service)}\n`)
   const resumable = await peer(redisUrl)
   process.stderr.write(`  resumable-stream: ${JSON.stringify(resumable)}\n`)
-  return { followers: FOLLOWERS, deltas: DELTAS, service, resumable }
+  return { followers: FOLLOWERS, deltas: DELTAS, paceMs: PACE_MS, service, resumable }
 }

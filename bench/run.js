@@ -285,8 +285,10 @@ function report ({ peak, memoryAt10k, ceiling, seconds }) {
   const fanout = ceiling.fanout
   if (fanout !== undefined) {
     for (const [name, row] of [['service', fanout.service], ['resumable-stream', fanout.resumable]]) {
-      process.stdout.write(`Fan-out, ${name}: ${fanout.deltas} deltas to ${fanout.followers} followers on another instance: ${row.eventsPerSecond} events/s delivered, ` +
-        `${row.lost} lost, acknowledgement to arrival p50 ${row.p50Ms} ms and p99 ${row.p99Ms} ms, ${row.rssPerFollowerKiB} KiB of RSS per idle follower.\n`)
+      process.stdout.write(`Fan-out, ${name}: ${fanout.deltas} deltas to ${fanout.followers} followers on another instance, each sent once the one before was acknowledged: ` +
+        `${row.eventsPerSecond} events/s delivered, ${row.lost} lost, acknowledgement to arrival p50 ${row.p50Ms} ms and p99 ${row.p99Ms} ms, ` +
+        `${row.rssPerFollowerKiB} KiB of RSS per idle follower; one every ${fanout.paceMs} ms: ${row.paced.eventsPerSecond} events/s, ${row.paced.lost} lost, ` +
+        `p50 ${row.paced.p50Ms} ms and p99 ${row.paced.p99Ms} ms.\n`)
     }
   }
   process.stdout.write(`Token counting adds ${ceiling.tokenMicros ?? '–'} µs to each appended message (o200k_base, the 150-character fixture).\n\n`)

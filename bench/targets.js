@@ -55,7 +55,8 @@ function fanoutTargets (fanout) {
   if (fanout === undefined) return []
   const { service, resumable } = fanout
   return [
-    ['fan-out: delivery p99 (delta acknowledged → at a follower) ≤ 50 ms', service.p99Ms, (x) => x <= 50],
+    [`fan-out: delivery p99 (delta acknowledged → at a follower), one delta every ${fanout.paceMs} ms, ≤ 50 ms`, service.paced.p99Ms, (x) => x <= 50],
+    [`fan-out: no event lost, one delta every ${fanout.paceMs} ms`, service.paced.lost, (x) => x === 0],
     ['fan-out: ≥ 20,000 events delivered per second', service.eventsPerSecond, (x) => x >= 20_000],
     ['fan-out: ≤ 20 KiB of RSS per idle follower', service.rssPerFollowerKiB, (x) => x <= 20],
     ['fan-out: events per second ≥ 1.0× resumable-stream\'s (durable against not)', ratio(service.eventsPerSecond, resumable.eventsPerSecond), (x) => x >= 1],

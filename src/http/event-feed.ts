@@ -6,11 +6,46 @@ import type { Reach } from '../store/types.js'
 /** How many live events may wait for one follower, beyond a replay of what is kept, before it counts as one that cannot keep up. */
 export const MAX_PENDING_EVENTS = 1000
 
+/** At most this many events go out in one turn, before the socket may ask to wait. */
+const MAX_BATCH = 256
+
+// One event goes to every follower of its feed: its frame is encoded once, and each
+// follower's socket gets the same bytes.
+const frames = new WeakMap<FeedEvent, Buffer>()
+
+/** An event as the SSE wire carries it (id, event, data lines), encoded once per event. */
+function frameOf (event: FeedEvent): Buffer {
+  let frame = frames.get(event)
+  if (frame === undefined) {
+    // The data is JSON, one line; a line break (none is expected) would start another data line, as the format says.
+    const data = event.data.includes('\n') ? event.data.split('\n').join('\ndata: ') : event.data
+    frame = Buffer.from(`id: ${event.id}\nevent: ${event.type}\ndata: ${data}\n\n`)
+    frames.set(event, frame)
+  }
+  return frame
+}
+
+// Writers with events waiting are flushed together once the current turn of the event loop
+// is done, so that the events that arrived in it leave in one write per follower.
+const waiting = new Set<EventFeedWriter>()
+
+function flushSoon (writer: EventFeedWriter): void {
+  if (waiting.size === 0) setImmediate(flushWaiting)
+  waiting.add(writer)
+}
+
+function flushWaiting (): void {
+  const writers = [...waiting]
+  waiting.clear()
+  for (const writer of writers) writer.flush()
+}
+
 /**
- * Writes one follower's events to its response as server-sent events, in order, one at a
- * time (each write waits for the socket to drain). A follower with more waiting than a
- * replay of everything kept (EVENTS_RETAINED) and MAX_PENDING_EVENTS more is disconnected,
- * so memory stays bounded: it resumes from the last id it got.
+ * Writes one follower's events to its response as server-sent events, in order. @fastify/sse
+ * runs the stream (its head, heartbeats and close); the events that wait go out together,
+ * and a socket that does not drain gets nothing more until it does. A follower with more
+ * waiting than a replay of everything kept (EVENTS_RETAINED) and MAX_PENDING_EVENTS more is
+ * disconnected, so memory stays bounded: it resumes from the last id it got.
  * A conversation's stream ends after conversation.deleted, or when a conversation.updated
  * takes the conversation out of the caller's reach; any stream ends when the store cannot
  * go on, or on end().
@@ -22,7 +57,7 @@ export class EventFeedWriter {
   readonly #onEnd: () => void
   readonly #maxPending: number
   #following: Following | undefined
-  #writing = false
+  #draining = false
   #ended = false
 
   readonly #userFeed: boolean
@@ -52,7 +87,7 @@ export class EventFeedWriter {
       this.#reply.sse.close()
       return
     }
-    this.#write().catch(() => {})
+    flushSoon(this)
   }
 
   push (event: FeedEvent | null): void {
@@ -60,7 +95,7 @@ export class EventFeedWriter {
     if (event === null || this.#queue.length >= this.#maxPending) return this.end()
     if (!this.#inReach(event)) return this.#userFeed ? undefined : this.end()
     this.#queue.push(event)
-    if (this.#following !== undefined) this.#write().catch(() => {})
+    if (this.#following !== undefined && !this.#draining) flushSoon(this)
   }
 
   end (): void {
@@ -72,19 +107,24 @@ export class EventFeedWriter {
     this.#onEnd()
   }
 
-  async #write (): Promise<void> {
-    if (this.#writing) return
-    this.#writing = true
-    try {
-      for (let event = this.#queue.shift(); event !== undefined && !this.#ended; event = this.#queue.shift()) {
-        await this.#reply.sse.send({ id: event.id, event: event.type, data: event.data })
-        if (event.type === 'conversation.deleted' && !this.#userFeed) this.end()
+  /** Writes what waits, in writes of at most MAX_BATCH events, until the socket asks to wait for a drain. */
+  flush (): void {
+    const raw = this.#reply.raw
+    while (this.#queue.length > 0 && !this.#ended && !this.#draining) {
+      const batch = this.#queue.splice(0, MAX_BATCH)
+      const last = this.#userFeed ? -1 : batch.findIndex((event) => event.type === 'conversation.deleted')
+      const sent = last === -1 ? batch : batch.slice(0, last + 1)
+      // Node corks a response's socket for the rest of the turn: these writes leave in one writev, without a copy.
+      let drained = true
+      for (const event of sent) drained = raw.write(frameOf(event))
+      if (last !== -1) return this.end()
+      if (!drained) {
+        this.#draining = true
+        raw.once('drain', () => {
+          this.#draining = false
+          this.flush()
+        })
       }
-    } catch {
-      // The follower went away while it was written to.
-      this.end()
-    } finally {
-      this.#writing = false
     }
   }
 

@@ -41,29 +41,44 @@ async function run (url, requests) {
 
 const on = (prefix, count, query) => [{ method: 'GET', setupRequest: (request) => ({ ...request, path: `/v1/conversations/${prefix}-${pick(count)}${query}` }) }]
 
+// The window rows compare conversations of 20 and of 10,000 messages whose 2,000-token
+// windows are alike: each conversation first gets WINDOW_TURNS turns of about 150 tokens
+// (more than a window holds), and each append adds one more such turn. The window is then
+// the same dozen turns at both lengths, so the rows differ only in the conversation's length.
+const TURN_TEXT = 'a user turn of about one hundred and fifty tokens, as a chat assistant gets them: '.repeat(8)
+const WINDOW_TURNS = 16
 let appended = 0
-/** Appends of one message that also answer the context window of 2,000 tokens after them. */
+const turn = () => ({ id: `w${appended++}`, role: 'user', text: TURN_TEXT })
+
+async function seedWindowTurns (url) {
+  const ids = [...Array.from({ length: SHORT }, (_, i) => `p20-${i}`), ...Array.from({ length: LONG }, (_, i) => `p10k-${i}`)]
+  await run(url, ids.map((id) => ({ method: 'POST', path: `/v1/conversations/${id}/messages`, body: { messages: Array.from({ length: WINDOW_TURNS }, turn) } })))
+}
+
+/** Appends of one turn that also answer the context window of 2,000 tokens after them. */
 const windowAppends = (prefix, count) => [{
   method: 'POST',
   headers: json,
   setupRequest: (request) => ({
     ...request,
     path: `/v1/conversations/${prefix}-${pick(count)}/messages?window=2000`,
-    body: JSON.stringify({ messages: [{ id: `w${appended++}`, role: 'user', text: 'one more message, and the context please' }] })
+    body: JSON.stringify({ messages: [turn()] })
   })
 }]
 
 /** Adds the rows for one backend and answers them by name. */
 export async function messageRows (url, backend, load) {
   await seedConversations(url, backend)
-  return {
+  const rows = {
     page20: await load(`8. page of 20 (desc), 20-message conversations, ${backend}`, url, on('p20', SHORT, '/messages?order=desc&limit=20')),
     page10k: await load(`8. page of 20 (desc), 10,000-message conversations, ${backend}`, url, on('p10k', LONG, '/messages?order=desc&limit=20')),
     tail10k: await load(`8. GET ?lastMessages=20, 10,000-message conversations, ${backend}`, url, on('p10k', LONG, '?lastMessages=20')),
-    window10k: await load(`8. context window maxTokens=2000, 10,000-message conversations, ${backend}`, url, on('p10k', LONG, '/messages?order=desc&maxTokens=2000')),
-    windowAppend20: await load(`8. append with ?window=2000, 20-message conversations, ${backend}`, url, windowAppends('p20', SHORT)),
-    windowAppend10k: await load(`8. append with ?window=2000, 10,000-message conversations, ${backend}`, url, windowAppends('p10k', LONG))
+    window10k: await load(`8. context window maxTokens=2000, 10,000-message conversations, ${backend}`, url, on('p10k', LONG, '/messages?order=desc&maxTokens=2000'))
   }
+  await seedWindowTurns(url)
+  rows.windowAppend20 = await load(`8. append of a turn with ?window=2000, 20-message conversations, ${backend}`, url, windowAppends('p20', SHORT))
+  rows.windowAppend10k = await load(`8. append of a turn with ?window=2000, 10,000-message conversations, ${backend}`, url, windowAppends('p10k', LONG))
+  return rows
 }
 
 /** Microseconds that counting tokens adds to each appended fixture message (o200k_base). */

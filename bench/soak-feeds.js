@@ -4,7 +4,9 @@ import { createParser } from 'eventsource-parser'
 // The soak's live part: producers stream messages (append in_progress, numbered deltas,
 // finish) while followers read each conversation's event feed, resuming from their last id
 // whenever a stream ends or fails, through every Redis fault. At the end each follower must
-// hold every acknowledged event of its conversation exactly once, in order.
+// hold every acknowledged event of its conversation exactly once, in order. One more
+// follower reads the user's feed the same way; it is reported, not judged: its events are
+// written by the step after each write (docs/live.md), which a fault can cut off.
 
 const DELTAS_PER_MESSAGE = 20
 
@@ -17,6 +19,8 @@ export class SoakFeeds {
   #signal
   #conversations = []
   #followers = []
+  #userId = `soak-feeds-${Date.now().toString(36)}`
+  #userFollower
   counts = { acknowledged: 0, delivered: 0, reconnects: 0, writeRetries: 0 }
 
   constructor ({ url, apiKey, signal }) {
@@ -27,14 +31,17 @@ export class SoakFeeds {
 
   /** Creates the conversations and opens their followers; answers once every follower has its head. */
   async start ({ conversations, followersEach }) {
+    const listed = await this.#request('GET', `/v1/users/${this.#userId}/conversations?limit=1`)
+    // Counted apart: the judged counts are those of the conversations' followers.
+    this.#userFollower = this.#follow(`/v1/users/${this.#userId}/events`, listed.headers.get('last-event-id'), { delivered: 0, reconnects: 0 })
     for (let i = 0; i < conversations; i++) {
       const id = `soak-feed-${Date.now().toString(36)}-${i}`
-      const created = await this.#request('POST', '/v1/conversations', { id, userId: 'soak-feeds' })
+      const created = await this.#request('POST', '/v1/conversations', { id, userId: this.#userId })
       const conversation = { id, start: created.headers.get('last-event-id'), acknowledged: [] }
       this.#conversations.push(conversation)
-      for (let f = 0; f < followersEach; f++) this.#followers.push(this.#follow(conversation))
+      for (let f = 0; f < followersEach; f++) this.#followers.push(Object.assign(this.#follow(`/v1/conversations/${id}/events`, conversation.start), { conversation }))
     }
-    await Promise.all(this.#followers.map((follower) => follower.opened))
+    await Promise.all([...this.#followers, this.#userFollower].map((follower) => follower.opened))
   }
 
   /** Streams messages into every conversation until `endAt`. */
@@ -49,14 +56,25 @@ export class SoakFeeds {
     const expected = new Map(this.#conversations.map((c) => [c.id, c.acknowledged]))
     const caughtUp = () => this.#followers.every((f) => expected.get(f.conversation.id).every((id) => f.seen.has(id)))
     for (let waited = 0; !caughtUp() && waited < ms; waited += 100) await sleep(100)
-    for (const follower of this.#followers) follower.stop()
+    for (const follower of [...this.#followers, this.#userFollower]) follower.stop()
     let lost = 0; let duplicated = 0; let outOfOrder = 0
     for (const follower of this.#followers) {
       lost += expected.get(follower.conversation.id).filter((id) => !follower.seen.has(id)).length
       duplicated += follower.duplicated
       outOfOrder += follower.outOfOrder
     }
-    return { followers: this.#followers.length, ...this.counts, lost, duplicated, outOfOrder }
+    return { followers: this.#followers.length, ...this.counts, lost, duplicated, outOfOrder, userFeed: await this.#userFeedReport() }
+  }
+
+  /** The user's feed: its events, and for how many conversations the last event names the version a read answers now. */
+  async #userFeedReport () {
+    const { seen, duplicated, outOfOrder, versions } = this.#userFollower
+    let current = 0
+    for (const { id } of this.#conversations) {
+      const read = await this.#request('GET', `/v1/conversations/${id}?view=summary`).catch(() => undefined)
+      if (read?.status === 200 && (await read.json()).version === versions.get(id)) current++
+    }
+    return { events: seen.size, duplicated, outOfOrder, current, conversations: this.#conversations.length }
   }
 
   /** One streamed message: started, DELTAS_PER_MESSAGE deltas, finished; each write retried as a client would. */
@@ -96,9 +114,9 @@ export class SoakFeeds {
     return response
   }
 
-  /** A follower that resumes from its last id whenever its stream ends or fails. */
-  #follow (conversation) {
-    const follower = { conversation, seen: new Set(), last: conversation.start, duplicated: 0, outOfOrder: 0, abort: new AbortController() }
+  /** A follower of the feed at `path` that resumes from its last id whenever its stream ends or fails; it adds to `counts`. */
+  #follow (path, start, counts = this.counts) {
+    const follower = { seen: new Set(), last: start, duplicated: 0, outOfOrder: 0, versions: new Map(), abort: new AbortController() }
     let opened
     follower.opened = new Promise((resolve) => { opened = resolve })
     follower.stop = () => follower.abort.abort()
@@ -107,13 +125,15 @@ export class SoakFeeds {
       else if (seqOf(event.id) !== seqOf(follower.last) + 1) follower.outOfOrder++
       follower.seen.add(event.id)
       follower.last = event.id
-      this.counts.delivered++
+      const { conversationId, version } = JSON.parse(event.data)
+      follower.versions.set(conversationId, version)
+      counts.delivered++
     }
     follower.done = (async () => {
       for (let attempt = 0; !follower.abort.signal.aborted && !this.#signal.aborted; attempt++) {
-        if (attempt > 0) { this.counts.reconnects++; await sleep(200) }
+        if (attempt > 0) { counts.reconnects++; await sleep(200) }
         try {
-          const response = await fetch(`${this.#url}/v1/conversations/${conversation.id}/events`, {
+          const response = await fetch(`${this.#url}${path}`, {
             headers: { ...this.#headers, accept: 'text/event-stream', 'last-event-id': follower.last }, signal: follower.abort.signal
           })
           if (response.status !== 200) { await response.arrayBuffer(); continue }

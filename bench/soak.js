@@ -197,6 +197,9 @@ function report ({ stats, load, faults, rss, peak, loadMs, healthy, unresolved, 
   log(`live: ${live.followers} followers of ${FEED_CONVERSATIONS} streamed conversations; ${live.acknowledged} events acknowledged, ${live.delivered} delivered, ` +
     `${live.reconnects} reconnects, ${live.writeRetries} write retries; events lost ${live.lost}, duplicated ${live.duplicated}, out of order ${live.outOfOrder}; ` +
     `${live.rssPerFollowerKiB} KiB of RSS per open follower`)
+  const { userFeed } = live
+  log(`user's feed (reported, not judged): ${userFeed.events} events, duplicated ${userFeed.duplicated}, out of order ${userFeed.outOfOrder}; ` +
+    `its last event names the current version of ${userFeed.current} of ${userFeed.conversations} conversations`)
   log(`other contract violations: ${load.anomalies.count}`)
   for (const entry of load.anomalies.details.slice(0, 10)) log(`  ${JSON.stringify(entry)}`)
   for (const [name, bucket] of [['5xx other than 503', stats.serverErrors], ['slow', stats.slow], ['unexpected', stats.unexpected]]) {

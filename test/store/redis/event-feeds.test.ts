@@ -89,6 +89,54 @@ t.test('a Redis restart or pause during a stream: the follower gets every event 
   t.equal((await writer.inject({ method: 'GET', url: `/v1/conversations/${id}/messages/r` })).json().text, 'd1 d2 d3 d4 d5 d6 d7 ', 'the text is its deltas')
 })
 
+t.test('a Redis restart under a user\'s feed: the follower resumes, and gets each acknowledged write once, in order', async (t) => {
+  const writer = await build(t, env)
+  const follower = await build(t, env)
+  const address = await follower.listen({ port: 0, host: '127.0.0.1' })
+  const userId = `faults-user-${process.pid}-${++sequence}`
+  const id = `faults-${process.pid}-${++sequence}`
+  const listed = await writer.inject({ method: 'GET', url: `/v1/users/${userId}/conversations` })
+  const events: EventSourceMessage[] = []
+  const state = { following: true }
+  const resuming = (async () => {
+    while (state.following) {
+      const last = events.at(-1)?.id ?? listed.headers['last-event-id'] as string
+      const feed = await openFeed(`${address}/v1/users/${userId}/events`, { 'last-event-id': last }).catch(() => undefined)
+      if (feed === undefined || feed.status !== 200) { await sleep(200); continue }
+      const stop = setInterval(() => { if (!state.following) feed.close() }, 50)
+      let seen = 0
+      const copy = setInterval(() => { events.push(...feed.events.slice(seen)); seen = feed.events.length }, 10)
+      await feed.ended
+      clearInterval(copy)
+      clearInterval(stop)
+      events.push(...feed.events.slice(seen))
+    }
+  })()
+  const acknowledged: number[] = []
+  const write = async (title: string): Promise<void> => {
+    for (let tries = 0; tries < 100; tries++) {
+      const response = await writer.inject({ method: 'PATCH', url: `/v1/conversations/${id}`, payload: { title } })
+      if (response.statusCode === 200) { acknowledged.push(response.json().version); return }
+      await sleep(100)
+    }
+  }
+  t.equal((await writer.inject({ method: 'POST', url: '/v1/conversations', payload: { id, userId } })).statusCode, 201)
+  acknowledged.push(1)
+  await write('before')
+  await writer.redis.save()
+  await server.restart()
+  await write('after 1')
+  await write('after 2')
+  for (let waited = 0; events.filter((event) => event.event !== 'reset').length < acknowledged.length && waited < 15_000; waited += 50) await sleep(50)
+  state.following = false
+  await resuming
+  const versions = dataOf(events).map((event) => event.version as number)
+  t.same(versions, [...versions].sort((a, b) => a - b), 'in order')
+  t.equal(new Set(events.map((event) => event.id)).size, events.length, 'each once')
+  t.same(acknowledged.filter((version) => !versions.includes(version)), [], `every acknowledged write (${acknowledged.join(', ')}) is in the feed`)
+  t.same(events.map((event) => event.event)[0], 'conversation.created')
+})
+
 t.test('random interleavings: what each follower assembles is what committed, and the text is its deltas', async (t) => {
   const { writer, feed } = await pair(t)
   type Step = { kind: 'append' } | { kind: 'delta', text: string } | { kind: 'finish' } | { kind: 'edit' } | { kind: 'reconnect' }

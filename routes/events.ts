@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import { FeedsFullError, ForbiddenError } from '../src/errors.js'
 import { EventFeedWriter } from '../src/http/event-feed.js'
+import { canFollowUser } from '../src/store/conversation-rules.js'
 import { ConversationParamsSchema, errorResponses, UserParamsSchema } from '../src/schemas.js'
 import '../src/event-schemas.js'
 import { EVENT_TYPES, USER_EVENT_TYPES, type FeedEvent, type Following } from '../src/store/events.js'
@@ -72,7 +73,7 @@ const eventRoutes: FastifyPluginAsyncZod = async (fastify) => {
   }, async (request, reply) => {
     const { userId } = request.params
     const { reach, name } = request.caller
-    if (reach.userId !== undefined && reach.userId !== userId) throw new ForbiddenError(`Caller '${name}' acts for one user and may not follow another user's feed`)
+    if (!canFollowUser(reach, userId)) throw new ForbiddenError(`Caller '${name}' acts for one user and may not follow another user's feed`)
     const after = request.headers['last-event-id'] ?? request.query.after
     await stream(request, reply, after, async (from, listener) => await store.followUser(userId, from, listener), true)
   })

@@ -9,9 +9,10 @@ export const MAX_PENDING_EVENTS = 1000
 /** At most this many events go out in one turn, before the socket may ask to wait. */
 const MAX_BATCH = 256
 
-// One event goes to every follower of its feed: its frame is encoded once, and each
-// follower's socket gets the same bytes.
-const frames = new WeakMap<FeedEvent, Buffer>()
+// One event goes to every follower of its feed: its frame is encoded once per turn of the
+// event loop, and each follower's socket gets the same bytes. The frames are forgotten at
+// the end of the turn, so that events kept for later followers do not keep them too.
+const frames = new Map<FeedEvent, Buffer>()
 
 /** An event as the SSE wire carries it (id, event, data lines), encoded once per event. */
 function frameOf (event: FeedEvent): Buffer {
@@ -38,6 +39,7 @@ function flushWaiting (): void {
   const writers = [...waiting]
   waiting.clear()
   for (const writer of writers) writer.flush()
+  frames.clear()
 }
 
 /**
@@ -82,6 +84,8 @@ export class EventFeedWriter {
     this.#reply.sse.sendHeaders()
     // Node sends a head with the first write; a follower waits for none, however quiet the conversation.
     this.#reply.raw.flushHeaders()
+    // A follower that left while the store set the feed up: its close came before onClose was listened to.
+    if (this.#reply.raw.destroyed) this.end()
     if (this.#ended) {
       following.close()
       this.#reply.sse.close()
@@ -110,6 +114,8 @@ export class EventFeedWriter {
   /** Writes what waits, in writes of at most MAX_BATCH events, until the socket asks to wait for a drain. */
   flush (): void {
     const raw = this.#reply.raw
+    // A socket that is gone never drains: the stream ends rather than wait for it.
+    if (raw.destroyed || raw.writableEnded) return this.end()
     while (this.#queue.length > 0 && !this.#ended && !this.#draining) {
       const batch = this.#queue.splice(0, MAX_BATCH)
       const last = this.#userFeed ? -1 : batch.findIndex((event) => event.type === 'conversation.deleted')
@@ -122,7 +128,7 @@ export class EventFeedWriter {
         this.#draining = true
         raw.once('drain', () => {
           this.#draining = false
-          this.flush()
+          flushSoon(this)
         })
       }
     }

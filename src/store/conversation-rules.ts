@@ -42,6 +42,11 @@ export function checkPreconditions (currentTag: string | undefined, precondition
 }
 
 /** Whether a caller with this reach may see the conversation (see Reach). */
+/** Whether the caller may follow this user's feed: a delegated token follows only its own user. */
+export function canFollowUser (reach: Reach, userId: string): boolean {
+  return reach.userId === undefined || reach.userId === userId
+}
+
 export function canReach (reach: Reach, { userId, tenantId }: { userId: string, tenantId: string }): boolean {
   return (reach.userId === undefined || reach.userId === userId) && (reach.tenants === '*' || reach.tenants.has(tenantId))
 }

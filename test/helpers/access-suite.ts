@@ -225,6 +225,7 @@ export function accessSuite (backend: Backend): void {
       t.equal(await versionOf(yours), 1)
       const listed = await as('app-front-end', { method: 'GET', url: `/v1/users/${other}/conversations` }, delegated)
       t.same(listed.json().items, [], 'another user\'s list is empty')
+      t.equal(listed.headers['last-event-id'], '0-0', 'and names no position of that user\'s feed')
       const own = await as('app-front-end', { method: 'GET', url: `/v1/users/${user}/conversations` }, delegated)
       t.same(own.json().items.map((item: Json) => item.id), [mine])
       const forOther = await as('app-front-end', { method: 'POST', url: '/v1/conversations', payload: { userId: other, tenantId: 'contoso' } }, delegated)

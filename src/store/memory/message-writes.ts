@@ -1,15 +1,17 @@
 import { messageNotInProgress } from '../../errors.js'
-import type { Message, PatchMessageBody, RewindResult } from '../../schemas.js'
+import type { AppendResult, Message, MessageInput, PatchMessageBody, RewindResult } from '../../schemas.js'
 import { MessageLog } from './message-log.js'
-import { writeTime } from '../conversation-rules.js'
+import { assertMessageLimit, newMessages, writeTime, type StoreLimits } from '../conversation-rules.js'
 import { IdleStreamSweeper } from '../idle-streams.js'
 import { applyDelta, editMessage, type Delta, type DeltaResult, type StreamLimits } from '../stream-rules.js'
-import type { Tagged } from '../types.js'
+import type { Tagged, WindowRequest } from '../types.js'
 import { eventFields } from '../events.js'
 import { sizeOf, tagsOf, type Entry } from './entries.js'
 
 export interface MemoryMessageWritesOptions {
   limits: StreamLimits
+  /** The store's limits: how many messages a conversation may hold. */
+  storeLimits: StoreLimits
   clock: () => number
   /** The live entry of a conversation, without counting as a use. */
   live: (id: string) => Entry | undefined
@@ -40,9 +42,29 @@ export class MemoryMessageWrites {
   }
 
   /** Starts the streams of the in_progress messages an append has just added. */
-  start (entry: Entry, added: Message[], writeMs: number): void {
+  /**
+   * Appends the messages whose ids are new (the others are skipped), starting the streams of
+   * those in_progress, and answers the window after it, read in the same synchronous step,
+   * so that it is of that version.
+   */
+  append (entry: Entry, inputs: MessageInput[], window?: WindowRequest): AppendResult & Tagged {
+    const { clock, storeLimits, assertFits, touch } = this.#options
+    const writeMs = writeTime(clock(), entry.body.updatedAt)
+    const { added, skipped } = newMessages(entry.log, inputs, new Date(writeMs).toISOString())
+    const withWindow = (result: AppendResult & Tagged): AppendResult & Tagged =>
+      window === undefined ? result : { ...result, window: entry.log.window(window) }
+    if (added.length === 0) {
+      return withWindow({ appended: 0, skipped, version: entry.body.version, messageCount: entry.log.count, ...tagsOf(entry) })
+    }
+    assertMessageLimit(entry.log.count + added.length, storeLimits)
+    assertFits(sizeOf(entry) + MessageLog.bytesOf(added))
+    // Appending in place keeps the cost independent of the conversation's length.
+    entry.log.add(added)
     entry.log.startStreams(added, writeMs)
     if (entry.log.streaming) this.#streaming.add(entry.body.id)
+    const updated = touch(entry, writeMs)
+    for (const message of added) updated.events.emit('message.created', updated.body.version, eventFields.message(message))
+    return withWindow({ appended: added.length, skipped, version: updated.body.version, messageCount: updated.log.count, ...tagsOf(updated) })
   }
 
   /** Applies one delta to a message of the entry (stream-rules.ts): a write, unless it repeats one applied. */

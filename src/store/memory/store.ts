@@ -7,12 +7,12 @@ import type {
 } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
 import {
-  assertMessageLimit, buildConversation, canReach, checkPreconditions, newIncarnation, newMessages, patchConversation,
+  buildConversation, canFollowUser, canReach, checkPreconditions, newIncarnation, patchConversation,
   writeStamp, writeTime, type ConversationBody, type StoreLimits
 } from '../conversation-rules.js'
 import { MessageLog } from './message-log.js'
 import { MemoryEventLog } from './event-log.js'
-import { DEFAULT_EVENTS_RETAINED, eventFields, type FeedEvent, type Following } from '../events.js'
+import { DEFAULT_EVENTS_RETAINED, eventFields, NO_USER_FEED, type FeedEvent, type Following } from '../events.js'
 import { existingState, liveState, nextState, withoutState } from './workflow-states.js'
 import { restoredEntry } from './restored-entry.js'
 import { emitOn, indexKeyOf, messageOf, sizeOf, snapshotOf, summaryOf, tagged, taggedState, tagOfEntry, tagsOf, viewOf, type Entry } from './entries.js'
@@ -88,6 +88,7 @@ export class MemoryConversationStore implements ConversationStore {
     })
     this.#messages = new MemoryMessageWrites({
       limits: options.limits.streams ?? DEFAULT_STREAM_LIMITS,
+      storeLimits: options.limits,
       clock: this.#clock,
       live: (id) => this.#live(id, { touch: false }),
       touch: (entry, writeMs, announce) => this.#touch(entry, writeMs, announce),
@@ -145,28 +146,14 @@ export class MemoryConversationStore implements ConversationStore {
   async appendMessages (
     id: string, inputs: MessageInput[], preconditions: Preconditions, reach = EVERYWHERE, window?: WindowRequest
   ): Promise<AppendResult & Tagged> {
-    const entry = this.#existing(id, preconditions, reach)
-    const writeMs = writeTime(this.#clock(), entry.body.updatedAt)
-    const { added, skipped } = newMessages(entry.log, inputs, new Date(writeMs).toISOString())
-    // The window is read in the same synchronous step as the write, so it is of that version.
-    const withWindow = (result: AppendResult & Tagged): AppendResult & Tagged =>
-      window === undefined ? result : { ...result, window: entry.log.window(window) }
-    if (added.length === 0) {
-      return withWindow({ appended: 0, skipped, version: entry.body.version, messageCount: entry.log.count, ...tagsOf(entry) })
-    }
-    assertMessageLimit(entry.log.count + added.length, this.#limits)
-    this.#assertFits(sizeOf(entry) + MessageLog.bytesOf(added))
-    // Appending in place keeps the cost independent of the conversation's length.
-    entry.log.add(added)
-    this.#messages.start(entry, added, writeMs)
-    const updated = this.#touch(entry, writeMs)
-    for (const message of added) emitOn(updated, 'message.created', eventFields.message(message))
-    return withWindow({ appended: added.length, skipped, version: updated.body.version, messageCount: updated.log.count, ...tagsOf(updated) })
+    return this.#messages.append(this.#existing(id, preconditions, reach), inputs, window)
   }
 
   async listByUser (userId: string, options: ListOptions, reach = EVERYWHERE): Promise<ConversationPage> {
     // The same synchronous step: the position is that of the newest change the page reflects.
-    return { ...this.#lists.list(userId, options, reach), position: this.#userFeeds.position(userId) }
+    // A caller that may not follow this user's feed learns nothing of it.
+    const position = canFollowUser(reach, userId) ? this.#userFeeds.position(userId) : NO_USER_FEED
+    return { ...this.#lists.list(userId, options, reach), position }
   }
 
   async deleteByUser (userId: string, reach = EVERYWHERE): Promise<number> {

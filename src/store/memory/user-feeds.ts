@@ -36,10 +36,17 @@ export class MemoryUserFeeds {
   /** Follows the user's feed (see MemoryEventLog.follow); closing the last follower of an empty user drops it. */
   follow (userId: string, after: string | undefined, listener: (event: FeedEvent) => void, isEmpty: () => boolean): () => void {
     const feed = this.#feed(userId)
-    const close = feed.follow(after, 0, listener)
-    return () => {
-      close()
-      if (feed.unfollowed && isEmpty() && this.#feeds.get(userId) === feed) this.#feeds.delete(userId)
+    // A feed that only this follower would keep goes when it leaves, or when its position is refused.
+    const leave = (): void => { if (feed.unfollowed && isEmpty() && this.#feeds.get(userId) === feed) this.#feeds.delete(userId) }
+    try {
+      const close = feed.follow(after, 0, listener)
+      return () => {
+        close()
+        leave()
+      }
+    } catch (error) {
+      leave()
+      throw error
     }
   }
 

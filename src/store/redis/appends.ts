@@ -1,4 +1,4 @@
-import { conversationUpdated, type UserFeedEvent } from './user-feeds.js'
+import { conversationUpdated, type UserFeedEvent } from './feeds.js'
 import { Cluster, type Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
 import {

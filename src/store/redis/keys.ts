@@ -12,8 +12,9 @@
 //                                    read while present and migrated by the next message write
 //                                    and per in_progress message s:, e:, n:, a:<messageId> (lib/conversation.lua)
 //   <prefix>user:{<userId>}:index    sorted set: conversation id scored by updatedAt
-//   <prefix>user:{<userId>}:feed     hash: inc (the user's feed's epoch), ev (its events so far); its log
-//                                    is the stream <feed>:events:<inc>, its channel <feed>:live (lua/lib/user-feed.lua)
+//   <prefix>user:{<userId>}:feed     hash: inc (the user's feed's epoch), ev (its events so far), d:<id> (recent
+//                                    deletions); its log is the stream <feed>:events:<inc>, its channel <feed>:live,
+//                                    and <feed>:graves dates the deletions (lua/lib/user-feed.lua)
 //   <prefix>streams                  sorted set: '<id> <messageId>' of the streams to time out, scored by
 //                                    when each may be idle (idle-streams.ts)
 //

@@ -1,4 +1,4 @@
-import { conversationUpdated, type UserFeedEvent } from './user-feeds.js'
+import { conversationUpdated, type UserFeedEvent } from './feeds.js'
 import type { Cluster, Redis } from 'ioredis'
 import { ConversationNotFoundError, InvalidRequestError, MessageNotFoundError, PreconditionFailedError } from '../../errors.js'
 import type { Message, MessageWithTokens, PatchMessageBody, RewindResult } from '../../schemas.js'

@@ -5,15 +5,14 @@ import type {
   AppendResult, ConversationFields, Message, MessageInput, PatchConversationBody, PatchMessageBody, RewindResult, WorkflowStateBody
 } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
-import { canReach, type StoreLimits } from '../conversation-rules.js'
+import { canFollowUser, canReach, type StoreLimits } from '../conversation-rules.js'
 import { absent, defineScripts, ifMatchArg, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
-import { conversationKeyList, conversationKeys, idleStreamsKey, userIndexKey } from './keys.js'
+import { conversationKeyList, conversationKeys, idleStreamsKey } from './keys.js'
 import { RedisIdleStreams } from './idle-streams.js'
 import { IdleStreamSweeper } from '../idle-streams.js'
 import { DEFAULT_STREAM_LIMITS, type Delta, type DeltaResult } from '../stream-rules.js'
-import { DEFAULT_EVENTS_RETAINED, type FeedEvent, type Following } from '../events.js'
-import { conversationFeeds, RedisEventHub } from './event-hub.js'
-import { RedisUserFeeds, userEventArgs, type UserFeedEvent } from './user-feeds.js'
+import { DEFAULT_EVENTS_RETAINED, NO_USER_FEED, type FeedEvent, type Following } from '../events.js'
+import { RedisFeeds, touchIndex, type UserFeedEvent } from './feeds.js'
 import { patchConversation, type RedisPatchesOptions } from './patches.js'
 import { RedisAppends } from './appends.js'
 import { RedisSnapshots } from './snapshots.js'
@@ -77,8 +76,7 @@ export class RedisConversationStore implements ConversationStore {
   readonly #cap: RedisUserCap | undefined
   readonly #idleStreams: RedisIdleStreams
   readonly #sweeper: IdleStreamSweeper
-  readonly #hub: RedisEventHub
-  readonly #userFeeds: RedisUserFeeds
+  readonly #feeds: RedisFeeds
   readonly #patches: RedisPatchesOptions
 
   constructor (options: RedisStoreOptions) {
@@ -104,11 +102,9 @@ export class RedisConversationStore implements ConversationStore {
       : new RedisUserCap({ client: this.#client, keyPrefix: this.#prefix, cap, staleAfterMs, clock: this.#clock, views: this.#views })
     this.#countTokens = options.countTokens
     defineScripts(this.#client, options.eventsRetained ?? DEFAULT_EVENTS_RETAINED)
-    const feedOptions = { client: this.#client, guard: async <T>(operation: () => Promise<T>) => await this.#guard(operation), onError: options.onSweepError ?? (() => {}) }
-    this.#hub = new RedisEventHub({ ...feedOptions, kind: conversationFeeds(this.#prefix) })
-    this.#userFeeds = new RedisUserFeeds({ ...feedOptions, keyPrefix: this.#prefix })
-    const touchIndex = async (userId: string, id: string, updatedAt: number, expiresAt: number, event?: UserFeedEvent): Promise<void> => {
-      await this.#touchIndex('GT', userId, id, updatedAt, expiresAt, event)
+    this.#feeds = new RedisFeeds({ client: this.#client, keyPrefix: this.#prefix, guard: async (operation) => await this.#guard(operation), onError: options.onSweepError ?? (() => {}) })
+    const moveEntry = async (userId: string, id: string, updatedAt: number, expiresAt: number, event?: UserFeedEvent): Promise<void> => {
+      await touchIndex(this.#client, this.#prefix, 'GT', userId, id, updatedAt, expiresAt, event)
     }
     this.#workflowStates = new RedisWorkflowStates({
       client: this.#client, keyPrefix: this.#prefix, ttlMs: this.#ttlMs, clock: this.#clock, corruptUnless: (id, parse) => this.#corruptUnless(id, parse)
@@ -119,7 +115,7 @@ export class RedisConversationStore implements ConversationStore {
       ttlMs: this.#ttlMs,
       countTokens: this.#countTokens,
       clock: this.#clock,
-      touchIndex,
+      touchIndex: moveEntry,
       corruptUnless: (id, parse) => this.#corruptUnless(id, parse),
       onCorruptRecord: this.#onCorruptRecord
     })
@@ -131,7 +127,7 @@ export class RedisConversationStore implements ConversationStore {
       countTokens: this.#countTokens,
       clock: this.#clock,
       migrate: async (id) => { await this.#messages.migrate(id) },
-      touchIndex,
+      touchIndex: moveEntry,
       guard: async (operation) => await this.#guard(operation),
       onCorruptRecord: this.#onCorruptRecord,
       corruptUnless: (id, parse) => this.#corruptUnless(id, parse),
@@ -143,7 +139,7 @@ export class RedisConversationStore implements ConversationStore {
       limits: this.#limits,
       clock: this.#clock,
       views: this.#views,
-      touchIndex,
+      touchIndex: moveEntry,
       knowOwner: (id, userId) => { this.#appends.knowOwner(id, userId) }
     }
     const streamLimits = this.#limits.streams ?? DEFAULT_STREAM_LIMITS
@@ -171,7 +167,7 @@ export class RedisConversationStore implements ConversationStore {
       limits: this.#limits,
       countTokens: this.#countTokens,
       clock: this.#clock,
-      touchIndex: async (mode, userId, id, score, expiresAt, event) => { await this.#touchIndex(mode, userId, id, score, expiresAt, event) },
+      touchIndex: async (mode, userId, id, score, expiresAt, event) => { await touchIndex(this.#client, this.#prefix, mode, userId, id, score, expiresAt, event) },
       createScript: (name, id, userId) => this.#cap?.createScript(name, this.#keys(id), userId) ?? { name, keys: this.#keys(id), cap: '' },
       knowOwner: (id, userId) => { this.#appends.knowOwner(id, userId) },
       afterCreate: async (userId) => { await this.#cap?.afterCreate(userId) }
@@ -206,7 +202,7 @@ export class RedisConversationStore implements ConversationStore {
       if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
       const [, userId, updatedAt, version, data] = reply as [string, string, number, number, string]
       this.#appends.forgetOwner(id)
-      await this.#touchIndex('REM', userId, id, updatedAt, '', { type: 'conversation.deleted', version, data })
+      await touchIndex(this.#client, this.#prefix, 'REM', userId, id, updatedAt, '', { type: 'conversation.deleted', version, data })
     })
   }
 
@@ -231,7 +227,7 @@ export class RedisConversationStore implements ConversationStore {
       await this.#appends.settled(userId)
       await this.#cap?.trim(userId)
       // Read before the page: a follower from it may see a change the page shows already, never miss one.
-      const position = await this.#userFeeds.position(userId)
+      const position = canFollowUser(reach, userId) ? await this.#feeds.position(userId) : NO_USER_FEED
       return { ...await this.#lists.list(userId, options, reach, deadline), position }
     })
   }
@@ -293,12 +289,11 @@ export class RedisConversationStore implements ConversationStore {
   async follow (id: string, after: string | undefined, reach: Reach, listener: (event: FeedEvent | null) => void): Promise<Following> {
     const view = await this.get(id, 'none', reach)
     if (view === undefined) throw new ConversationNotFoundError(id)
-    const start = { incarnation: view.etag.slice(0, view.etag.lastIndexOf('.')), last: Number(view.position.slice(view.position.lastIndexOf('-') + 1)), version: view.version }
-    return await this.#hub.follow(id, after, start, listener, () => { listener(null) })
+    return await this.#feeds.followConversation(view, after, listener, () => { listener(null) })
   }
 
   async followUser (userId: string, after: string | undefined, listener: (event: FeedEvent | null) => void): Promise<Following> {
-    return await this.#userFeeds.follow(userId, after, listener, () => { listener(null) })
+    return await this.#feeds.followUser(userId, after, listener, () => { listener(null) })
   }
 
   async ping (): Promise<StoreHealth> {
@@ -310,10 +305,9 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   async close (): Promise<void> {
-    // The client belongs to the redis plugin, which quits it; the subscriber is the hub's.
+    // The client belongs to the redis plugin, which quits it; the subscribers are the feeds'.
     this.#sweeper.stop()
-    await this.#hub.close()
-    await this.#userFeeds.close()
+    await this.#feeds.close()
   }
 
   #corruptUnless<T> (id: string, parse: () => T): T {
@@ -324,11 +318,6 @@ export class RedisConversationStore implements ConversationStore {
       this.#onCorruptRecord(id, error.message)
       throw new CorruptRecordError(id)
     }
-  }
-
-  /** Adds, moves or removes a user's index entry; with an event, the user's feed gets it in the same step. */
-  async #touchIndex (mode: 'NX' | 'GT' | 'REM', userId: string, id: string, score: number, expiresAt: number | '', event?: UserFeedEvent): Promise<void> {
-    await this.#script('csTouchIndex', [userIndexKey(this.#prefix, userId)], mode, score, id, expiresAt, ...userEventArgs(event))
   }
 
   /** The keys a conversation script takes, in the order the scripts expect. */

@@ -102,3 +102,15 @@ t.test('workflow state counts towards the stored size', async (t) => {
   await store.deleteWorkflowState('a', {})
   t.equal(store.stats().bytes, before, 'and leaves it when deleted')
 })
+
+t.test('a user\'s feed that only a refused or departed follower would keep is not kept', async (t) => {
+  const store = new MemoryConversationStore({ maxConversations: 10, limits, countTokens })
+  const position = async (userId: string): Promise<string> => (await store.listByUser(userId, { limit: 1, view: 'summary' })).position
+  await t.rejects(store.followUser('nobody', 'not-a-position', () => {}), { message: /position/ })
+  t.equal(await position('nobody'), '0-0', 'a refused position leaves no feed behind')
+  const following = await store.followUser('watched', undefined, () => {})
+  t.not(await position('watched'), '0-0', 'a follower keeps its user\'s feed')
+  following.close()
+  t.equal(await position('watched'), '0-0', 'and the last one to leave a user without conversations drops it')
+  t.equal((await store.listByUser('watched', { limit: 1, view: 'summary' }, { tenants: '*', userId: 'someone' })).position, '0-0', 'another user\'s delegated token learns nothing of the feed')
+})

@@ -6,6 +6,7 @@ import { create, unique } from '../../helpers/api-suite.js'
 import { redisEnv } from '../../helpers/backends.js'
 import { build } from '../../helpers/build.js'
 import { startRedis } from '../../helpers/redis-server.js'
+import { runScript } from '../../../src/store/redis/commands.js'
 
 // One round trip per append on a single Redis: when the process knows a conversation's
 // owner, the append script moves the owner's index entry itself. The owner it knows may be
@@ -78,4 +79,29 @@ t.test('an owner guessed wrong moves the real owner\'s entry, never the old owne
   const redis = new Redis(server.url)
   t.teardown(() => { redis.disconnect() })
   t.equal(await redis.zscore(`${env.REDIS_KEY_PREFIX as string}user:{${before}}:index`, id), null, 'no entry was added for the former owner')
+})
+
+t.test('index steps that arrive late or out of order: no stale event on the user\'s feed, and no entry for a deleted conversation', async (t) => {
+  const app = await build(t, env)
+  const userId = unique('late')
+  const position = async (): Promise<string> =>
+    (await app.inject({ method: 'GET', url: `/v1/users/${userId}/conversations` })).headers['last-event-id'] as string
+  const index = `${env.REDIS_KEY_PREFIX as string}user:{${userId}}:index`
+  const conversation = await create(app, { id: unique('c'), userId })
+  const patched = await app.inject({ method: 'PATCH', url: `/v1/conversations/${conversation.id}`, payload: { title: 'newer' } })
+  const updatedAt = Date.parse(patched.json().updatedAt)
+  const before = await position()
+  const late = async (score: number): Promise<unknown> => await runScript(app.redis, 'csTouchIndex', [index], 'GT', score, conversation.id, score + 60_000,
+    'conversation.updated', 1, JSON.stringify({ conversation: { title: 'stale' } }))
+  t.equal(await late(updatedAt - 1000), 0, 'a move older than the entry is stale')
+  t.equal(await position(), before, 'and writes no event')
+  t.equal((await app.inject({ method: 'DELETE', url: `/v1/conversations/${conversation.id}` })).statusCode, 204)
+  const deleted = await position()
+  t.equal(await late(updatedAt), 0, 'a move of the deleted conversation that arrives after its deletion is stale')
+  t.equal(await position(), deleted, 'no event after the deletion')
+  t.equal(await app.redis.zscore(index, conversation.id), null, 'and no entry that points at nothing')
+  await sleep(5)
+  await create(app, { id: conversation.id, userId })
+  t.not(await position(), deleted, 'the same id created again is announced')
+  t.ok(await app.redis.zscore(index, conversation.id), 'and listed')
 })

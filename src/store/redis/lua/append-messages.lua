@@ -47,7 +47,7 @@ else
   local indexed = moveNamedOwnersEntry(ARGV[8], current[4], id, updatedAt, expiresAt)
   -- The owner's feed: written here with the entry, else by the step that moves it (the record is for that step).
   local record = conversationData(DOC)
-  if indexed == 1 then emitUserEvent(KEYS[8], 'conversation.updated', id, version + 1, record) end
+  if indexed == 1 then emitUserEvent(KEYS[8], 'conversation.updated', id, version + 1, record, updatedAt) end
   reply = {'OK', added, n - added, version + 1, count + added, updatedAt, expiresAt, current[4], current[5] or '0', indexed, ev, indexed == 1 and '' or record}
 end
 if ARGV[5] == 'tokens' then return withWindow(reply, tokenWindow(tonumber(ARGV[6]), tonumber(ARGV[7]))) end

@@ -21,10 +21,10 @@ local function capUser (spec, userId, updatedAt, expiresAt, now)
   end
   for i = 1, #live - tonumber(cap) do
     local doc = live[i]
-    local victim = redis.call('HMGET', doc, 'inc', 'version', 'body')
+    local victim = redis.call('HMGET', doc, 'inc', 'version', 'body', 'updatedAt')
     emitDeleted(doc, victim[1] or '0', victim[2])
     redis.call('DEL', doc, doc .. ':order', doc .. ':bodies', doc .. ':tokens', doc .. ':message-ids', doc .. ':workflow', doc .. ':messages')
     redis.call('ZREM', index, string.match(doc, '{(.*)}$'))
-    emitUserEvent(index, 'conversation.deleted', string.match(doc, '{(.*)}$'), victim[2], deletedData(victim[3]))
+    emitUserEvent(index, 'conversation.deleted', string.match(doc, '{(.*)}$'), victim[2], deletedData(victim[3]), victim[4])
   end
 end

@@ -6,7 +6,8 @@
 -- stream <feed>:events:<inc> keeps the newest EVENTS_RETAINED, entry ids '<seq>-0', fields
 -- t (type), v (the conversation's version), d (the conversation's id as c, then the type's
 -- fields: a record from lib/events.lua's conversationData, or JSON that Node wrote); each
--- event is also published on the shard channel <feed>:live.
+-- event is also published on the shard channel <feed>:live. Recent deletions are kept in the
+-- sorted set <feed>:graves (see isStale).
 local function userFeedOf (index)
   return string.sub(index, 1, -6) .. 'feed'
 end
@@ -28,8 +29,42 @@ local function userFeedEpoch (feed, index)
   return inc
 end
 
-local function emitUserEvent (index, kind, conversationId, version, data)
+-- Steps that move an index entry can arrive out of order (two instances, or an append's
+-- move that a cluster runs after the caller is answered), and after the conversation was
+-- deleted. A deletion leaves a tombstone in the feed's hash (d:<id>, the deleted
+-- conversation's updatedAt) for ten minutes. A create's move is stale when its entry (added
+-- before its script) is gone again: the conversation was deleted since, or evicted by its
+-- own script's cap; it clears the tombstone otherwise. Any other move is stale when the
+-- entry is newer, or the tombstone no older. A stale move neither moves nor writes an event.
+local TOMBSTONE_MS = 600000
+
+local function isStale (index, id, score, kind)
+  local current = redis.call('ZSCORE', index, id)
+  if kind == 'conversation.created' then
+    if not current then return true end
+    redis.call('HDEL', userFeedOf(index), 'd:' .. id)
+    return false
+  end
+  if current and tonumber(current) > tonumber(score) then return true end
+  local dead = redis.call('HGET', userFeedOf(index), 'd:' .. id)
+  return dead ~= false and tonumber(score) <= tonumber(dead)
+end
+
+-- Records a deletion, and forgets the tombstones older than TOMBSTONE_MS.
+local function bury (feed, id, updatedAt)
+  local now = redis.call('TIME')
+  local nowMs = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local graves = feed .. ':graves'
+  for _, old in ipairs(redis.call('ZRANGE', graves, '-inf', nowMs - TOMBSTONE_MS, 'BYSCORE')) do redis.call('HDEL', feed, 'd:' .. old) end
+  redis.call('ZREMRANGEBYSCORE', graves, '-inf', nowMs - TOMBSTONE_MS)
+  redis.call('HSET', feed, 'd:' .. id, updatedAt)
+  redis.call('ZADD', graves, nowMs, id)
+  redis.call('PEXPIRE', graves, TOMBSTONE_MS)
+end
+
+local function emitUserEvent (index, kind, conversationId, version, data, updatedAt)
   local feed = userFeedOf(index)
+  if kind == 'conversation.deleted' then bury(feed, conversationId, updatedAt) end
   local inc = userFeedEpoch(feed, index)
   local seq = redis.call('HINCRBY', feed, 'ev', 1)
   local log = feed .. ':events:' .. inc

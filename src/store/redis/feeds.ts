@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis'
 import { eventData, positionOf, userResetEvent, userSeqOf, NO_USER_FEED, type FeedEvent, type Following, type UserEventType } from '../events.js'
-import { conversationFields, RedisEventHub, type FeedKind } from './event-hub.js'
+import { conversationFeeds, conversationFields, RedisEventHub, type FeedKind } from './event-hub.js'
 import { runScript } from './commands.js'
 import { userFeedKey, userIndexKey } from './keys.js'
 
@@ -33,21 +33,33 @@ const userFeeds = (keyPrefix: string): FeedKind => ({
   startsOver: true
 })
 
-export interface RedisUserFeedsOptions {
+export interface RedisFeedsOptions {
   client: Redis | Cluster
   keyPrefix: string
   guard: <T>(operation: () => Promise<T>) => Promise<T>
   onError: (error: unknown) => void
 }
 
-/** The users' feeds of a Redis store: their positions, and their followers here (one hub, one subscriber). */
-export class RedisUserFeeds {
-  readonly #options: RedisUserFeedsOptions
-  readonly #hub: RedisEventHub
+/**
+ * The feeds of a Redis store: conversations' and users' (a hub each, so two subscriber
+ * connections per instance whatever the number of followers), and the users' positions.
+ */
+export class RedisFeeds {
+  readonly #options: RedisFeedsOptions
+  readonly #conversations: RedisEventHub
+  readonly #users: RedisEventHub
 
-  constructor (options: RedisUserFeedsOptions) {
+  constructor (options: RedisFeedsOptions) {
     this.#options = options
-    this.#hub = new RedisEventHub({ client: options.client, kind: userFeeds(options.keyPrefix), guard: options.guard, onError: options.onError })
+    const { client, keyPrefix, guard, onError } = options
+    this.#conversations = new RedisEventHub({ client, kind: conversationFeeds(keyPrefix), guard, onError })
+    this.#users = new RedisEventHub({ client, kind: userFeeds(keyPrefix), guard, onError })
+  }
+
+  /** Follows a conversation's feed from where a read of it (`view`) says it stands. */
+  async followConversation (view: { id: string, etag: string, position: string, version: number }, after: string | undefined, listener: (event: FeedEvent) => void, onFailure: () => void): Promise<Following> {
+    const start = { incarnation: view.etag.slice(0, view.etag.lastIndexOf('.')), last: Number(view.position.slice(view.position.lastIndexOf('-') + 1)), version: view.version }
+    return await this.#conversations.follow(view.id, after, start, listener, onFailure)
   }
 
   /** The position of the newest event of the user's feed: the Last-Event-ID of a list (read before the list, so it misses nothing). */
@@ -57,7 +69,7 @@ export class RedisUserFeeds {
   }
 
   /** Follows the user's feed, started here if it has none yet, so that its followers know its epoch. */
-  async follow (userId: string, after: string | undefined, listener: (event: FeedEvent) => void, onFailure: () => void): Promise<Following> {
+  async followUser (userId: string, after: string | undefined, listener: (event: FeedEvent) => void, onFailure: () => void): Promise<Following> {
     const { client, keyPrefix, guard } = this.#options
     const [epoch, last] = await guard(async () =>
       await runScript(client, 'csStartUserFeed', [userIndexKey(keyPrefix, userId)])) as unknown as [string, number]
@@ -65,10 +77,18 @@ export class RedisUserFeeds {
     // A position of an earlier epoch: a reset first, then the whole of this one.
     if (after !== undefined && seq === null) listener(userResetEvent(userId, epoch, 0))
     const from = after === undefined ? undefined : positionOf(epoch, seq ?? 0)
-    return await this.#hub.follow(userId, from, { incarnation: epoch, last: Number(last), version: 0 }, listener, onFailure)
+    return await this.#users.follow(userId, from, { incarnation: epoch, last: Number(last), version: 0 }, listener, onFailure)
   }
 
   async close (): Promise<void> {
-    await this.#hub.close()
+    await this.#conversations.close()
+    await this.#users.close()
   }
+}
+
+/** Adds, moves or removes a user's index entry (touch-index.lua); with an event, the user's feed gets it in the same step. */
+export async function touchIndex (
+  client: Redis | Cluster, keyPrefix: string, mode: 'NX' | 'GT' | 'REM', userId: string, id: string, score: number | string, expiresAt: number | '', event?: UserFeedEvent
+): Promise<void> {
+  await runScript(client, 'csTouchIndex', [userIndexKey(keyPrefix, userId)], mode, score, id, expiresAt, ...userEventArgs(event))
 }

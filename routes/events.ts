@@ -11,12 +11,12 @@ import { EVENT_TYPES, USER_EVENT_TYPES, type FeedEvent, type Following } from '.
 const PositionSchema = z.string().min(1).max(300)
 
 /** The schema of a feed: its events' data is a component (src/event-schemas.ts), named from the stream's answer. */
-const resumable = (data: 'ConversationFeedEventData' | 'UserFeedEventData') => ({
+const resumable = (data: 'ConversationFeedEventData' | 'UserFeedEventData', ...errors: number[]) => ({
   querystring: z.strictObject({ after: PositionSchema.optional().meta({ description: 'A position, as the Last-Event-ID header gives it' }) }),
   headers: z.looseObject({ 'last-event-id': PositionSchema.optional() }),
   response: {
     200: z.string().meta({ description: `text/event-stream; the data of each event is JSON, as ${data} describes`, 'x-event-data': { $ref: `#/components/schemas/${data}` } }),
-    ...errorResponses(400, 401, 403, 404, 500, 503)
+    ...errorResponses(...errors)
   }
 })
 
@@ -51,7 +51,7 @@ const eventRoutes: FastifyPluginAsyncZod = async (fastify) => {
         'and JSON `data` with type, conversationId, version and the type\'s fields. A position older than what is kept gets one reset ' +
         'event (re-read, then go on); conversation.deleted ends the stream. Every answer about the conversation carries the Last-Event-ID to resume from.',
       params: ConversationParamsSchema,
-      ...resumable('ConversationFeedEventData')
+      ...resumable('ConversationFeedEventData', 400, 401, 403, 404, 500, 503)
     }
   }, async (request, reply) => {
     const after = request.headers['last-event-id'] ?? request.query.after
@@ -68,7 +68,7 @@ const eventRoutes: FastifyPluginAsyncZod = async (fastify) => {
         'out of the caller\'s reach are left out. A position older than what is kept gets one reset event (list again, then go on). ' +
         'The list of the user\'s conversations carries the Last-Event-ID to resume from; a delegated token follows only its own user.',
       params: UserParamsSchema,
-      ...resumable('UserFeedEventData')
+      ...resumable('UserFeedEventData', 400, 401, 403, 500, 503)
     }
   }, async (request, reply) => {
     const { userId } = request.params

@@ -172,6 +172,7 @@ t.test('the OpenAPI document describes every route, status and the error body', 
   t.same(byRoute['PUT /v1/conversations/{id}'], ['200', '201', '400', '401', '409', '412', '413', '415', '500', '503'])
   t.same(byRoute['GET /v1/conversations/{id}'], ['200', '304', '400', '401', '404', '500', '503'])
   t.same(byRoute['GET /v1/conversations/{id}/workflow-state'], ['200', '304', '400', '401', '404', '500', '503'])
+  t.same(byRoute['GET /v1/users/{userId}/events'], ['200', '400', '401', '403', '500', '503'], 'a user\'s feed is never 404')
   t.same(byRoute['POST /v1/conversations/{id}/messages/{messageId}/deltas'], ['200', '400', '401', '404', '409', '412', '413', '415', '500', '503'])
   t.match(document.components.schemas.Message, { required: ['id', 'role', 'kind', 'createdAt', 'status'] }, 'every message answer carries status')
   t.match(document.components.schemas.Error, { required: ['statusCode', 'code', 'error', 'message'] })

@@ -1,5 +1,5 @@
 import type { FastifyReply } from 'fastify'
-import { canReach } from '../store/conversation-rules.js'
+import { canReach, canReachTenant } from '../store/conversation-rules.js'
 import type { FeedEvent, Following } from '../store/events.js'
 import type { Reach } from '../store/types.js'
 
@@ -145,7 +145,6 @@ export class EventFeedWriter {
       return canReach(this.#reach, conversation)
     }
     if (event.type !== 'conversation.deleted' || !this.#userFeed) return true
-    const { tenantId } = JSON.parse(event.data) as { tenantId: string }
-    return this.#reach.tenants === '*' || this.#reach.tenants.has(tenantId)
+    return canReachTenant(this.#reach, (JSON.parse(event.data) as { tenantId: string }).tenantId)
   }
 }

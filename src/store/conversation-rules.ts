@@ -41,14 +41,19 @@ export function checkPreconditions (currentTag: string | undefined, precondition
   if (!matches) throw new PreconditionFailedError()
 }
 
-/** Whether a caller with this reach may see the conversation (see Reach). */
-/** Whether the caller may follow this user's feed: a delegated token follows only its own user. */
+/** Whether the caller may act for this user (and follow the user's feed): a delegated token acts for its own user only. */
 export function canFollowUser (reach: Reach, userId: string): boolean {
   return reach.userId === undefined || reach.userId === userId
 }
 
+/** Whether the caller's tenants include this one. */
+export function canReachTenant (reach: Reach, tenantId: string): boolean {
+  return reach.tenants === '*' || reach.tenants.has(tenantId)
+}
+
+/** Whether a caller with this reach may see the conversation (see Reach). */
 export function canReach (reach: Reach, { userId, tenantId }: { userId: string, tenantId: string }): boolean {
-  return (reach.userId === undefined || reach.userId === userId) && (reach.tenants === '*' || reach.tenants.has(tenantId))
+  return canFollowUser(reach, userId) && canReachTenant(reach, tenantId)
 }
 
 /** The write time: never earlier than the previous write, so updatedAt never goes backwards. */

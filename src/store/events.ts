@@ -61,7 +61,7 @@ export const NO_USER_FEED = '0-0'
 export function userSeqOf (position: string, epoch: string, last: number): number | null {
   if (position === NO_USER_FEED) return 0
   const at = position.lastIndexOf('-')
-  if (at > 0 && position.slice(0, at) !== epoch && /^[0-9a-f]{1,32}-\d{1,15}$/.test(position)) return null
+  if (at > 0 && position.slice(0, at) !== epoch && /^[\w-]{1,32}-\d{1,15}$/.test(position)) return null
   return seqOf(position, epoch, last)
 }
 

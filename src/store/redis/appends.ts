@@ -1,4 +1,3 @@
-import { conversationUpdated, type UserFeedEvent } from './feeds.js'
 import { Cluster, type Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
 import {
@@ -15,6 +14,7 @@ import { iso, parseMessage } from './records.js'
 import { DEFAULT_STREAM_LIMITS, type Delta, type DeltaResult } from '../stream-rules.js'
 import { positionOf } from '../events.js'
 import { MAX_WINDOW_MESSAGES, type Preconditions, type Reach, type Tagged, type WindowRequest } from '../types.js'
+import { conversationUpdated, type UserFeedEvent } from './feeds.js'
 
 export interface RedisAppendsOptions {
   client: Redis | Cluster

@@ -1,4 +1,3 @@
-import { conversationUpdated, type UserFeedEvent } from './feeds.js'
 import type { Cluster, Redis } from 'ioredis'
 import { ConversationNotFoundError, InvalidRequestError, MessageNotFoundError, PreconditionFailedError } from '../../errors.js'
 import type { Message, MessageWithTokens, PatchMessageBody, RewindResult } from '../../schemas.js'
@@ -11,6 +10,7 @@ import type { Deadline } from './errors.js'
 import { conversationKeyList, conversationKeys } from './keys.js'
 import { parseMessage, parseMessages } from './records.js'
 import { EVERYWHERE, type MessagePage, type MessageQuery, type Preconditions, type Reach, type Tagged } from '../types.js'
+import { conversationUpdated, type UserFeedEvent } from './feeds.js'
 
 export interface RedisMessagesOptions {
   client: Redis | Cluster

@@ -2,6 +2,7 @@ import { Cluster, type Redis } from 'ioredis'
 import { runScript, type ScriptName } from './commands.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
 import type { RedisViews } from './views.js'
+import { touchIndex } from './feeds.js'
 
 export interface RedisUserCapOptions {
   client: Redis | Cluster
@@ -68,7 +69,7 @@ export class RedisUserCap {
     // An evicted conversation's entry goes with its event on the user's feed; a gone one's goes silently.
     await Promise.all(victims.map(async ([id, score], i) => {
       const [status, version, data] = replies[i] as [string, string, string]
-      if (status === 'OK') await runScript(client, 'csTouchIndex', [index], 'REM', score, id, '', 'conversation.deleted', version, data)
+      if (status === 'OK') await touchIndex(client, keyPrefix, 'REM', userId, id, score, '', { type: 'conversation.deleted', version, data })
     }))
     const removable = [...stale, ...victims.filter((_, i) => replies[i]?.[0] === 'GONE')]
     if (removable.length > 0) await runScript(client, 'csRemoveIndexEntries', [index], ...removable.flat())

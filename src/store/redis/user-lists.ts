@@ -6,6 +6,7 @@ import type { Deadline } from './errors.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
 import { quietly, type RedisViews } from './views.js'
 import type { ConversationPage, ListCursor, ListOptions, Reach } from '../types.js'
+import { touchIndex } from './feeds.js'
 
 export interface RedisUserListsOptions {
   client: Redis | Cluster
@@ -88,7 +89,7 @@ export class RedisUserLists {
       // Each deleted conversation's entry goes with its event on the user's feed; an entry that pointed at nothing goes silently.
       await Promise.all(fresh.map(async ([id, score], i) => {
         const [status, , , version, data] = replies[i] as [string, string, number, number, string]
-        if (status === 'OK') await runScript(client, 'csTouchIndex', [index], 'REM', score, id, '', 'conversation.deleted', version, data)
+        if (status === 'OK') await touchIndex(client, keyPrefix, 'REM', userId, id, score, '', { type: 'conversation.deleted', version, data })
       }))
       const gone = fresh.filter((_, i) => replies[i]?.[0] === 'NOT_FOUND')
       if (gone.length > 0) await runScript(client, 'csRemoveIndexEntries', [index], ...gone.flat())

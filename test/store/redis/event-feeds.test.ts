@@ -37,26 +37,34 @@ async function conversation (app: FastifyInstance): Promise<{ id: string, positi
   return { id, position: created.headers['last-event-id'] as string }
 }
 
-t.test('a Redis restart or pause during a stream: the follower gets every event after it, once, in order', async (t) => {
-  const { writer, feed } = await pair(t)
-  const { id, position } = await conversation(writer)
-  await writer.inject({ method: 'POST', url: `/v1/conversations/${id}/messages`, payload: { messages: [{ id: 'r', role: 'assistant', status: 'in_progress' }] } })
-  // A follower as a client runs one: when the server ends its stream, it resumes from its last id.
+/**
+ * A follower as a client runs one: whenever the server ends its stream, it resumes from the
+ * last id it got. `events` fills as they arrive; stop() closes it and waits.
+ */
+function resumingFollower (open: (after: string) => Promise<Feed>, start: string): { events: EventSourceMessage[], stop: () => Promise<void> } {
   const events: EventSourceMessage[] = []
   const state = { following: true }
   const resuming = (async () => {
     while (state.following) {
-      const follower = await feed(id, events.at(-1)?.id ?? position).catch(() => undefined)
+      const follower = await open(events.at(-1)?.id ?? start).catch(() => undefined)
       if (follower === undefined || follower.status !== 200) { await sleep(200); continue }
-      const stop = setInterval(() => { if (!state.following) follower.close() }, 50)
+      const closing = setInterval(() => { if (!state.following) follower.close() }, 50)
       let seen = 0
       const copy = setInterval(() => { events.push(...follower.events.slice(seen)); seen = follower.events.length }, 10)
       await follower.ended
       clearInterval(copy)
-      clearInterval(stop)
+      clearInterval(closing)
       events.push(...follower.events.slice(seen))
     }
   })()
+  return { events, stop: async () => { state.following = false; await resuming } }
+}
+
+t.test('a Redis restart or pause during a stream: the follower gets every event after it, once, in order', async (t) => {
+  const { writer, feed } = await pair(t)
+  const { id, position } = await conversation(writer)
+  await writer.inject({ method: 'POST', url: `/v1/conversations/${id}/messages`, payload: { messages: [{ id: 'r', role: 'assistant', status: 'in_progress' }] } })
+  const { events, stop } = resumingFollower(async (after) => await feed(id, after), position)
   const until = async (count: number): Promise<void> => {
     for (let waited = 0; events.length < count && waited < 15_000; waited += 50) await sleep(50)
   }
@@ -81,8 +89,7 @@ t.test('a Redis restart or pause during a stream: the follower gets every event 
   const during = delta()
   t.equal(await during, 200, 'a write queued through a pause goes through')
   await until(8)
-  state.following = false
-  await resuming
+  await stop()
   t.same(dataOf(events).map((event) => event.type === 'message.delta' ? event.seq : event.type), ['message.created', 1, 2, 3, 4, 5, 6, 7],
     'every delta once, in order, across the restart and the pause')
   t.same(events.map((event) => Number((event.id as string).slice((event.id as string).lastIndexOf('-') + 1))), [1, 2, 3, 4, 5, 6, 7, 8], 'ids in write order')
@@ -96,22 +103,8 @@ t.test('a Redis restart under a user\'s feed: the follower resumes, and gets eac
   const userId = `faults-user-${process.pid}-${++sequence}`
   const id = `faults-${process.pid}-${++sequence}`
   const listed = await writer.inject({ method: 'GET', url: `/v1/users/${userId}/conversations` })
-  const events: EventSourceMessage[] = []
-  const state = { following: true }
-  const resuming = (async () => {
-    while (state.following) {
-      const last = events.at(-1)?.id ?? listed.headers['last-event-id'] as string
-      const feed = await openFeed(`${address}/v1/users/${userId}/events`, { 'last-event-id': last }).catch(() => undefined)
-      if (feed === undefined || feed.status !== 200) { await sleep(200); continue }
-      const stop = setInterval(() => { if (!state.following) feed.close() }, 50)
-      let seen = 0
-      const copy = setInterval(() => { events.push(...feed.events.slice(seen)); seen = feed.events.length }, 10)
-      await feed.ended
-      clearInterval(copy)
-      clearInterval(stop)
-      events.push(...feed.events.slice(seen))
-    }
-  })()
+  const { events, stop } = resumingFollower(async (after) =>
+    await openFeed(`${address}/v1/users/${userId}/events`, { 'last-event-id': after }), listed.headers['last-event-id'] as string)
   const acknowledged: number[] = []
   const write = async (title: string): Promise<void> => {
     for (let tries = 0; tries < 100; tries++) {
@@ -128,8 +121,7 @@ t.test('a Redis restart under a user\'s feed: the follower resumes, and gets eac
   await write('after 1')
   await write('after 2')
   for (let waited = 0; events.filter((event) => event.event !== 'reset').length < acknowledged.length && waited < 15_000; waited += 50) await sleep(50)
-  state.following = false
-  await resuming
+  await stop()
   const versions = dataOf(events).map((event) => event.version as number)
   t.same(versions, [...versions].sort((a, b) => a - b), 'in order')
   t.equal(new Set(events.map((event) => event.id)).size, events.length, 'each once')

@@ -50,8 +50,9 @@ local function isStale (index, id, score, kind)
   return dead ~= false and tonumber(score) <= tonumber(dead)
 end
 
--- Records a deletion, and forgets the tombstones older than TOMBSTONE_MS.
-local function bury (feed, id, updatedAt)
+-- Records a deletion, and forgets the tombstones older than TOMBSTONE_MS. The dates live as
+-- long as the feed, so that every tombstone is forgotten in time.
+local function bury (feed, index, id, updatedAt)
   local now = redis.call('TIME')
   local nowMs = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
   local graves = feed .. ':graves'
@@ -59,12 +60,12 @@ local function bury (feed, id, updatedAt)
   redis.call('ZREMRANGEBYSCORE', graves, '-inf', nowMs - TOMBSTONE_MS)
   redis.call('HSET', feed, 'd:' .. id, updatedAt)
   redis.call('ZADD', graves, nowMs, id)
-  redis.call('PEXPIRE', graves, TOMBSTONE_MS)
+  outliveIndex(graves, index)
 end
 
 local function emitUserEvent (index, kind, conversationId, version, data, updatedAt)
   local feed = userFeedOf(index)
-  if kind == 'conversation.deleted' then bury(feed, conversationId, updatedAt) end
+  if kind == 'conversation.deleted' then bury(feed, index, conversationId, updatedAt) end
   local inc = userFeedEpoch(feed, index)
   local seq = redis.call('HINCRBY', feed, 'ev', 1)
   local log = feed .. ':events:' .. inc

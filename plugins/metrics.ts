@@ -74,7 +74,7 @@ export default fp(async (fastify) => {
   })
   new Gauge({
     name: 'view_cache_bytes',
-    help: 'What the cache of validated views holds, in the bytes VIEW_CACHE_MAX_BYTES bounds',
+    help: 'What the caches of validated views and stored messages hold, in the bytes VIEW_CACHE_MAX_BYTES bounds (each)',
     registers,
     collect () { this.set(store().stats().viewCacheBytes ?? 0) }
   })

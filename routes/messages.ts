@@ -3,6 +3,7 @@ import { z } from 'zod'
 import { DeltaTooLargeError, InvalidRequestError } from '../src/errors.js'
 import { DeltaBodySchema, DeltaResultSchema } from '../src/stream-schemas.js'
 import { decodeMessageCursor, encodeMessageCursor } from '../src/http/cursor.js'
+import { appendBody, pageBody } from '../src/http/message-bodies.js'
 import { preconditionsFrom, versionHeaders } from '../src/http/preconditions.js'
 import {
   AppendMessagesBodySchema, AppendQuerySchema, AppendResultSchema, ConversationParamsSchema, errorResponses, MessageListQuerySchema, MessagePageSchema,
@@ -32,7 +33,7 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
   }, async (request, reply) => {
     const result = await store.appendMessages(request.params.id, request.body.messages, preconditionsFrom(request.headers),
       request.caller.reach, windowRequest(request.query))
-    return reply.code(result.appended > 0 ? 201 : 200).headers(versionHeaders(result)).send(result)
+    return reply.code(result.appended > 0 ? 201 : 200).headers(versionHeaders(result)).send(appendBody(result))
   })
 
   fastify.get('/conversations/:id/messages', {
@@ -48,12 +49,12 @@ const messageRoutes: FastifyPluginAsyncZod = async (fastify) => {
     const query = messageQuery(id, request.query)
     const page = await store.listMessages(id, query, request.caller.reach)
     reply.header('last-event-id', page.position)
-    return {
+    return pageBody({
       items: page.items,
       nextCursor: page.next === null ? null : encodeMessageCursor(id, query.order, page.next),
       messageCount: page.messageCount,
       ...(page.totalTokens === undefined ? {} : { totalTokens: page.totalTokens })
-    }
+    })
   })
 
   fastify.delete('/conversations/:id/messages', {

@@ -326,6 +326,7 @@ export type PatchConversationBody = z.output<typeof PatchConversationBodySchema>
 export type Conversation = z.output<typeof ConversationSchema>
 export type ConversationSummary = z.output<typeof ConversationSummarySchema>
 export type AppendResult = z.output<typeof AppendResultSchema>
+export type MessagePageBody = z.output<typeof MessagePageSchema>
 export type ListQuery = z.output<typeof ListQuerySchema>
 export type ConversationView = z.output<typeof ConversationListItemSchema>
 export type MessageWithTokens = z.output<typeof MessageWithTokensSchema>

@@ -10,6 +10,7 @@ import { absent, ifMatchArg, reachArgs, runScript, type ScriptReply } from './co
 import { PendingIndexMoves } from './index-moves.js'
 import { conversationKeyList, conversationKeys, userIndexKey } from './keys.js'
 import { windowOf } from './messages.js'
+import type { ValidatedMessages } from './validated-messages.js'
 import { iso, parseMessage } from './records.js'
 import { DEFAULT_STREAM_LIMITS, type Delta, type DeltaResult } from '../stream-rules.js'
 import { positionOf } from '../events.js'
@@ -30,6 +31,8 @@ export interface RedisAppendsOptions {
   /** Bounds an operation in time and turns Redis failures into 503s. */
   guard: <T>(operation: () => Promise<T>) => Promise<T>
   onCorruptRecord: (id: string, reason: string) => void
+  /** Stored messages this process has validated, by their bytes. */
+  validated: ValidatedMessages
   /** Validates a stored record: a bad one is reported and becomes CORRUPT_RECORD. */
   corruptUnless: <T>(id: string, parse: () => T) => T
   onIndexMoveFailed: (id: string, error: unknown) => void
@@ -84,7 +87,7 @@ export class RedisAppends {
     if (absent(reply)) throw new ConversationNotFoundError(id)
     if (reply[0] === 'PRECONDITION') throw new PreconditionFailedError()
     if (reply[0] === 'TOO_MANY') throw new TooManyMessagesError(limits.maxMessagesPerConversation)
-    const [, appended, skipped, version, messageCount, updatedAt, expiresAt, userId, incarnation, indexed, lastEvent, record, windowJson, ...counts] =
+    const [, appended, skipped, version, messageCount, updatedAt, expiresAt, userId, incarnation, indexed, lastEvent, record, windowLines, ...counts] =
       reply as [string, number, number, number, number, number, number, string, string, number, number, string, string, ...Array<string | number>]
     this.#owners.set(id, userId)
     if (appended > 0 && indexed !== 1) await this.#moveIndexEntry(userId, id, updatedAt, expiresAt, conversationUpdated(version, record))
@@ -92,7 +95,8 @@ export class RedisAppends {
       appended, skipped, version, messageCount, etag: tagOf(incarnation, version), position: positionOf(incarnation, lastEvent)
     }
     if (window !== undefined) {
-      result.window = { ...windowOf(windowJson, counts, (reason) => { this.#options.onCorruptRecord(id, reason) }), messageCount }
+      const read = this.#options.validated.read(windowLines, (reason) => { this.#options.onCorruptRecord(id, reason) })
+      result.window = { ...windowOf(read, counts), messageCount }
     }
     return result
   }

@@ -8,7 +8,8 @@ import { positionOf } from '../events.js'
 import { absent, reachArgs, runScript, type ScriptName, type ScriptReply } from './commands.js'
 import type { Deadline } from './errors.js'
 import { conversationKeyList, conversationKeys } from './keys.js'
-import { parseMessage, parseMessages } from './records.js'
+import { parseMessage } from './records.js'
+import { pageItem, windowItem, type ValidatedMessage, type ValidatedMessages } from './validated-messages.js'
 import { EVERYWHERE, type MessagePage, type MessageQuery, type Preconditions, type Reach, type Tagged } from '../types.js'
 import { conversationUpdated, type UserFeedEvent } from './feeds.js'
 
@@ -23,6 +24,8 @@ export interface RedisMessagesOptions {
   /** Validates a stored record: a bad one is reported and becomes CORRUPT_RECORD. */
   corruptUnless: <T>(id: string, parse: () => T) => T
   onCorruptRecord: (id: string, reason: string) => void
+  /** Stored messages this process has validated, by their bytes. */
+  validated: ValidatedMessages
 }
 
 /**
@@ -42,15 +45,14 @@ export class RedisMessages {
     const reply = await this.#run('csReadMessages', id, reach, query.after?.incarnation ?? '', query.order,
       query.after?.seq ?? '', query.limit, query.maxTokens ?? '')
     if (reply[0] === 'BAD_CURSOR') throw new InvalidRequestError('querystring/cursor belongs to another conversation, or to one since deleted')
-    const [, messageCount, incarnation, lastEvent, next, json, ...counts] = reply as [string, string, string, number, string, string, ...Array<string | number>]
+    const [, messageCount, incarnation, lastEvent, next, lines, ...counts] = reply as [string, string, string, number, string, string, ...Array<string | number>]
     const onInvalid = (reason: string): void => { this.#options.onCorruptRecord(id, reason) }
     const cursor = {
       next: next === '' ? null : { incarnation, seq: Number(next) }, messageCount: Number(messageCount), position: positionOf(incarnation, lastEvent)
     }
-    if (query.maxTokens !== undefined) return { ...windowOf(json, counts, onInvalid), ...cursor }
-    const { messages, invalid } = parseMessages(json)
-    invalid.forEach(onInvalid)
-    return { items: messages, ...cursor }
+    const read = this.#options.validated.read(lines, onInvalid)
+    if (query.maxTokens !== undefined) return { ...windowOf(read, counts), ...cursor }
+    return { items: read.map(pageItem), ...cursor }
   }
 
   async get (id: string, messageId: string, reach: Reach): Promise<{ message: Message, position: string }> {
@@ -180,14 +182,17 @@ function found ({ message }: { message?: Message }, messageId: string): Message 
 }
 
 /**
- * A window as the scripts answer it (lua/lib/window.lua): the messages' JSON, then id,
- * tokens, id, tokens…. A message that fails validation is reported and left out.
+ * A window as the scripts answer it (lua/lib/window.lua): its messages, read, then id,
+ * tokens, id, tokens….
  */
-export function windowOf (json: string, counts: Array<string | number>, onInvalid: (reason: string) => void): { items: MessageWithTokens[], totalTokens: number } {
-  const { messages, invalid } = parseMessages(json)
-  invalid.forEach(onInvalid)
+export function windowOf (read: ValidatedMessage[], counts: Array<string | number>): { items: MessageWithTokens[], totalTokens: number } {
   const tokens = new Map<string, number>()
   for (let i = 0; i < counts.length; i += 2) tokens.set(String(counts[i]), Number(counts[i + 1]))
-  const items = messages.map((message): MessageWithTokens => ({ ...message, tokens: tokens.get(message.id) ?? 0 }))
-  return { items, totalTokens: items.reduce((sum, message) => sum + (message.tokens ?? 0), 0) }
+  let totalTokens = 0
+  const items = read.map((entry) => {
+    const count = tokens.get(entry.message.id) ?? 0
+    totalTokens += count
+    return windowItem(entry, count)
+  })
+  return { items, totalTokens }
 }

@@ -1,4 +1,3 @@
-import { z } from 'zod'
 import { ConversationSchema, MessageSchema, WorkflowStateSchema, type Conversation, type Message, type WorkflowState } from '../../schemas.js'
 import type { MessageSelection } from '../types.js'
 
@@ -76,25 +75,6 @@ export function parseWorkflowState (id: string, body: string, version: number, u
   const parsed = WorkflowStateSchema.safeParse(candidate)
   if (!parsed.success) throw new InvalidRecordError(`workflow state: ${describe(parsed.error)}`)
   return parsed.data
-}
-
-const MessageListSchema = z.array(z.unknown())
-
-/**
- * A JSON array of stored messages, each validated on its own: the valid ones in order, and
- * the reasons of those that failed (a page skips them, as a list skips corrupt records).
- */
-export function parseMessages (json: string): { messages: Message[], invalid: string[] } {
-  const messages: Message[] = []
-  const invalid: string[] = []
-  const list = MessageListSchema.safeParse(parseJson(json))
-  if (!list.success) throw new InvalidRecordError('messages are not a list')
-  for (const item of list.data) {
-    const parsed = MessageSchema.safeParse(item)
-    if (parsed.success) messages.push(parsed.data)
-    else invalid.push(`message: ${describe(parsed.error)}`)
-  }
-  return { messages, invalid }
 }
 
 /** One stored message; throws InvalidRecordError. */

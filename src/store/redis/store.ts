@@ -31,6 +31,7 @@ import {
   type StoreStats, type Tagged, type TaggedConversation, type TaggedView, type TaggedWorkflowState, type WindowRequest
 } from '../types.js'
 import { ViewCache } from '../view-cache.js'
+import { ValidatedMessages } from './validated-messages.js'
 
 export interface RedisStoreOptions {
   client: Redis | Cluster
@@ -39,7 +40,7 @@ export interface RedisStoreOptions {
   countTokens: TokenCounter
   /** Every operation finishes or fails within this many milliseconds. */
   timeoutMs: number
-  /** Bound of the validated views this process keeps (view-cache.ts); 0 keeps none. */
+  /** Bound of the validated views this process keeps (view-cache.ts), and of its validated messages (validated-messages.ts); 0 keeps none. */
   viewCacheBytes?: number
   /** Logs records that fail validation; never given data beyond the id. */
   onCorruptRecord?: (id: string, reason: string) => void
@@ -69,6 +70,7 @@ export class RedisConversationStore implements ConversationStore {
   readonly #messages: RedisMessages
   readonly #lists: RedisUserLists
   readonly #views: RedisViews
+  readonly #validated: ValidatedMessages
   readonly #workflowStates: RedisWorkflowStates
   readonly #appends: RedisAppends
   readonly #snapshots: RedisSnapshots
@@ -86,6 +88,7 @@ export class RedisConversationStore implements ConversationStore {
     this.#timeoutMs = options.timeoutMs
     this.#clock = options.clock ?? Date.now
     this.#onCorruptRecord = options.onCorruptRecord ?? (() => {})
+    this.#validated = new ValidatedMessages(options.viewCacheBytes ?? 0)
     this.#views = new RedisViews({
       client: this.#client,
       keyPrefix: this.#prefix,
@@ -117,7 +120,8 @@ export class RedisConversationStore implements ConversationStore {
       clock: this.#clock,
       touchIndex: moveEntry,
       corruptUnless: (id, parse) => this.#corruptUnless(id, parse),
-      onCorruptRecord: this.#onCorruptRecord
+      onCorruptRecord: this.#onCorruptRecord,
+      validated: this.#validated
     })
     this.#appends = new RedisAppends({
       client: this.#client,
@@ -130,6 +134,7 @@ export class RedisConversationStore implements ConversationStore {
       touchIndex: moveEntry,
       guard: async (operation) => await this.#guard(operation),
       onCorruptRecord: this.#onCorruptRecord,
+      validated: this.#validated,
       corruptUnless: (id, parse) => this.#corruptUnless(id, parse),
       onIndexMoveFailed: options.onIndexMoveFailed ?? (() => {})
     })
@@ -301,7 +306,7 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   stats (): StoreStats {
-    return { connection: this.#client.status, viewCacheBytes: this.#views.cacheBytes }
+    return { connection: this.#client.status, viewCacheBytes: this.#views.cacheBytes + this.#validated.bytes }
   }
 
   async close (): Promise<void> {

@@ -1,7 +1,7 @@
 -- uses: existing-in-reach, window, events
 -- ARGV incarnation ('' without a cursor), order ('asc' or 'desc'), after (position, '' from
 -- the start), limit, maxTokens ('' for none). A page: { 'OK', messageCount, incarnation,
--- next position ('' on the last page), messages JSON, and with maxTokens id, tokens, … }.
+-- next position ('' on the last page), the messages one per line, and with maxTokens id, tokens, … }.
 if ARGV[1] ~= '' and ARGV[1] ~= (current[5] or '0') then return {'BAD_CURSOR'} end
 if redis.call('EXISTS', LEGACY) == 1 then return {'LEGACY'} end
 local limit = tonumber(ARGV[4])
@@ -20,5 +20,5 @@ end
 local ids = {}
 for i = 1, math.min(#entries, limit * 2), 2 do ids[#ids + 1] = entries[i] end
 reply[5] = #entries > limit * 2 and entries[limit * 2] or ''
-reply[6] = messagesJson(ids)
+reply[6] = messageLines(ids)
 return reply

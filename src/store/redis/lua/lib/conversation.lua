@@ -50,8 +50,8 @@ local function messageArgs (offset, n)
   return idList, jsonList, tokenList
 end
 
--- The bodies of these message ids as one JSON array, so the caller parses once.
-local function messagesJson (ids)
+-- The stored bodies of these message ids, in order; ids without a body are left out.
+local function messageBodies (ids)
   local parts = {}
   for first = 1, #ids, 1000 do
     local bodies = redis.call('HMGET', BODIES, unpack(ids, first, math.min(first + 999, #ids)))
@@ -59,7 +59,18 @@ local function messagesJson (ids)
       if bodies[i] then parts[#parts + 1] = bodies[i] end
     end
   end
-  return '[' .. table.concat(parts, ',') .. ']'
+  return parts
+end
+
+-- The bodies of these message ids as one JSON array, so the caller parses once.
+local function messagesJson (ids)
+  return '[' .. table.concat(messageBodies(ids), ',') .. ']'
+end
+
+-- The bodies of these message ids one per line, for a caller that keeps each message's
+-- bytes: a stored body is JSON.stringify's output, which never holds a raw newline.
+local function messageLines (ids)
+  return table.concat(messageBodies(ids), '\n')
 end
 
 -- The messages from rank 'first' to rank 'last' (negative counts from the end), oldest

@@ -29,9 +29,9 @@ local function lastWindow (n)
   return ids, redis.call('HMGET', TOKENS, unpack(ids))
 end
 
--- Adds a window to a reply: its messages as one JSON array, then id, tokens, id, tokens….
+-- Adds a window to a reply: its messages one per line, then id, tokens, id, tokens….
 local function withWindow (reply, ids, tokens)
-  reply[#reply + 1] = messagesJson(ids)
+  reply[#reply + 1] = messageLines(ids)
   for i = 1, #ids do
     reply[#reply + 1] = ids[i]
     reply[#reply + 1] = tonumber(tokens[i]) or 0

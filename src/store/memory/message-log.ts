@@ -1,6 +1,7 @@
 import type { Message, MessageWindow, MessageWithTokens } from '../../schemas.js'
 import type { TokenCounter } from '../../tokens.js'
 import type { StreamState } from '../stream-rules.js'
+import { withTokens } from '../conversation-rules.js'
 import { MAX_WINDOW_MESSAGES, type MessageQuery, type WindowRequest } from '../types.js'
 
 /** A page of a message log: the items and, when more follow, the position to go on from. */
@@ -40,7 +41,7 @@ export class MessageLog {
 
   /** The newest `n`, oldest first, with their token counts. */
   lastWithTokens (n: number): MessageWithTokens[] {
-    return this.last(n).map((message) => ({ ...message, tokens: this.#tokens.get(message.id) as number }))
+    return this.last(n).map((message) => withTokens(message, this.#tokens.get(message.id) as number))
   }
 
   has (messageId: string): boolean { return this.#usedIds.has(messageId) }
@@ -172,7 +173,7 @@ export class MessageLog {
       const tokens = this.#tokens.get(message.id) as number
       if (totalTokens + tokens > maxTokens) break
       totalTokens += tokens
-      items.push({ ...message, tokens })
+      items.push(withTokens(message, tokens))
     }
     return { items, nextSeq: null, totalTokens }
   }

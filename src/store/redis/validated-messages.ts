@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache'
 import { MessageSchema, type Message, type MessageWithTokens } from '../../schemas.js'
 import { compileSerializer, VIEW_JSON } from '../../serialization.js'
+import { withTokens } from '../conversation-rules.js'
 import { InvalidRecordError, parseMessage } from './records.js'
 
 // A page or a context window answers stored messages that the last read of the same
@@ -70,12 +71,16 @@ export class ValidatedMessages {
   }
 }
 
-/** A page's item: a copy of the message, with its JSON. */
+/** A page's item: a copy of the message, with its JSON (copied as withTokens copies, for speed). */
 export function pageItem ({ message, json }: ValidatedMessage): AnsweredMessage {
-  return { ...message, [VIEW_JSON]: json }
+  const item = Object.assign({}, message) as AnsweredMessage
+  item[VIEW_JSON] = json
+  return item
 }
 
 /** A window's item: a copy of the message with its token count, in its JSON too. */
 export function windowItem ({ message, json }: ValidatedMessage, tokens: number): AnsweredMessage {
-  return { ...message, tokens, [VIEW_JSON]: `${json.slice(0, -1)},"tokens":${tokens}}` }
+  const item = withTokens(message, tokens) as AnsweredMessage
+  item[VIEW_JSON] = `${json.slice(0, -1)},"tokens":${tokens}}`
+  return item
 }

@@ -30,7 +30,12 @@ export const SUMMARY_FIELDS = ['body', 'userId', 'createdAt', 'updatedAt', 'expi
  * the body's length in bytes (a cheap check that the body is still the one written).
  */
 export function fingerprintOf (incarnation: string, version: string, stamp: string | null, body: string): string {
-  return stamp === SCHEMA_STAMP ? `${incarnation}.${version}.${stamp}.${Buffer.byteLength(body)}` : ''
+  return fingerprintOfLength(incarnation, version, stamp, Buffer.byteLength(body))
+}
+
+/** The same, from the body's length in bytes (HSTRLEN). */
+export function fingerprintOfLength (incarnation: string, version: string, stamp: string | null, bodyBytes: number): string {
+  return stamp === SCHEMA_STAMP ? `${incarnation}.${version}.${stamp}.${bodyBytes}` : ''
 }
 
 /** A validated record, with the message count the hash keeps beside the messages. */

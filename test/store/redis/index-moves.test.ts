@@ -5,6 +5,7 @@ import t from 'tap'
 import { create, unique } from '../../helpers/api-suite.js'
 import { redisEnv } from '../../helpers/backends.js'
 import { build } from '../../helpers/build.js'
+import { commandsSentDuring } from '../../helpers/monitor.js'
 import { startRedis } from '../../helpers/redis-server.js'
 import { runScript } from '../../../src/store/redis/commands.js'
 
@@ -19,23 +20,7 @@ const env = redisEnv(server)
 
 /** The scripts the service sends while `action` runs, as MONITOR sees them. */
 async function scriptsSentDuring (action: () => Promise<unknown>): Promise<number> {
-  // monitor() opens a connection of its own beside the client's.
-  const client = new Redis(server.url)
-  const monitor = await client.monitor()
-  let scripts = 0
-  monitor.on('monitor', (_time: string, args: string[], source: string) => {
-    if (/^eval(sha)?$/i.test(args[0] ?? '') && source !== 'lua') scripts++
-  })
-  // MONITOR starts with the next command; one harmless command makes sure it has.
-  const probe = new Redis(server.url)
-  await probe.ping()
-  await sleep(50)
-  await action()
-  await sleep(100)
-  monitor.disconnect()
-  client.disconnect()
-  probe.disconnect()
-  return scripts
+  return (await commandsSentDuring(server.url, action)).filter((command) => /^eval(sha)?$/.test(command)).length
 }
 
 const append = async (app: FastifyInstance, id: string, messageId: string): Promise<number> =>

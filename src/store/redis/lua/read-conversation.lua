@@ -1,12 +1,7 @@
 -- uses: conversation, fingerprint, events
--- ARGV last ('' for every message, else only the newest N), known fingerprint ('' for
--- none). One consistent snapshot of a conversation with the messages asked for, in either
--- layout, and its fingerprint; or just 'SAME' when the fingerprint is the one known.
-if ARGV[2] ~= '' then
-  -- Most reads find the version read last time: answer them without copying the body.
-  local tag = redis.call('HMGET', DOC, 'version', 'inc', 'sv')
-  if tag[1] and fingerprintOf(DOC, tag[2], tag[1], tag[3]) == ARGV[2] then return {'SAME', lastEvent(DOC)} end
-end
+-- ARGV last ('' for every message, else only the newest N). One consistent snapshot of a
+-- conversation with the messages asked for, in either layout, and its fingerprint. (A read
+-- that knows a fingerprint checks it with plain commands first: src/store/redis/views.ts.)
 local fields = redis.call('HMGET', DOC, 'body', 'userId', 'createdAt', 'updatedAt', 'expiresAt', 'version', 'count', 'inc', 'sv')
 if not fields[6] then return {'NOT_FOUND'} end
 local fingerprint = fingerprintOf(DOC, fields[8], fields[6], fields[9])

@@ -22,7 +22,10 @@ const variants = [
   ['as the service runs it', []],
   ['without the TTL refresh of the conversation\'s keys', [['  refresh(expiresAt)\n', '\n']]],
   ['without the conversation\'s event', [['for i = 1, added do ev = emit', 'for i = 1, 0 do ev = emit']]],
-  ['without the record for the user\'s feed', [['local record = conversationData(DOC)', 'local record = \'\'']]]
+  ['without the record for the user\'s feed', [['local record = conversationData(DOC)', 'local record = \'\'']]],
+  ['without the user\'s event (owner known)', [['if indexed == 1 then emitUserEvent(', 'if false then emitUserEvent(']]],
+  ['without the index move and the user\'s event (owner known)', [['local indexed = moveNamedOwnersEntry(ARGV[8], current[4], id, updatedAt, expiresAt)', 'local indexed = 0']]],
+  ['answering at once: the fixed cost of a call with these arguments and libraries', [['local now, n = tonumber(ARGV[1])', 'do return 1 end local now, n = tonumber(ARGV[1])']]]
 ]
 
 async function costOf (redis, client, source, indexed) {

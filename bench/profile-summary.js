@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises'
 
 // node bench/profile-summary.js <file.cpuprofile> [top]: self time by function, self time
-// by package, and the total time (itself and what it calls) of each function of the
-// service's plugins and routes, and of the packages behind its hooks: each hook's whole cost.
+// by package, and the time of each function of the service's plugins and routes (and of the
+// packages behind its hooks) with what it calls: each hook's whole cost.
 
 const [file, top = '25'] = process.argv.slice(2)
 const profile = JSON.parse(await readFile(file, 'utf8'))
@@ -32,23 +32,24 @@ for (const [place, time] of [...byPlace].sort((a, b) => b[1] - a[1]).slice(0, 15
   process.stdout.write(`${(100 * time / total).toFixed(1).padStart(5)} %  ${place}\n`)
 }
 
-// Total time of each function of plugins/ and routes/, and of the load shedding and rate
-// limit packages: every sample counts once for each such function on its stack.
+// The time of each function of plugins/ and routes/, and of the load shedding and rate
+// limit packages, with what it calls: each sample counts for the innermost such function on
+// its stack. (A callback hook's done() runs the next hook and the route inside it, so a
+// plain total would count the rest of the request under the first hook.)
 const parentOf = new Map()
 for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id)
-const totalTime = new Map()
+const hookTime = new Map()
 profile.samples.forEach((id, i) => {
-  const seen = new Set()
   for (let at = id; at !== undefined; at = parentOf.get(at)) {
     const { functionName, url, lineNumber } = byId.get(at).callFrame
     const file = /\/dist\/((plugins|routes)\/[^/]+)$/.exec(url)?.[1] ?? /node_modules\/(@fastify\/(under-pressure|rate-limit)\/.*)$/.exec(url)?.[1]
     if (file === undefined) continue
     const key = `${functionName || '(anonymous)'} ${file}:${lineNumber + 1}`
-    if (!seen.has(key)) totalTime.set(key, (totalTime.get(key) ?? 0) + (intervals[i] ?? 0))
-    seen.add(key)
+    hookTime.set(key, (hookTime.get(key) ?? 0) + (intervals[i] ?? 0))
+    break
   }
 })
-process.stdout.write('\ntotal time of the plugins\', hooks\' and routes\' functions:\n')
-for (const [key, time] of [...totalTime].sort((a, b) => b[1] - a[1]).slice(0, 20)) {
+process.stdout.write('\nthe plugins\', hooks\' and routes\' functions, each with what it calls but not the next one:\n')
+for (const [key, time] of [...hookTime].sort((a, b) => b[1] - a[1]).slice(0, 20)) {
   process.stdout.write(`${(100 * time / total).toFixed(1).padStart(5)} %  ${key}\n`)
 }

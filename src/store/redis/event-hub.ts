@@ -216,6 +216,6 @@ export function fieldsOf (id: string, type: string, data: string): string {
 /** The fields of a conversation event from the stored record (lib/events.lua's conversationData): the conversation without its messages. */
 export function conversationFields (id: string, record: string[]): string {
   const [body, userId, createdAt, updatedAt, expiresAt, version, count, incarnation] = record
-  const raw = [body, userId, createdAt, updatedAt, expiresAt, version, count, '[]', incarnation, ''] as RawConversation
+  const raw = [body, userId, createdAt, updatedAt, expiresAt, version, count, '', incarnation, ''] as RawConversation
   return eventFields.conversation(toSummary(parseConversation(id, raw, 'none').conversation))
 }

@@ -13,7 +13,8 @@ import type { MessageSelection } from '../types.js'
 export const SCHEMA_STAMP = 'v2'
 
 /**
- * A conversation hash as the read script returns it. The fingerprint names the version and
+ * A conversation hash as the read script returns it, with its messages' stored bodies one
+ * per line ('' for none; see validated-messages.ts). The fingerprint names the version and
  * the stamp ('' without the current stamp): a view validated once may be answered again
  * for the same fingerprint (view-cache.ts).
  */
@@ -52,10 +53,11 @@ export function iso (ms: number): string {
 
 /**
  * Parses and validates a conversation read with `selection`'s messages (none: a summary,
- * whose messages the caller drops); throws InvalidRecordError.
+ * whose messages the caller drops), given those messages already validated; throws
+ * InvalidRecordError.
  */
-export function parseConversation (id: string, raw: RawConversation, selection: MessageSelection): ParsedRecord {
-  const [body, userId, createdAt, updatedAt, expiresAt, version, count, messages] = raw
+export function parseConversation (id: string, raw: RawConversation, selection: MessageSelection, messages: Message[] = []): ParsedRecord {
+  const [body, userId, createdAt, updatedAt, expiresAt, version, count] = raw
   const candidate = {
     ...parseJson(body) as object,
     id,
@@ -64,14 +66,14 @@ export function parseConversation (id: string, raw: RawConversation, selection: 
     updatedAt: isoOf(updatedAt),
     expiresAt: isoOf(expiresAt),
     version: Number(version),
-    messages: parseJson(messages) as Message[],
+    messages: [],
     messageCount: Number(count)
   }
   const parsed = ConversationSchema.safeParse(candidate)
   if (!parsed.success) throw new InvalidRecordError(describe(parsed.error))
   const expected = selection === 'all' ? parsed.data.messageCount : selection === 'none' ? 0 : Math.min(selection.last, parsed.data.messageCount)
-  if (parsed.data.messages.length !== expected) throw new InvalidRecordError('message count does not match')
-  return { conversation: parsed.data, messageCount: parsed.data.messageCount }
+  if (messages.length !== expected) throw new InvalidRecordError('message count does not match')
+  return { conversation: { ...parsed.data, messages }, messageCount: parsed.data.messageCount }
 }
 
 /** Parses and validates a workflow state; throws InvalidRecordError. */

@@ -93,6 +93,7 @@ export class RedisConversationStore implements ConversationStore {
       client: this.#client,
       keyPrefix: this.#prefix,
       cache: new ViewCache(options.viewCacheBytes ?? 0),
+      validated: this.#validated,
       corruptUnless: (id, parse) => this.#corruptUnless(id, parse)
     })
     // Index entries this much older than their conversation's absence are pruned; younger

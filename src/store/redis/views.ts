@@ -4,7 +4,8 @@ import { tagOf, toSummary } from '../conversation-rules.js'
 import { positionOf } from '../events.js'
 import { runScript } from './commands.js'
 import { conversationKeyList, conversationKeys } from './keys.js'
-import { fingerprintOf, fingerprintOfLength, parseConversation, SUMMARY_FIELDS, type RawConversation } from './records.js'
+import { fingerprintOf, fingerprintOfLength, InvalidRecordError, parseConversation, SUMMARY_FIELDS, type RawConversation } from './records.js'
+import type { ValidatedMessages } from './validated-messages.js'
 import type { MessageSelection, TaggedView } from '../types.js'
 import type { ViewCache } from '../view-cache.js'
 
@@ -15,6 +16,8 @@ export interface RedisViewsOptions {
   client: Redis | Cluster
   keyPrefix: string
   cache: ViewCache
+  /** Stored messages this process has validated, by their bytes. */
+  validated: ValidatedMessages
   /** Validates a stored record: a bad one is reported and becomes CORRUPT_RECORD. */
   corruptUnless: <T>(id: string, parse: () => T) => T
 }
@@ -55,7 +58,7 @@ export class RedisViews {
         await this.#options.client.hmget(keys.doc, ...SUMMARY_FIELDS)
       if (version === null || version === undefined) return undefined
       const inc = incarnation ?? '0'
-      return [body, userId, createdAt, updatedAt, expiresAt, version, count, '[]', inc, fingerprintOf(inc, version, stamp ?? null, body ?? '')] as RawConversation
+      return [body, userId, createdAt, updatedAt, expiresAt, version, count, '', inc, fingerprintOf(inc, version, stamp ?? null, body ?? '')] as RawConversation
     }
     if (known !== '') {
       const same = await this.#unchanged(keys.doc, known)
@@ -101,7 +104,11 @@ export class RedisViews {
 
   /** The validated record; throws CORRUPT_RECORD. */
   parse (id: string, raw: RawConversation, selection: MessageSelection): Conversation {
-    return this.#options.corruptUnless(id, () => parseConversation(id, raw, selection).conversation)
+    return this.#options.corruptUnless(id, () => {
+      // One message that fails validation makes the whole conversation corrupt, as before.
+      const messages = this.#options.validated.read(raw[7], (reason) => { throw new InvalidRecordError(reason) })
+      return parseConversation(id, raw, selection, messages.map(({ message }) => message)).conversation
+    })
   }
 
   /** The summary of a record read without messages; throws CORRUPT_RECORD. */
@@ -164,7 +171,7 @@ export class RedisViews {
 /** The summary fields csReadSummaries answers, as a RawConversation without messages. */
 function summaryRaw (fields: Array<string | null>): RawConversation {
   const [body, userId, createdAt, updatedAt, expiresAt, version, count, incarnation, , fingerprint] = fields
-  return [body, userId, createdAt, updatedAt, expiresAt, version, count, '[]', incarnation ?? '0', fingerprint ?? ''] as RawConversation
+  return [body, userId, createdAt, updatedAt, expiresAt, version, count, '', incarnation ?? '0', fingerprint ?? ''] as RawConversation
 }
 
 /** A validated view, or undefined for a corrupt record (reported by the parse, then skipped by lists). */

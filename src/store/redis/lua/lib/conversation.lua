@@ -62,11 +62,6 @@ local function messageBodies (ids)
   return parts
 end
 
--- The bodies of these message ids as one JSON array, so the caller parses once.
-local function messagesJson (ids)
-  return '[' .. table.concat(messageBodies(ids), ',') .. ']'
-end
-
 -- The bodies of these message ids one per line, for a caller that keeps each message's
 -- bytes: a stored body is JSON.stringify's output, which never holds a raw newline.
 local function messageLines (ids)
@@ -74,12 +69,13 @@ local function messageLines (ids)
 end
 
 -- The messages from rank 'first' to rank 'last' (negative counts from the end), oldest
--- first, in either layout: the list of the release before, while a conversation has it.
+-- first, one per line, in either layout: the list of the release before, while a
+-- conversation has it.
 local function messagesByRank (first, last)
   if redis.call('EXISTS', LEGACY) == 1 then
-    return '[' .. table.concat(redis.call('LRANGE', LEGACY, first, last), ',') .. ']'
+    return table.concat(redis.call('LRANGE', LEGACY, first, last), '\n')
   end
-  return messagesJson(redis.call('ZRANGE', ORDER, first, last))
+  return messageLines(redis.call('ZRANGE', ORDER, first, last))
 end
 
 -- A streamed message keeps where its stream stands in the document hash, beside the

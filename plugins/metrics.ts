@@ -74,9 +74,15 @@ export default fp(async (fastify) => {
   })
   new Gauge({
     name: 'view_cache_bytes',
-    help: 'What the caches of validated views and stored messages hold, in the bytes VIEW_CACHE_MAX_BYTES bounds (each)',
+    help: 'What the cache of validated views holds, in the bytes VIEW_CACHE_MAX_BYTES bounds',
     registers,
     collect () { this.set(store().stats().viewCacheBytes ?? 0) }
+  })
+  new Gauge({
+    name: 'message_cache_bytes',
+    help: 'What the cache of validated stored messages holds (Redis), in the bytes VIEW_CACHE_MAX_BYTES also bounds',
+    registers,
+    collect () { this.set(store().stats().messageCacheBytes ?? 0) }
   })
   /* eslint-enable no-new */
 

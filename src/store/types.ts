@@ -142,6 +142,8 @@ export interface StoreStats {
   connection?: string
   /** What the cache of validated views holds (view-cache.ts), in the bytes its bound counts. */
   viewCacheBytes?: number
+  /** What the cache of validated stored messages holds (Redis: validated-messages.ts), likewise. */
+  messageCacheBytes?: number
 }
 
 export interface StoreHealth {

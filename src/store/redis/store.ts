@@ -307,7 +307,7 @@ export class RedisConversationStore implements ConversationStore {
   }
 
   stats (): StoreStats {
-    return { connection: this.#client.status, viewCacheBytes: this.#views.cacheBytes + this.#validated.bytes }
+    return { connection: this.#client.status, viewCacheBytes: this.#views.cacheBytes, messageCacheBytes: this.#validated.bytes }
   }
 
   async close (): Promise<void> {

@@ -50,6 +50,10 @@ t.test('pages, windows and an append\'s window answer what an instance that keep
       t.equal(kept.body, validated.body, `${query}: the same bytes`)
     }
   }
+  const metrics = async (instance: FastifyInstance): Promise<number> =>
+    Number(/^message_cache_bytes (\d+)$/m.exec((await instance.inject({ method: 'GET', url: '/metrics' })).body)?.[1])
+  t.ok(await metrics(app) > 0, 'the metric shows what is kept')
+  t.equal(await metrics(fresh), 0, 'and 0 keeps nothing')
   const one = (await page(app, id, 'limit=1')).json().items[0]
   t.match(one, messages(1)[0], 'a message reads back as it was written, text and all')
 

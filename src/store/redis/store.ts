@@ -96,8 +96,7 @@ export class RedisConversationStore implements ConversationStore {
       validated: this.#validated,
       corruptUnless: (id, parse) => this.#corruptUnless(id, parse)
     })
-    // Index entries this much older than their conversation's absence are pruned; younger
-    // ones may belong to a create that is still in flight, so they are only skipped.
+    // Index entries of absent conversations older than this are pruned; younger ones may be a create in flight, so are only skipped.
     const staleAfterMs = Math.max(60_000, options.timeoutMs * 4)
     this.#lists = new RedisUserLists({ client: this.#client, keyPrefix: this.#prefix, staleAfterMs, clock: this.#clock, views: this.#views })
     const cap = this.#limits.maxConversationsPerUser

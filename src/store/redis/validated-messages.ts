@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import { MessageSchema, type Message, type MessageWithTokens } from '../../schemas.js'
-import { compileSerializer, VIEW_JSON } from '../../serialization.js'
+import { compileSerializer, flatCopy, VIEW_JSON } from '../../serialization.js'
 import { withTokens } from '../conversation-rules.js'
 import { InvalidRecordError, parseMessage } from './records.js'
 
@@ -22,10 +22,6 @@ const serializeMessage = compileSerializer(MessageSchema)
 
 // The key and the JSON are usually one string; the parsed message about twice its size.
 const sizeOf = (entry: Entry, key: string): number => (key === entry.json ? 3 : 4) * entry.json.length + 256
-
-// fast-json-stringify answers a rope of pieces, and a line split from a reply shares the
-// reply's memory: a copy through a Buffer is a flat string of its own.
-const flat = (text: string): string => Buffer.from(text).toString()
 
 /** A bounded cache of validated stored messages; 0 bytes turns it off. */
 export class ValidatedMessages {
@@ -64,9 +60,9 @@ export class ValidatedMessages {
       return undefined
     }
     if (this.#entries === undefined) return { message, json: serializeMessage(message) }
-    const json = flat(serializeMessage(message))
+    const json = flatCopy(serializeMessage(message))
     const entry = { message, json }
-    this.#entries.set(json === line ? json : flat(line), entry)
+    this.#entries.set(json === line ? json : flatCopy(line), entry)
     return entry
   }
 }
